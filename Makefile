@@ -1,0 +1,42 @@
+# mmbot: two commands on a fresh machine: `make demo`, `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(VENV)/bin/uv
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench update-golden clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q uv==0.13.8
+	$(UV) pip sync -q --python $(PY) requirements.lock
+	$(UV) pip install -q --python $(PY) --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/mmbot demo
+
+lint: install
+	$(VENV)/bin/ruff check bot gates reports flows tests benchmarks
+	$(VENV)/bin/mypy bot gates reports
+
+test: lint
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/sim_throughput.py
+	$(PY) benchmarks/tick_to_quote.py
+
+update-golden: install
+	MMBOT_UPDATE_GOLDEN=1 $(PY) -m pytest tests/golden -q
+
+# Regenerate the lock file on purpose after changing pyproject.toml.
+lock: install
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage

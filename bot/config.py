@@ -1,0 +1,313 @@
+"""The pydantic schema of every setting, and profile loading.
+
+One model tree; every model forbids unknown keys so a typo is an error.
+Money is in quote currency (USD for USDT pairs), rates in basis points,
+durations in milliseconds unless the name says otherwise.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class SymbolSpec(Section):
+    """Venue rules for one symbol."""
+
+    tick_size: Decimal = Field(gt=0)
+    lot_size: Decimal = Field(gt=0)
+    min_qty: Decimal = Field(ge=0)
+    min_notional: Decimal = Field(ge=0)
+
+
+def _default_symbols() -> dict[str, SymbolSpec]:
+    return {
+        "BTCUSDT": SymbolSpec(
+            tick_size=Decimal("0.1"), lot_size=Decimal("0.001"),
+            min_qty=Decimal("0.001"), min_notional=Decimal("5"),
+        )
+    }
+
+
+class VenueConfig(Section):
+    name: str = "bybit"
+    category: Literal["linear", "inverse", "spot"] = "linear"
+    symbols: dict[str, SymbolSpec] = Field(default_factory=_default_symbols, min_length=1)
+    testnet: bool = False
+
+
+class StrategyConfig(Section):
+    fair_value: Literal["mid", "microprice"] = "microprice"
+    order_qty: Decimal = Field(default=Decimal("0.01"), gt=0, description="base units per level")
+    levels: int = Field(default=1, ge=1, le=20)
+    level_spacing_bps: float = Field(default=1.0, ge=0)
+    min_half_spread_bps: float = Field(default=1.0, ge=0)
+    vol_window_ms: int = Field(default=60_000, gt=0)
+    vol_multiplier: float = Field(default=1.0, ge=0)
+    min_edge_bps: float = Field(default=0.5, description="spread + rebate - expected adverse, per quote")
+    expected_adverse_bps: float = Field(default=1.0, ge=0)
+    skew_model: Literal["linear", "avellaneda_stoikov"] = "linear"
+    skew_bps_per_inventory: float = Field(default=5.0, ge=0, description="bps per full max_inventory")
+    risk_aversion: float = Field(default=0.1, ge=0, description="Avellaneda-Stoikov gamma")
+    skew_cap_bps: float = Field(default=10.0, ge=0)
+    target_inventory: Decimal = Decimal("0")
+    requote_threshold_bps: float = Field(default=0.5, ge=0)
+    max_quote_age_ms: int = Field(default=5_000, gt=0)
+    min_interval_ms: int = Field(default=50, ge=0)
+    max_quote_distance_bps: float = Field(default=10.0, gt=0, description="for quote_uptime")
+    post_only: bool = True
+
+
+class RiskConfig(Section):
+    max_order_qty: Decimal = Field(default=Decimal("0.1"), gt=0)
+    max_order_notional: float = Field(default=10_000.0, gt=0)
+    max_inventory_usd: float = Field(default=20_000.0, gt=0, description="per symbol")
+    max_total_inventory_usd: float = Field(default=50_000.0, gt=0)
+    price_band_bps: float = Field(default=50.0, gt=0)
+    max_open_orders: int = Field(default=20, gt=0)
+    max_orders_per_s: float = Field(default=20.0, gt=0)
+    max_cancels_per_s: float = Field(default=20.0, gt=0)
+    daily_loss_limit_usd: float = Field(default=1_000.0, gt=0)
+    max_drawdown_usd: float = Field(default=1_500.0, gt=0)
+    stale_data_ms: int = Field(default=5_000, gt=0)
+    reject_rate_max: float = Field(default=0.2, gt=0, le=1)
+    reject_window: int = Field(default=50, gt=0, description="orders")
+    edge_freeze_bps: float = 1.5
+    edge_window_fills: int = Field(default=100, gt=0)
+    edge_horizon_ms: int = Field(default=1_000, gt=0)
+    freeze_cooldown_ms: int | None = Field(default=60_000, description="None: manual unfreeze only")
+    reduce_only_inventory_ratio: float = Field(default=0.8, gt=0, le=1)
+
+
+class FeeTier(Section):
+    maker_bps: float = Field(description="negative: a rebate")
+    taker_bps: float
+
+
+def _default_fee_tiers() -> dict[str, FeeTier]:
+    return {
+        "vip0": FeeTier(maker_bps=2.0, taker_bps=5.5),
+        "mm1": FeeTier(maker_bps=-0.5, taker_bps=3.0),
+        "mm2": FeeTier(maker_bps=-0.75, taker_bps=2.5),
+        "mm3": FeeTier(maker_bps=-1.0, taker_bps=2.0),
+    }
+
+
+class FeeConfig(Section):
+    tier: str = "mm1"
+    tiers: dict[str, FeeTier] = Field(default_factory=_default_fee_tiers, min_length=1)
+
+
+class FaultConfig(Section):
+    """Seeded fault injection in the simulated venue; probabilities per message."""
+
+    reject_prob: float = Field(default=0.0, ge=0, le=1)
+    timeout_prob: float = Field(default=0.0, ge=0, le=1)
+    duplicate_prob: float = Field(default=0.0, ge=0, le=1)
+    reorder_prob: float = Field(default=0.0, ge=0, le=1)
+    delay_ms: int = Field(default=0, ge=0)
+    stale_book_prob: float = Field(default=0.0, ge=0, le=1)
+    crossed_book_prob: float = Field(default=0.0, ge=0, le=1)
+    disconnect_prob: float = Field(default=0.0, ge=0, le=1)
+
+
+class SimConfig(Section):
+    entry_latency_ms: float = Field(default=20.0, ge=0)
+    response_latency_ms: float = Field(default=10.0, ge=0)
+    cancel_latency_ms: float = Field(default=20.0, ge=0)
+    latency_jitter_ms: float = Field(default=5.0, ge=0)
+    queue_model: Literal["risk_averse", "probabilistic"] = "risk_averse"
+    queue_power: float = Field(default=3.0, gt=0)
+    partial_fills: bool = True
+    faults: FaultConfig = FaultConfig()
+
+
+class SynthConfig(Section):
+    symbol: str = "BTCUSDT"
+    start: str = "2024-08-08T00:00:00Z"
+    duration: str = "1h"
+    initial_mid: float = Field(default=60_000.0, gt=0)
+    book_rate_hz: float = Field(default=50.0, gt=0)
+    trade_rate_hz: float = Field(default=5.0, gt=0)
+    depth_levels: int = Field(default=20, ge=20)
+    annual_vol: float = Field(default=0.6, gt=0)
+    jump_rate_per_h: float = Field(default=0.5, ge=0)
+    toxic_burst_rate_per_h: float = Field(default=1.0, ge=0)
+
+
+class ValidationConfig(Section):
+    on_error: Literal["raise", "skip"] = "raise"
+    max_gap_ms: int = Field(default=60_000, gt=0)
+
+
+class DataConfig(Section):
+    source: Literal["synth", "replay", "live"] = "synth"
+    path: str | None = None
+    format: Literal["auto", "parquet", "tardis", "bybit"] = "auto"
+    chunk_rows: int = Field(default=262_144, gt=0)
+    synth: SynthConfig = SynthConfig()
+    validation: ValidationConfig = ValidationConfig()
+
+
+class Bound(Section):
+    """A gate threshold: `direction` says which way is bad."""
+
+    warn: float
+    fail: float
+    direction: Literal["min", "max"] = Field(description="min: value below bound is bad")
+
+
+def _default_kpi_bounds() -> dict[str, Bound]:
+    return {
+        "net_bps": Bound(warn=2.7, fail=2.0, direction="min"),
+        "maker_share": Bound(warn=0.90, fail=0.85, direction="min"),
+        "order_latency_p95_ms": Bound(warn=350, fail=400, direction="max"),
+        "inventory_ratio_p95": Bound(warn=0.40, fail=0.50, direction="max"),
+        "adverse_p95_bps": Bound(warn=4, fail=6, direction="max"),
+        "cancel_ratio": Bound(warn=0.55, fail=0.70, direction="max"),
+    }
+
+
+class AccuracyConfig(Section):
+    interval: str = "5m"
+    min_windows: int = Field(default=24, gt=0)
+    mape_pass: float = 0.15
+    mape_warn: float = 0.30
+    median_delta_warn_bps: float = 1.5
+
+
+class GateConfig(Section):
+    kpi: dict[str, Bound] = Field(default_factory=_default_kpi_bounds)
+    horizon_ms: int = Field(default=1_000, gt=0)
+    accuracy: AccuracyConfig = AccuracyConfig()
+    readiness_ready: float = 90
+    readiness_hold: float = 70
+
+
+class SoakConfig(Section):
+    hours: float = Field(default=24, gt=0)
+    iterations: int = Field(default=6, gt=0)
+    max_rss_growth_mb: float = Field(default=64, gt=0)
+    auto_tune: bool = True
+
+
+class TuningBound(Section):
+    min: float
+    max: float
+    max_step: float = Field(gt=0, description="largest change per revision")
+
+
+def _default_tuning_bounds() -> dict[str, TuningBound]:
+    return {
+        "strategy.min_half_spread_bps": TuningBound(min=0.5, max=5.0, max_step=0.5),
+        "strategy.skew_bps_per_inventory": TuningBound(min=1.0, max=20.0, max_step=2.0),
+        "strategy.requote_threshold_bps": TuningBound(min=0.1, max=2.0, max_step=0.2),
+    }
+
+
+class TuningConfig(Section):
+    bounds: dict[str, TuningBound] = Field(default_factory=_default_tuning_bounds)
+    grid_points: int = Field(default=3, ge=2)
+    objective: Literal["net_bps", "pnl_usd"] = "net_bps"
+
+
+class RollbackTrigger(Section):
+    metric: str
+    bound: float
+    direction: Literal["min", "max"]
+    for_ms: int = Field(gt=0)
+
+
+def _default_rollback() -> list[RollbackTrigger]:
+    return [
+        RollbackTrigger(metric="maker_share", bound=0.70, direction="min", for_ms=300_000),
+        RollbackTrigger(metric="order_latency_p95_ms", bound=500, direction="max", for_ms=180_000),
+        RollbackTrigger(metric="inventory_ratio", bound=0.60, direction="max", for_ms=120_000),
+        RollbackTrigger(metric="error_rate", bound=0.05, direction="max", for_ms=60_000),
+    ]
+
+
+class CanaryMetric(Section):
+    bad: Literal["increase", "decrease"]
+    weight: float = Field(default=1.0, gt=0)
+    tolerance: float = Field(default=0.1, ge=0, description="relative effect size ignored")
+    critical: bool = False
+
+
+def _default_canary_metrics() -> dict[str, CanaryMetric]:
+    return {
+        "net_bps": CanaryMetric(bad="decrease", weight=3, critical=True),
+        "inventory_ratio": CanaryMetric(bad="increase", weight=2, critical=True),
+        "maker_share": CanaryMetric(bad="decrease", weight=1),
+        "order_latency_ms": CanaryMetric(bad="increase", weight=1),
+        "fills": CanaryMetric(bad="decrease", weight=1, tolerance=0.25),
+    }
+
+
+class CanaryConfig(Section):
+    fraction: float = Field(default=0.05, description="size multiplier, in (0, 1]")
+    duration_ms: int = Field(default=3_600_000, gt=0)
+    interval: str = "1m"
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+    pass_score: float = 95
+    marginal_score: float = 75
+    metrics: dict[str, CanaryMetric] = Field(default_factory=_default_canary_metrics)
+    rollback: list[RollbackTrigger] = Field(default_factory=_default_rollback)
+
+
+class StorageConfig(Section):
+    artifacts_url: str = "file://./artifacts"
+    redis_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    journal_segment_rows: int = Field(default=200_000, gt=0)
+
+
+class SecretsConfig(Section):
+    provider: Literal["none", "env", "file"] = "none"
+    path: str | None = Field(default=None, description="for provider=file")
+    api_key: SecretStr | None = None
+    api_secret: SecretStr | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+
+
+class TelemetryConfig(Section):
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    metrics_port: int | None = None
+    health_port: int | None = None
+    book_sample_ms: int = Field(default=100, gt=0)
+    position_sample_ms: int = Field(default=1_000, gt=0)
+
+
+class RunConfig(Section):
+    seed: int = 7
+    duration: str = "1h"
+    timer_ms: int = Field(default=100, gt=0)
+
+
+class Settings(Section):
+    """The root of the tree: everything a run of mmbot can be told."""
+
+    mode: Literal["shadow", "paper", "canary", "live"] = "paper"
+    run: RunConfig = RunConfig()
+    venue: VenueConfig = VenueConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    risk: RiskConfig = RiskConfig()
+    fees: FeeConfig = FeeConfig()
+    sim: SimConfig = SimConfig()
+    data: DataConfig = DataConfig()
+    gates: GateConfig = GateConfig()
+    soak: SoakConfig = SoakConfig()
+    tuning: TuningConfig = TuningConfig()
+    canary: CanaryConfig = CanaryConfig()
+    storage: StorageConfig = StorageConfig()
+    secrets: SecretsConfig = SecretsConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()

@@ -1,0 +1,1 @@
+"""Market data: the columnar event format, its readers, recorder and generator."""

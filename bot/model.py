@@ -1,0 +1,195 @@
+"""Value types shared by every part of the bot: events in, commands out.
+
+Prices are integer ticks and quantities integer lots inside the engine; the
+symbol's tick and lot sizes (config) convert them at the edges. Fees are
+Decimal in quote currency: positive is paid, negative is a rebate.
+All timestamps are integer nanoseconds since the Unix epoch (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import Enum, IntEnum
+
+
+class Side(IntEnum):
+    """Order side, or aggressor side for a trade; the value is the sign."""
+
+    BUY = 1
+    SELL = -1
+
+
+class Liquidity(Enum):
+    MAKER = "maker"
+    TAKER = "taker"
+
+
+class Mode(Enum):
+    SHADOW = "shadow"
+    PAPER = "paper"
+    CANARY = "canary"
+    LIVE = "live"
+
+
+# --- market events -----------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BookUpdate:
+    """Top of book after a change at the touch (the engine never sees deeper deltas)."""
+
+    ts_ns: int
+    symbol: str
+    bid_px: int
+    bid_qty: int
+    ask_px: int
+    ask_qty: int
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A market trade; `side` is the aggressor's."""
+
+    ts_ns: int
+    symbol: str
+    trade_id: str
+    px: int
+    qty: int
+    side: Side
+
+
+# --- venue reports about our orders -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAck:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+    venue_order_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderReject:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFill:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+    trade_id: str
+    side: Side
+    px: int
+    qty: int
+    liquidity: Liquidity
+    fee: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAck:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReject:
+    """The venue refused a cancel (e.g. the order was already filled)."""
+
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OrderExpired:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+
+
+# --- control events ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class FreezeRequest:
+    """An operator (or a guard outside the engine) asks to freeze or unfreeze."""
+
+    ts_ns: int
+    freeze: bool
+    reason: str
+
+
+VenueReport = OrderAck | OrderReject | OrderFill | CancelAck | CancelReject | OrderExpired
+MarketEvent = BookUpdate | Trade
+Event = MarketEvent | VenueReport | Timer | FreezeRequest
+
+
+# --- commands ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+    side: Side
+    px: int
+    qty: int
+    post_only: bool = True
+    reduce_only: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    ts_ns: int
+    symbol: str
+    client_order_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAll:
+    ts_ns: int
+    symbol: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    ts_ns: int
+    reason: str
+
+
+Command = Place | Cancel | CancelAll | Freeze
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """Venue rules for one symbol, in the units the engine uses."""
+
+    symbol: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_qty_lots: int
+    min_notional: Decimal
+
+    def px_to_float(self, px: int) -> float:
+        return float(px * self.tick_size)
+
+    def qty_to_float(self, qty: int) -> float:
+        return float(qty * self.lot_size)
+
+    def notional(self, px: int, qty: int) -> Decimal:
+        return px * self.tick_size * qty * self.lot_size

@@ -1,0 +1,1 @@
+"""The imperative shells around the engine: loops, state, telemetry, secrets."""

@@ -1,0 +1,1 @@
+"""Where orders go: the simulated venue, the shadow venue, a ccxt exchange."""

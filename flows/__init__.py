@@ -1,0 +1,1 @@
+"""Prefect flows and tasks: thin wiring of bot, gates and reports."""

@@ -1,0 +1,1 @@
+"""Judgments over journals: pure functions of frames and thresholds -> Verdict."""

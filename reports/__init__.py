@@ -1,0 +1,1 @@
+"""Rendering of verdicts and frames to Markdown and HTML, and publishing them."""
