@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from bot.model import Instrument
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -311,3 +313,17 @@ class Settings(Section):
     storage: StorageConfig = StorageConfig()
     secrets: SecretsConfig = SecretsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+
+
+def instruments(settings: Settings) -> dict[str, Instrument]:
+    """The venue rules of every configured symbol in engine units (ticks, lots)."""
+    return {
+        symbol: Instrument(
+            symbol=symbol,
+            tick_size=spec.tick_size,
+            lot_size=spec.lot_size,
+            min_qty_lots=int(spec.min_qty / spec.lot_size),
+            min_notional=spec.min_notional,
+        )
+        for symbol, spec in settings.venue.symbols.items()
+    }

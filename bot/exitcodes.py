@@ -1,0 +1,12 @@
+"""Every exit code of `mmbot`, named once."""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAIL = 1
+    WARN = 2
+    USAGE = 64
+    DATA = 65
+    INTERRUPTED = 130
