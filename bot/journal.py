@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import pandas as pd
 import pyarrow as pa
@@ -116,6 +116,12 @@ TABLES: Final = tuple(SCHEMAS)
 MANIFEST: Final = "run.json"
 
 
+class Recorder(Protocol):
+    """Where the engine appends journal rows: values in the table's column order."""
+
+    def append(self, table: str, *values: Any) -> None: ...
+
+
 class JournalError(Exception):
     """A journal that cannot be written or read as the contract says."""
 
@@ -181,6 +187,21 @@ class JournalWriter:
     def close(self) -> None:
         for name in TABLES:
             self.flush(name)
+
+
+class MemoryJournal:
+    """A Recorder that keeps rows in memory; for tests and short in-process runs."""
+
+    def __init__(self) -> None:
+        self.buffers = {name: TableBuffer(name) for name in TABLES}
+
+    def append(self, table: str, *values: Any) -> None:
+        self.buffers[table].append(*values)
+
+    def frame(self, table: str) -> pd.DataFrame:
+        """The rows so far as a DataFrame (the buffer keeps them)."""
+        columns = self.buffers[table]._columns
+        return pd.DataFrame(dict(zip(SCHEMAS[table].names, columns, strict=True)))
 
 
 def read_manifest(root: Path) -> dict[str, Any]:

@@ -1,0 +1,27 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MMBOT_SHARED_DATA", REPO.parent / "shared" / "data"))
+BINANCE_DIR = SHARED_DATA / "real" / "binance-futures_BTCUSDT_2024-08-08"
+BYBIT_OB500 = SHARED_DATA / "real" / "bybit_XRPUSDT_2024-12-01" / "2024-12-01_XRPUSDT_ob500.data"
+
+
+@pytest.fixture(scope="session")
+def binance_dir() -> Path:
+    """5.7 min of real Binance USD-M BTCUSDT in Tardis CSV layout."""
+    assert BINANCE_DIR.is_dir(), f"real data missing: {BINANCE_DIR}"
+    return BINANCE_DIR
+
+
+@pytest.fixture(scope="session")
+def bybit_ob500() -> Path:
+    """50 lines of Bybit's own ob500 history format (XRPUSDT)."""
+    assert BYBIT_OB500.is_file(), f"real data missing: {BYBIT_OB500}"
+    return BYBIT_OB500
