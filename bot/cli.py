@@ -6,9 +6,77 @@ The full `mmbot` app (with gates, reports and flows) is assembled in
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from bot.config import ConfigError
+from bot.config_cli import config_app
+from bot.exitcodes import ExitCode
 from bot.market.cli import market_app
+from bot.market.validate import MarketDataError
+from bot.runtime.run import (
+    MODES,
+    RunError,
+    RunMode,
+    RunSpec,
+    ensure_stderr_logging,
+    run_bot,
+    settings_for,
+    summary_lines,
+)
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
+)
 app.add_typer(market_app, name="market")
+app.add_typer(config_app, name="config")
+
+
+@app.command("run")
+def run(
+    out: Annotated[Path, typer.Option("--out", help="journal directory")],
+    mode: Annotated[str, typer.Option(help="paper (simulated venue) or shadow")] = "paper",
+    profile: Annotated[str, typer.Option(help="profile name or YAML path")] = "base",
+    data: Annotated[
+        Path | None, typer.Option(help="Parquet, Tardis CSV dir or Bybit ob500 file")
+    ] = None,
+    synth: Annotated[int | None, typer.Option(help="synthetic market with this seed")] = None,
+    duration: Annotated[str | None, typer.Option(help="data time to run, e.g. 6h")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override a setting: key=value")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="summary as JSON on stdout")] = False,
+    force: Annotated[bool, typer.Option(help="replace a journal already in --out")] = False,
+    progress: Annotated[
+        bool | None, typer.Option("--progress/--no-progress", help="default: if a terminal")
+    ] = None,
+) -> None:
+    """Replay market data through the bot in paper or shadow mode; write the journal."""
+    if mode not in MODES:
+        typer.echo(f"error: --mode must be one of {', '.join(MODES)}, got {mode!r}", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    if data is not None and synth is not None:
+        typer.echo("error: --data and --synth are alternatives; pass one", err=True)
+        raise typer.Exit(ExitCode.USAGE)
+    run_mode: RunMode = "paper" if mode == "paper" else "shadow"
+    spec = RunSpec(
+        mode=run_mode, out_dir=out, profile=profile, data=data, synth_seed=synth,
+        duration=duration, overrides=tuple(set_ or ()), force=force, progress=progress,
+    )  # fmt: skip
+    try:
+        settings = settings_for(spec)
+        ensure_stderr_logging(settings.telemetry.log_level)
+        result = run_bot(spec, settings)
+    except (ConfigError, RunError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from exc
+    except MarketDataError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.DATA) from exc
+    if as_json:
+        typer.echo(json.dumps(result.summary, sort_keys=True, default=str))
+    else:
+        typer.echo("\n".join(summary_lines(result.summary)))

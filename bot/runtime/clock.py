@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import Protocol
@@ -59,3 +60,16 @@ def default_clock() -> Clock:
 
 def iso_utc(ts_ns: int) -> str:
     return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_UNIT_NS = {"ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000,
+            "d": 86_400_000_000_000}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+
+
+def parse_duration(text: str) -> int:
+    """'90s', '30m', '6h', '1.5h', '250ms', '2d' -> nanoseconds."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise ValueError(f"bad duration {text!r}: expected a number and one of ms, s, m, h, d")
+    return int(float(match.group(1)) * _UNIT_NS[match.group(2)])

@@ -1,0 +1,560 @@
+"""Readers of recorded market data into replay-ordered `MarketChunk`s.
+
+Three sources, one output format (`bot/market/schema.py`):
+- the project's Parquet files (`read_parquet`), one file or a directory of parts;
+- Tardis.dev CSV (`read_tardis`): `incremental_book_L2` and `trades` files merged
+  by `local_timestamp`;
+- Bybit's historical order book files `*_ob500.data` (`read_bybit_ob500`).
+`open_market` picks the reader from the path and optionally validates the stream.
+
+Every reader streams: memory is bounded by a few chunks whatever the file size.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import structlog
+
+from bot.config import ValidationConfig
+from bot.market.schema import COLUMNS, SCHEMA, Kind, MarketChunk
+from bot.market.validate import MarketFormatError, Validator
+
+log = structlog.get_logger(__name__)
+
+Format = Literal["auto", "parquet", "tardis", "bybit"]
+DEFAULT_CHUNK_ROWS = 262_144
+# trade_id of book rows, as the synthetic generator writes them (venue ids are > 0).
+NO_TRADE_ID = 0
+_US_TO_NS = 1_000
+_MS_TO_NS = 1_000_000
+# pyarrow's CSV reader batches by bytes; Tardis rows are ~80 bytes.
+_TARDIS_ROW_BYTES = 80
+
+
+# --- shared helpers ------------------------------------------------------------------
+
+
+def _chunk(symbol: str, cols: Sequence[np.ndarray]) -> MarketChunk:
+    return MarketChunk(symbol, *cols)
+
+
+def _concat(chunks: Sequence[MarketChunk]) -> MarketChunk:
+    if len(chunks) == 1:
+        return chunks[0]
+    return MarketChunk(
+        chunks[0].symbol,
+        *(np.concatenate([getattr(c, name) for c in chunks]) for name in COLUMNS),
+    )
+
+
+def _slice(chunk: MarketChunk, start: int, stop: int) -> MarketChunk:
+    return MarketChunk(chunk.symbol, *(getattr(chunk, name)[start:stop] for name in COLUMNS))
+
+
+def rechunk(chunks: Iterable[MarketChunk], chunk_rows: int) -> Iterator[MarketChunk]:
+    """The same rows in chunks of exactly `chunk_rows` (the last one may be shorter)."""
+    if chunk_rows <= 0:
+        raise ValueError(f"chunk_rows must be > 0, got {chunk_rows}")
+    pending: list[MarketChunk] = []
+    size = 0
+    for chunk in chunks:
+        if not len(chunk):
+            continue
+        pending.append(chunk)
+        size += len(chunk)
+        if size < chunk_rows:
+            continue
+        whole = _concat(pending)
+        start = 0
+        while size - start >= chunk_rows:
+            yield _slice(whole, start, start + chunk_rows)
+            start += chunk_rows
+        pending = [_slice(whole, start, size)] if start < size else []
+        size -= start
+    if size:
+        yield _concat(pending)
+
+
+_NUMPY_OF: dict[pa.DataType, type[np.generic]] = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int32(): np.int32,
+    pa.int64(): np.int64,
+    pa.uint8(): np.uint8,
+    pa.uint16(): np.uint16,
+    pa.uint32(): np.uint32,
+    pa.uint64(): np.uint64,
+    pa.float32(): np.float32,
+    pa.float64(): np.float64,
+}
+
+
+def _bits(buf: pa.Buffer, offset: int, n: int) -> np.ndarray:
+    """An Arrow bitmap (LSB first) as bools."""
+    bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8), bitorder="little")
+    return bits[offset : offset + n].astype(bool)
+
+
+def _to_numpy(array: pa.Array, dtype: type[np.generic]) -> np.ndarray:
+    """A primitive Arrow array as numpy `dtype`; nulls become NaN (floats) or raise (ints).
+
+    pyarrow's own `to_numpy` imports pandas (over a second of start-up in this venv),
+    which a whole-process replay should not pay for; primitive buffers need no pandas.
+    """
+    n = len(array)
+    validity, values = array.buffers()[:2]
+    if n == 0:
+        return np.empty(0, dtype=dtype)
+    if pa.types.is_boolean(array.type):
+        out = _bits(values, array.offset, n).astype(dtype)
+    else:
+        native = np.dtype(_NUMPY_OF[array.type])
+        raw = np.frombuffer(values, dtype=native, count=n, offset=array.offset * native.itemsize)
+        out = raw.astype(dtype, copy=False)
+    if array.null_count:
+        if not np.issubdtype(dtype, np.floating):
+            raise ValueError(f"{array.null_count} empty values in an integer column")
+        out = out.astype(dtype, copy=True)
+        out[~_bits(validity, array.offset, n)] = np.nan
+    return out
+
+
+# --- Parquet (the project's own format) -------------------------------------------------
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+        if not files:
+            raise MarketFormatError(f"{path}: directory holds no *.parquet part files")
+        return files
+    if not path.exists():
+        raise FileNotFoundError(f"market data not found: {path}")
+    return [path]
+
+
+def _parquet_symbol(file: Path, pf: pq.ParquetFile, symbol: str | None) -> str:
+    meta = pf.schema_arrow.metadata or {}
+    found = meta.get(b"symbol", b"").decode()
+    if found and symbol and found != symbol:
+        raise MarketFormatError(f"{file}: holds symbol {found!r}, not the requested {symbol!r}")
+    if not (found or symbol):
+        raise MarketFormatError(f"{file}: no 'symbol' in the file metadata; pass the symbol")
+    return found or str(symbol)
+
+
+def _parquet_chunk(file: Path, symbol: str, batch: pa.RecordBatch) -> MarketChunk:
+    try:
+        return MarketChunk(
+            symbol, *(_to_numpy(batch.column(c), _NUMPY_OF[SCHEMA.field(c).type]) for c in COLUMNS)
+        )
+    except (KeyError, ValueError) as exc:
+        raise MarketFormatError(
+            f"{file}: column types do not fit the market schema: {exc}"
+        ) from exc
+
+
+def read_parquet(
+    path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, symbol: str | None = None
+) -> Iterator[MarketChunk]:
+    """Chunks of a project Parquet file, or of a directory of part files in name order.
+
+    The symbol comes from the file metadata key `symbol` (`symbol` is only a fallback
+    for files without it, and a check for files with it).
+    """
+    for file in _parquet_files(Path(path)):
+        pf = pq.ParquetFile(file)
+        name = _parquet_symbol(file, pf, symbol)
+        missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
+        if missing:
+            raise MarketFormatError(f"{file}: not a market-event file, missing columns {missing}")
+        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(COLUMNS)):
+            yield _parquet_chunk(file, name, batch)
+
+
+# --- Tardis.dev CSV -------------------------------------------------------------------
+
+_BOOK_COLUMNS = ("symbol", "timestamp", "local_timestamp", "is_snapshot", "side", "price", "amount")
+_TRADE_COLUMNS = ("symbol", "timestamp", "local_timestamp", "id", "side", "price", "amount")
+_DICT = pa.dictionary(pa.int32(), pa.string())
+_CSV_TYPES = {
+    "symbol": _DICT,
+    "timestamp": pa.int64(),
+    "local_timestamp": pa.int64(),
+    "is_snapshot": pa.bool_(),
+    "side": _DICT,
+    "price": pa.float64(),
+    "amount": pa.float64(),
+    "id": pa.int64(),
+}
+# Unknown sides map to 0, which the validator reports as a bad value.
+_BOOK_SIDES = {"bid": 1, "ask": -1}
+_TRADE_SIDES = {"buy": 1, "sell": -1}
+
+
+def _tardis_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path], list[Path]]:
+    """(book files, trade files), each in name order; a file's header decides its kind."""
+    if isinstance(source, str | Path):
+        root = Path(source)
+        if not root.exists():
+            raise FileNotFoundError(f"market data not found: {root}")
+        paths = sorted(root.glob("*.csv*")) if root.is_dir() else [root]
+    else:
+        paths = sorted(Path(p) for p in source)
+    book: list[Path] = []
+    trades: list[Path] = []
+    for file in paths:
+        header = _csv_header(file)
+        if "is_snapshot" in header:
+            book.append(file)
+        elif "id" in header and "side" in header:
+            trades.append(file)
+        else:
+            log.info("tardis_file_ignored", file=str(file), header=",".join(header))
+    if not (book or trades):
+        raise MarketFormatError(f"{source}: no Tardis incremental_book_L2 or trades CSV files")
+    return book, trades
+
+
+def _csv_header(file: Path) -> list[str]:
+    opener = gzip.open if file.name.endswith(".gz") else open
+    try:
+        with opener(file, "rt") as fh:
+            return fh.readline().strip().split(",")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MarketFormatError(f"{file}: cannot read a CSV header: {exc}") from exc
+
+
+def _side_codes(column: pa.Array, mapping: dict[str, int]) -> np.ndarray:
+    if column.null_count:
+        column = column.fill_null("")
+    dict_col = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    lookup = np.array([mapping.get(str(v), 0) for v in dict_col.dictionary.to_pylist()], np.int8)
+    return lookup[_to_numpy(dict_col.indices, np.int64)]
+
+
+def _ints(batch: pa.RecordBatch, name: str, file: Path) -> np.ndarray:
+    column = batch.column(name)
+    if column.null_count:
+        raise MarketFormatError(f"{file}: column {name} has {column.null_count} empty values")
+    return _to_numpy(column, np.int64)
+
+
+def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray:
+    # empty cells become NaN: the validator reports them with their row
+    return _to_numpy(batch.column(name), np.float64)
+
+
+class _SymbolFilter:
+    """Keeps the rows of one symbol: the requested one, else the only one in the files."""
+
+    def __init__(self, symbol: str | None) -> None:
+        self.symbol = symbol
+        self._given = symbol is not None
+
+    def mask(self, column: pa.Array, file: Path) -> np.ndarray | None:
+        values = [str(v) for v in column.dictionary.to_pylist()]
+        indices = _to_numpy(column.indices, np.int64)
+        found = sorted({values[i] for i in np.unique(indices).tolist()})
+        if self.symbol is None:
+            if len(found) > 1:
+                raise MarketFormatError(f"{file}: several symbols {found}; pass one to read it")
+            self.symbol = found[0]
+        if found == [self.symbol]:
+            return None
+        if not self._given:
+            raise MarketFormatError(
+                f"{file}: symbols {found} after {self.symbol!r}; pass one to read it"
+            )
+        wanted = values.index(self.symbol) if self.symbol in values else -1
+        return np.asarray(indices == wanted)
+
+
+def _tardis_batches(
+    files: list[Path], columns: tuple[str, ...], chunk_rows: int
+) -> Iterator[tuple[Path, pa.RecordBatch]]:
+    read = pacsv.ReadOptions(block_size=max(1 << 20, chunk_rows * _TARDIS_ROW_BYTES))
+    convert = pacsv.ConvertOptions(
+        column_types={c: _CSV_TYPES[c] for c in columns},
+        include_columns=list(columns),
+        true_values=["true", "True", "1"],
+        false_values=["false", "False", "0"],
+    )
+    for file in files:
+        try:
+            reader = pacsv.open_csv(file, read_options=read, convert_options=convert)
+            for batch in reader:
+                if batch.num_rows:
+                    yield file, batch
+        except (pa.ArrowInvalid, KeyError) as exc:
+            raise MarketFormatError(
+                f"{file}: not a Tardis CSV of columns {columns}: {exc}"
+            ) from exc
+
+
+def _tardis_stream(
+    files: list[Path], is_book: bool, filt: _SymbolFilter, chunk_rows: int
+) -> Iterator[tuple[MarketChunk, np.ndarray]]:
+    """(chunk, merge key) of one file kind; the key is the running max of ts_local, so
+    the merge keeps each file's own row order even where its timestamps go backwards
+    (the validator reports those rows)."""
+    columns = _BOOK_COLUMNS if is_book else _TRADE_COLUMNS
+    carry = np.iinfo(np.int64).min
+    for file, batch in _tardis_batches(files, columns, chunk_rows):
+        n = batch.num_rows
+        if is_book:
+            kind = _ints(batch, "is_snapshot", file)
+            side = _side_codes(batch.column("side"), _BOOK_SIDES)
+            trade_id = np.full(n, NO_TRADE_ID, dtype=np.int64)
+        else:
+            kind = np.full(n, int(Kind.TRADE))
+            side = _side_codes(batch.column("side"), _TRADE_SIDES)
+            trade_id = _ints(batch, "id", file)
+        chunk = MarketChunk(
+            "",
+            _ints(batch, "local_timestamp", file) * _US_TO_NS,
+            _ints(batch, "timestamp", file) * _US_TO_NS,
+            kind.astype(np.int8),
+            side,
+            _floats(batch, "price"),
+            _floats(batch, "amount"),
+            trade_id,
+        )
+        keep = filt.mask(batch.column("symbol"), file)
+        if keep is not None:
+            chunk = MarketChunk("", *(getattr(chunk, c)[keep] for c in COLUMNS))
+        if not len(chunk):
+            continue
+        key = np.maximum.accumulate(np.concatenate(([carry], chunk.ts_local)))[1:]
+        carry = int(key[-1])
+        yield chunk, key
+
+
+def _merge(
+    book: Iterator[tuple[MarketChunk, np.ndarray]],
+    trades: Iterator[tuple[MarketChunk, np.ndarray]],
+) -> Iterator[MarketChunk]:
+    """Merges two keyed streams by key; on equal keys book rows come first.
+
+    Only the rows that no unread row can precede are emitted: book rows with key <=
+    the last buffered trade key, trades with key < the last buffered book key. One
+    buffer always empties, so each step reads at most one new chunk per stream.
+    """
+    b = next(book, None)
+    t = next(trades, None)
+    while b is not None and t is not None:
+        (bc, bk), (tc, tk) = b, t
+        nb = int(np.searchsorted(bk, tk[-1], side="right"))
+        nt = int(np.searchsorted(tk, bk[-1], side="left"))
+        keys = np.concatenate((bk[:nb], tk[:nt]))
+        order = np.argsort(keys, kind="stable")  # stable: book rows were put first
+        both = _concat([_slice(bc, 0, nb), _slice(tc, 0, nt)])
+        yield MarketChunk("", *(getattr(both, c)[order] for c in COLUMNS))
+        b = (_slice(bc, nb, len(bc)), bk[nb:]) if nb < len(bc) else next(book, None)
+        t = (_slice(tc, nt, len(tc)), tk[nt:]) if nt < len(tc) else next(trades, None)
+    rest, stream = (b, book) if b is not None else (t, trades)
+    while rest is not None:
+        yield rest[0]
+        rest = next(stream, None)
+
+
+def read_tardis(
+    source: str | Path | Sequence[str | Path],
+    symbol: str | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[MarketChunk]:
+    """Tardis.dev `incremental_book_L2` + `trades` CSV (plain or .gz) as one stream.
+
+    `source` is a directory or a list of files; a file's header says which kind it
+    is, and several files of one kind are read in name order (e.g. one per day).
+    Timestamps are microseconds: `local_timestamp` becomes ts_local, `timestamp`
+    ts_exch. `is_snapshot=true` rows are SNAPSHOT rows (a run of them, which Tardis
+    also emits mid-file after a reconnect, replaces the book); amount 0 removes a
+    level; a trade's `side` is the aggressor. Trade ids must be integers (true of
+    the derivatives venues we trade). With several symbols in the files, `symbol`
+    picks one.
+    """
+    book_files, trade_files = _tardis_files(source)
+    filt = _SymbolFilter(symbol)
+    book = _tardis_stream(book_files, True, filt, chunk_rows)
+    trades = _tardis_stream(trade_files, False, filt, chunk_rows)
+    rows = 0
+    for chunk in rechunk(_merge(book, trades), chunk_rows):
+        rows += len(chunk)
+        yield MarketChunk(str(filt.symbol), *(getattr(chunk, c) for c in COLUMNS))
+    if rows == 0:
+        raise MarketFormatError(
+            f"{source}: no rows" + (f" for symbol {symbol!r}" if symbol else "")
+        )
+
+
+# --- Bybit ob500 history -----------------------------------------------------------------
+
+
+def _open_text(path: Path) -> IO[str]:
+    """The text of a Bybit file: plain, .gz, or a .zip holding one file (as Bybit ships)."""
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8")
+    if path.name.endswith(".zip"):
+        archive = zipfile.ZipFile(path)
+        names = [n for n in archive.namelist() if not n.endswith("/")]
+        if len(names) != 1:
+            raise MarketFormatError(f"{path}: zip must hold exactly one file, holds {names}")
+        return io.TextIOWrapper(archive.open(names[0]), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+class _Rows:
+    """Growing column lists of one output chunk (strings parsed by numpy at flush)."""
+
+    def __init__(self) -> None:
+        self.ts: list[int] = []
+        self.kind: list[int] = []
+        self.side: list[int] = []
+        self.price: list[str] = []
+        self.qty: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def add(self, ts: int, kind: int, side: int, levels: list[list[str]]) -> None:
+        n = len(levels)
+        self.ts.extend([ts] * n)
+        self.kind.extend([kind] * n)
+        self.side.extend([side] * n)
+        self.price.extend([lv[0] for lv in levels])
+        self.qty.extend([lv[1] for lv in levels])
+
+    def flush(self, symbol: str) -> MarketChunk:
+        ts = np.array(self.ts, dtype=np.int64)
+        chunk = MarketChunk(
+            symbol,
+            ts,
+            ts.copy(),
+            np.array(self.kind, dtype=np.int8),
+            np.array(self.side, dtype=np.int8),
+            np.array(self.price, dtype=np.float64),
+            np.array(self.qty, dtype=np.float64),
+            np.full(len(ts), NO_TRADE_ID, dtype=np.int64),
+        )
+        self.__init__()  # type: ignore[misc]
+        return chunk
+
+
+def _ob500_message(path: Path, lineno: int, line: str) -> tuple[str, int, int, dict]:
+    """(symbol, kind, ts ns, data) of one JSON line."""
+    try:
+        msg = json.loads(line)
+        kind = {"snapshot": Kind.SNAPSHOT, "delta": Kind.DELTA}[msg["type"]]
+        data = msg["data"]
+        return str(data["s"]), int(kind), int(msg["ts"]) * _MS_TO_NS, data
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise MarketFormatError(
+            f"{path}:{lineno}: not a Bybit orderbook message ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def read_bybit_ob500(
+    path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, symbol: str | None = None
+) -> Iterator[MarketChunk]:
+    """Bybit's historical order book file (`*_ob500.data`, or that file .gz / .zip'ed).
+
+    JSON lines `{"topic": "orderbook.500.SYM", "type": "snapshot"|"delta", "ts": ms,
+    "data": {"s", "b": [[px, sz], ..], "a": [..], "u", "seq"}, "cts": ms}`. A snapshot
+    replaces the book; size "0" deletes a level. Rows of one message: bids, then asks.
+    The file carries no receive time, so ts_local = ts_exch = `ts` (the time Bybit's
+    system published the message; `cts`, the matching engine's time, is not used).
+    """
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"market data not found: {file}")
+    rows = _Rows()
+    name = symbol
+    with _open_text(file) as lines:
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            sym, kind, ts, data = _ob500_message(file, lineno, line)
+            if name is None:
+                name = sym
+            elif sym != name:
+                raise MarketFormatError(f"{file}:{lineno}: symbol {sym!r}, expected {name!r}")
+            rows.add(ts, kind, 1, data.get("b") or [])
+            rows.add(ts, kind, -1, data.get("a") or [])
+            if len(rows) >= chunk_rows:
+                yield from rechunk([_flush(rows, file, name)], chunk_rows)
+    if len(rows):
+        yield from rechunk([_flush(rows, file, str(name))], chunk_rows)
+
+
+def _flush(rows: _Rows, file: Path, symbol: str) -> MarketChunk:
+    try:
+        return rows.flush(symbol)
+    except ValueError as exc:
+        raise MarketFormatError(f"{file}: a price or size is not a number: {exc}") from exc
+
+
+# --- format detection ---------------------------------------------------------------------
+
+
+def _is_bybit(path: Path) -> bool:
+    return any(path.name.endswith(s) for s in (".data", ".data.zip", ".data.gz"))
+
+
+def _is_tardis_csv(path: Path) -> bool:
+    return path.name.endswith((".csv", ".csv.gz"))
+
+
+def detect_format(path: str | Path) -> Literal["parquet", "tardis", "bybit"]:
+    """The reader for `path`, from its name (or the names of a directory's files)."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"market data not found: {p}")
+    names = sorted(p.iterdir()) if p.is_dir() else [p]
+    if any(_is_tardis_csv(f) for f in names):
+        return "tardis"
+    if any(f.suffix == ".parquet" for f in names):
+        return "parquet"
+    if not p.is_dir() and _is_bybit(p):
+        return "bybit"
+    raise MarketFormatError(
+        f"{p}: cannot tell the format (expected a Tardis CSV directory, *.parquet, or a Bybit "
+        "*_ob500.data[.zip|.gz] file); pass the format explicitly"
+    )
+
+
+def open_market(
+    path: str | Path,
+    fmt: Format = "auto",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    validation: ValidationConfig | None = None,
+    symbol: str | None = None,
+) -> Iterator[MarketChunk]:
+    """Replay-ordered chunks of any supported source, validated when `validation` is given.
+
+    To read the skip counts of the validation, wrap the unvalidated stream yourself:
+    `v = Validator(cfg); for chunk in v.validate(open_market(path)): ...; v.skipped`.
+    """
+    kind = detect_format(path) if fmt == "auto" else fmt
+    chunks: Iterator[MarketChunk]
+    if kind == "parquet":
+        chunks = read_parquet(path, chunk_rows, symbol)
+    elif kind == "tardis":
+        chunks = read_tardis(path, symbol, chunk_rows)
+    elif kind == "bybit":
+        chunks = read_bybit_ob500(path, chunk_rows, symbol)
+    else:
+        raise ValueError(f"unknown market data format {fmt!r}")
+    log.info("market_open", path=str(path), format=kind, chunk_rows=chunk_rows)
+    return Validator(validation).validate(chunks) if validation is not None else chunks

@@ -1,0 +1,341 @@
+"""The sim shell (DESIGN §3): one synchronous loop over replayed market data.
+
+Per chunk, prices and sizes become integer ticks and lots in one vectorised
+step; the rows are then walked with local variables. A delta costs a dict
+lookup (is one of our orders at this price?) and a book update; nothing else
+happens per row. A message is a run of rows with one `ts_local`; when it ends
+the loop compares the top of book with the last one the engine saw and only a
+change makes a `BookUpdate`. Trades go to the venue (which may fill us) and to
+the engine. Between messages, venue reports, timers and book samples that are
+due are delivered in timestamp order; commands from the engine go to the venue
+stamped with the time of the event that caused them.
+
+No asyncio, no wall clock: time is the data's `ts_local`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any, Final, Protocol
+
+import numpy as np
+import structlog
+
+from bot.journal import Recorder
+from bot.market.book import NO_ASK, NO_BID, L2Book
+from bot.market.schema import Kind, MarketChunk
+from bot.model import (
+    BookUpdate,
+    Cancel,
+    CancelAll,
+    Command,
+    Event,
+    Freeze,
+    Instrument,
+    Place,
+    Side,
+    Timer,
+    Trade,
+)
+from bot.venues.sim import NEVER, FeedFaults, SimVenue
+
+log = structlog.get_logger(__name__)
+
+NS_PER_MS: Final = 1_000_000
+_DELTA: Final = int(Kind.DELTA)
+_SNAPSHOT: Final = int(Kind.SNAPSHOT)
+_TRADE: Final = int(Kind.TRADE)
+
+
+class EngineLike(Protocol):
+    def on_event(self, event: Event) -> list[Command]: ...
+
+
+class SimLoopError(Exception):
+    """Market data the loop cannot replay (unknown symbol, bad units)."""
+
+
+@dataclass(slots=True)
+class LoopStats:
+    """Counts of one replay (mutable while the loop runs; read after)."""
+
+    rows: int = 0
+    messages: int = 0
+    book_updates: int = 0
+    trades: int = 0
+    venue_reports: int = 0
+    timers: int = 0
+    commands: int = 0
+    crossed_messages: int = 0
+    first_ts_ns: int = 0
+    last_ts_ns: int = 0
+    stopped_early: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def to_float(step: Decimal) -> Callable[[int], float]:
+    """ticks/lots -> float units, correctly rounded when 1/step is whole (0.1, 0.001, 1).
+
+    618002 * 0.1 is 61800.200000000004 in binary; 618002 / 10 is 61800.2.
+    """
+    inverse = 1 / step
+    if inverse == inverse.to_integral_value():
+        scale = float(inverse)
+        return lambda n: n / scale
+    factor = float(step)
+    return lambda n: n * factor
+
+
+@dataclass(slots=True)
+class _SymbolState:
+    book: L2Book
+    tick: float
+    lot: float
+    px_float: Callable[[int], float]
+    qty_float: Callable[[int], float]
+    last_top: tuple[int, int, int, int] = (NO_BID, 0, NO_ASK, 0)
+
+
+@dataclass(slots=True)
+class LoopConfig:
+    timer_ms: int = 100
+    book_sample_ms: int = 100
+    duration_ns: int | None = None
+    record_book: bool = True
+    progress: Callable[[int], None] | None = None
+    # the engine's view of the market can be spoiled by feed faults (paper only)
+    feed_faults: FeedFaults | None = None
+
+
+class SimLoop:
+    """Replays MarketChunks through a venue and an engine; one instance per run."""
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        venue: SimVenue,
+        books: Mapping[str, L2Book],
+        instruments: Mapping[str, Instrument],
+        recorder: Recorder,
+        config: LoopConfig | None = None,
+    ) -> None:
+        self.engine = engine
+        self.venue = venue
+        self.recorder = recorder
+        self.config = config or LoopConfig()
+        self.stats = LoopStats()
+        self._symbols = {
+            s: _SymbolState(
+                book=books[s],
+                tick=float(inst.tick_size),
+                lot=float(inst.lot_size),
+                px_float=to_float(inst.tick_size),
+                qty_float=to_float(inst.lot_size),
+            )
+            for s, inst in instruments.items()
+        }
+        self._timer_ns = self.config.timer_ms * NS_PER_MS
+        self._sample_ns = self.config.book_sample_ms * NS_PER_MS
+        self._next_timer = NEVER
+        self._next_sample = NEVER if not self.config.record_book else 0
+        self._end_ns = NEVER
+        self._cur_ts = -1
+        self._cur_symbol = ""
+        self._snapshot_open = False
+        self._trade_seq = 0
+        self._faults = self.config.feed_faults if self.config.feed_faults else None
+        if self._faults is not None and not self._faults.active:
+            self._faults = None
+
+    # --- driving ------------------------------------------------------------------
+
+    def run(self, chunks: Iterable[MarketChunk]) -> LoopStats:
+        for chunk in chunks:
+            if not self._replay_chunk(chunk):
+                self.stats.stopped_early = True
+                break
+            if self.config.progress is not None:
+                self.config.progress(len(chunk))
+        self._finish()
+        return self.stats
+
+    def _start(self, ts: int) -> None:
+        self.stats.first_ts_ns = ts
+        self._next_timer = ts + self._timer_ns
+        if self.config.record_book:
+            self._next_sample = ts + self._sample_ns
+        if self.config.duration_ns is not None:
+            self._end_ns = ts + self.config.duration_ns
+
+    def _finish(self) -> None:
+        if self._cur_ts >= 0:
+            self._end_message()
+            # reports already on their way before the data ended still arrive
+            self._advance(self._cur_ts)
+        self.stats.last_ts_ns = max(self._cur_ts, 0)
+
+    # --- the hot loop ----------------------------------------------------------------
+
+    def _replay_chunk(self, chunk: MarketChunk) -> bool:
+        n = len(chunk)
+        if n == 0:
+            return True
+        state = self._symbols.get(chunk.symbol)
+        if state is None:
+            raise SimLoopError(
+                f"market data for {chunk.symbol!r} but no symbol spec; configured: "
+                f"{', '.join(self._symbols)} (add venue.symbols.{chunk.symbol})"
+            )
+        if self._cur_ts < 0:
+            self._start(int(chunk.ts_local[0]))
+        if chunk.symbol != self._cur_symbol and self._cur_ts >= 0 and self._cur_symbol:
+            self._end_message()
+        self._cur_symbol = chunk.symbol
+        symbol = chunk.symbol
+        book = state.book
+        apply = book.apply_delta
+        bids, asks = book.bids, book.asks
+        watch = self.venue.levels[symbol]
+        watch_bid, watch_ask = watch[1], watch[-1]
+        on_depth = self.venue.on_depth
+        ts_l = chunk.ts_local.tolist()
+        kinds = chunk.kind.tolist()
+        sides = chunk.side.tolist()
+        pxs = np.rint(chunk.price / state.tick).astype(np.int64).tolist()
+        qtys = np.rint(chunk.qty / state.lot).astype(np.int64).tolist()
+        trade_ids = chunk.trade_id.tolist()
+        cur_ts = self._cur_ts
+        end_ns = self._end_ns
+        next_due = self._next_due()
+        stats = self.stats
+        for i in range(n):
+            ts = ts_l[i]
+            if ts != cur_ts:
+                self._cur_ts = cur_ts
+                self._end_message()
+                if ts >= end_ns:
+                    stats.rows += i
+                    return False
+                next_due = self._next_due()
+                if ts >= next_due:
+                    self._advance(ts)
+                    next_due = self._next_due()
+                cur_ts = ts
+                self._snapshot_open = False
+            kind = kinds[i]
+            side = sides[i]
+            px = pxs[i]
+            if kind == _DELTA:
+                if side == 1:
+                    if px in watch_bid:
+                        on_depth(symbol, 1, px, bids.get(px, 0), qtys[i])
+                elif px in watch_ask:
+                    on_depth(symbol, -1, px, asks.get(px, 0), qtys[i])
+                apply(side, px, qtys[i])
+            elif kind == _SNAPSHOT:
+                if not self._snapshot_open:
+                    book.clear()
+                    self._snapshot_open = True
+                apply(side, px, qtys[i])
+            else:
+                self._cur_ts = ts
+                self._on_trade(symbol, ts, side, px, qtys[i], trade_ids[i])
+                next_due = self._next_due()
+        self._cur_ts = cur_ts
+        stats.rows += n
+        return True
+
+    # --- between messages -------------------------------------------------------------
+
+    def _next_due(self) -> int:
+        return min(self.venue.next_ts(), self._next_timer, self._next_sample)
+
+    def _end_message(self) -> None:
+        """Close the message at `_cur_ts`: one BookUpdate if the touch changed."""
+        ts = self._cur_ts
+        if ts < 0:
+            return
+        self.stats.messages += 1
+        symbol = self._cur_symbol
+        state = self._symbols[symbol]
+        book = state.book
+        top = (book.best_bid, book.bids.get(book.best_bid, 0), book.best_ask,
+               book.asks.get(book.best_ask, 0))
+        if top == state.last_top:
+            return
+        state.last_top = top
+        if top[0] == NO_BID or top[2] == NO_ASK or top[0] >= top[2]:
+            # one-sided or crossed (a feed glitch): nothing sound to quote against
+            self.stats.crossed_messages += 1
+            return
+        self.venue.on_touch(symbol, ts)
+        update = BookUpdate(ts, symbol, top[0], top[1], top[2], top[3])
+        if self._faults is not None:
+            spoiled = self._faults.spoil(update)
+            if spoiled is None:
+                return  # disconnected: the engine hears nothing
+            update = spoiled
+        self.stats.book_updates += 1
+        self._deliver(update, ts)
+
+    def _on_trade(self, symbol: str, ts: int, side: int, px: int, qty: int, trade_id: int) -> None:
+        self.venue.on_trade(symbol, ts, side, px, qty)
+        self.stats.trades += 1
+        if self._faults is not None and not self._faults.trade_visible(ts):
+            return
+        self._trade_seq += 1
+        tid = str(trade_id) if trade_id >= 0 else f"t{self._trade_seq}"
+        self._deliver(Trade(ts, symbol, tid, px, qty, Side(side)), ts)
+
+    def _advance(self, until: int) -> None:
+        """Deliver venue reports, timers and book samples due at or before `until`, in order."""
+        venue = self.venue
+        stats = self.stats
+        while True:
+            venue_ts = venue.next_ts()
+            due = min(venue_ts, self._next_timer, self._next_sample)
+            if due > until:
+                return
+            if self._next_sample == due:
+                self._sample_books(due)
+                self._next_sample = due + self._sample_ns
+            elif venue_ts == due:
+                report = venue.pop_due(due)
+                if report is not None:
+                    stats.venue_reports += 1
+                    self._deliver(report, report.ts_ns)
+            else:
+                self._next_timer = due + self._timer_ns
+                stats.timers += 1
+                self._deliver(Timer(due), due)
+
+    def _deliver(self, event: Event, ts: int) -> None:
+        commands = self.engine.on_event(event)
+        if not commands:
+            return
+        self.stats.commands += len(commands)
+        submit = self.venue.submit
+        for cmd in commands:
+            if isinstance(cmd, Place | Cancel | CancelAll):
+                submit(cmd, ts)
+            elif isinstance(cmd, Freeze):
+                # the engine journals its own freeze; the shell has nobody to page
+                log.info("engine_freeze", ts_ns=ts, reason=cmd.reason)
+
+    def _sample_books(self, ts: int) -> None:
+        append = self.recorder.append
+        for symbol, state in self._symbols.items():
+            book = state.book
+            bid, ask = book.best_bid, book.best_ask
+            if bid == NO_BID or ask == NO_ASK:
+                continue
+            px, qty = state.px_float, state.qty_float
+            bid_f, ask_f = px(bid), px(ask)
+            append(
+                "book", ts, symbol, bid_f, ask_f, qty(book.bids[bid]), qty(book.asks[ask]),
+                px(bid + ask) / 2,
+            )

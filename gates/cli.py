@@ -1,0 +1,177 @@
+"""`mmbot kpi` and `mmbot gate kpi`: thin commands over gates.kpi and gates.kpi_gate.
+
+stdout is data (a rich table, or JSON with `--json`), diagnostics go to stderr.
+The JSON of `mmbot kpi --json` is a stable interface:
+``{"total": {KPI: value}, "by_symbol": {SYMBOL: {KPI: value}}}`` plus, with
+`--interval`, ``"intervals": [{"start": ISO-8601, COLUMN: value, ...}]``; NaN is
+null, keys are sorted. `mmbot gate kpi` exits 0 on PASS, 1 on FAIL, 2 on WARN.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from bot.exitcodes import ExitCode
+from bot.journal import JournalError
+from gates.kpi import KPI_NAMES, KpiError, KpiReport, compute_kpis, interval_series, load_journal
+from gates.kpi_gate import kpi_gate
+from gates.verdict import Status, Verdict
+
+EXIT_OF_STATUS = {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.FAIL, Status.WARN: ExitCode.WARN}
+
+JournalArg = Annotated[
+    Path, typer.Argument(help="journal directory (with run.json)", show_default=False)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table")]
+
+gate_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Judge a run: PASS/WARN/FAIL"
+)
+
+
+def _fail(message: str, code: ExitCode) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(int(code))
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+
+
+def _intervals_json(series: pd.DataFrame) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for position, start in enumerate(pd.DatetimeIndex(series.index)):
+        row: dict[str, Any] = {"start": start.isoformat()}
+        for column in series.columns:
+            value = float(series[column].iloc[position])
+            row[str(column)] = value if math.isfinite(value) else None
+        rows.append(row)
+    return rows
+
+
+def _cell(value: float) -> str:
+    return "—" if not math.isfinite(value) else f"{value:,.4g}"
+
+
+def _kpi_table(report: KpiReport) -> Table:
+    table = Table(title=f"KPIs (horizon {report.horizon_ms} ms)")
+    table.add_column("kpi")
+    table.add_column("total", justify="right")
+    for symbol in report.by_symbol:
+        table.add_column(symbol, justify="right")
+    for name in report.total:
+        table.add_row(
+            name,
+            _cell(report.total[name]),
+            *(_cell(kpis[name]) for kpis in report.by_symbol.values()),
+        )
+    return table
+
+
+def _series_table(series: pd.DataFrame) -> Table:
+    table = Table(title="per interval")
+    table.add_column("start")
+    for column in series.columns:
+        table.add_column(column, justify="right")
+    for position, start in enumerate(pd.DatetimeIndex(series.index)):
+        values = series.iloc[position].to_numpy(dtype=float)
+        table.add_row(start.isoformat(), *(_cell(float(v)) for v in values))
+    return table
+
+
+def kpi_command(
+    journal: JournalArg,
+    as_json: JsonOpt = False,
+    interval: Annotated[
+        str | None, typer.Option(help="also print per-interval series, e.g. 1m")
+    ] = None,
+    horizon_ms: Annotated[int, typer.Option(help="adverse-selection horizon H")] = 1_000,
+) -> None:
+    """Every KPI of a journal (DESIGN §6), in total and per symbol."""
+    try:
+        loaded = load_journal(journal)
+        report = compute_kpis(loaded, horizon_ms)
+        series = interval_series(loaded, interval, horizon_ms) if interval else None
+    except (JournalError, KpiError) as exc:
+        raise _fail(str(exc), ExitCode.DATA) from exc
+    if as_json:
+        data = report.to_json_dict()
+        if series is not None:
+            data["intervals"] = _intervals_json(series)
+        typer.echo(_dumps(data))
+        return
+    console = Console(width=160)
+    console.print(_kpi_table(report))
+    if series is not None:
+        console.print(_series_table(series))
+
+
+def _verdict_table(verdict: Verdict) -> Table:
+    table = Table(title=f"{verdict.gate} gate: {verdict.status.value}")
+    for column in ("check", "status", "value", "warn", "fail", "reason"):
+        table.add_column(column)
+    for check in verdict.checks:
+        table.add_row(
+            check.name, check.status.value, _cell(math.nan if check.value is None else check.value),
+            f"{check.warn:g}" if check.warn is not None else "",
+            f"{check.fail:g}" if check.fail is not None else "",
+            check.reason,
+        )  # fmt: skip
+    return table
+
+
+@gate_app.command("kpi")
+def gate_kpi(
+    journal: JournalArg,
+    profile: Annotated[str, typer.Option(help="profile name or YAML path with the bounds")] = (
+        "base"
+    ),
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="override a setting: gates.kpi.net_bps.warn=3")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The KPI gate: exit 0 PASS, 1 FAIL, 2 WARN."""
+    from bot.config import ConfigError, load_settings
+
+    try:
+        settings = load_settings(profile, overrides=tuple(overrides or ()))
+    except ConfigError as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
+    try:
+        report = compute_kpis(load_journal(journal), settings.gates.horizon_ms)
+    except (JournalError, KpiError) as exc:
+        raise _fail(str(exc), ExitCode.DATA) from exc
+    verdict = kpi_gate(report, settings.gates.kpi)
+    if as_json:
+        typer.echo(_dumps(_nan_free(verdict.to_dict())))
+    else:
+        Console(width=160).print(_verdict_table(verdict))
+    raise typer.Exit(int(EXIT_OF_STATUS[verdict.status]))
+
+
+def _nan_free(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_free(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `kpi` and `gate` on a root app (the lead's flows/cli.py may call this)."""
+    app.command("kpi")(kpi_command)
+    app.add_typer(gate_app, name="gate")
+
+
+__all__ = ["KPI_NAMES", "gate_app", "kpi_command", "register"]

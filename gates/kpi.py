@@ -1,0 +1,553 @@
+"""One definition of every KPI (DESIGN §6), used by every gate and report.
+
+Per fill i: s = +1 buy / -1 sell, price p, qty q, notional n = p·q, mid m at the
+fill (`fills.mid`), m_H = the first `book` mid of the same symbol at or after
+t + H.
+
+- gross_bps   = s·(m − p)/m·1e4           spread captured
+- fee_bps     = −fee/n·1e4                a rebate is positive
+- adverse_bps = s·(m − m_H)/m·1e4         the mid moved against us
+- net_bps     = gross_bps + fee_bps − adverse_bps
+
+Aggregates are notional-weighted means over fills. A fill with no book mid at or
+after t + H (the run ended first) has no adverse or net edge: it is left out of
+adverse_bps / net_bps / adverse_p95_bps (and counted in `fills_without_mid_h` of
+`fill_edges`), but still counts for gross_bps, fee_bps, maker_share, turnover and
+PnL. Tails (adverse_p95_bps, order_latency_p95_ms, inventory_ratio_p95) are the
+95th percentile by the nearest-rank rule: sort ascending, take the
+ceil(0.95·N)-th value, unweighted.
+
+A KPI that the journal cannot define is NaN, never 0 (e.g. net_bps with no fills,
+order_latency_p95_ms with no acks). Counts (fills, freezes) and sums
+(turnover_usd) are 0 when nothing happened, because that is their true value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+
+from bot.config import StrategyConfig
+from bot.journal import SCHEMAS, TABLES, read_manifest, read_tables
+
+KPI_NAMES: Final = (
+    "gross_bps",
+    "fee_bps",
+    "adverse_bps",
+    "net_bps",
+    "adverse_p95_bps",
+    "maker_share",
+    "fills",
+    "turnover_usd",
+    "pnl_usd",
+    "max_drawdown_usd",
+    "inventory_ratio_p95",
+    "order_latency_p95_ms",
+    "cancel_ratio",
+    "quote_uptime",
+    "freezes",
+)
+EXTRA_NAMES: Final = ("adverse_5s_bps", "net_5s_bps")
+LONG_HORIZON_MS: Final = 5_000
+NS_PER_MS: Final = 1_000_000
+BPS: Final = 1e4
+TAIL_PCT: Final = 95
+
+_DEFAULT_QUOTE_DISTANCE_BPS: Final = float(
+    StrategyConfig.model_fields["max_quote_distance_bps"].default
+)
+
+
+class KpiError(Exception):
+    """A journal whose contents cannot be turned into KPIs as DESIGN §6 defines them."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Journal:
+    """A run's journal tables (the `bot/journal.py` columns) and its `run.json` manifest."""
+
+    tables: Mapping[str, pd.DataFrame]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(
+        cls, tables: Mapping[str, pd.DataFrame], manifest: Mapping[str, Any] | None = None
+    ) -> Journal:
+        """A journal from frames; missing tables become empty frames with the contract columns."""
+        unknown = set(tables) - set(TABLES)
+        if unknown:
+            raise KpiError(f"unknown journal tables {sorted(unknown)}; tables are {TABLES}")
+        full = {
+            name: tables[name] if name in tables else SCHEMAS[name].empty_table().to_pandas()
+            for name in TABLES
+        }
+        return cls(full, dict(manifest or {}))
+
+    def table(self, name: str) -> pd.DataFrame:
+        return self.tables[name]
+
+    def symbols(self) -> list[str]:
+        seen: set[str] = set()
+        for name in ("book", "fills", "quotes", "orders", "positions"):
+            seen.update(str(s) for s in self.tables[name]["symbol"].unique())
+        seen.update(str(s) for s in self.tables["risk"]["symbol"].unique() if s)
+        return sorted(seen)
+
+    def for_symbol(self, symbol: str) -> Journal:
+        return Journal(
+            {name: frame[frame["symbol"] == symbol] for name, frame in self.tables.items()},
+            self.manifest,
+        )
+
+    @property
+    def max_inventory_usd(self) -> float:
+        """Per-symbol inventory limit from the manifest (top level, else the settings)."""
+        value = self.manifest.get("max_inventory_usd")
+        if value is None:
+            value = _setting(self.manifest, "risk", "max_inventory_usd")
+        return float(value) if value is not None else math.nan
+
+    @property
+    def max_quote_distance_bps(self) -> float:
+        """From the run's settings; the schema default when the manifest has no settings."""
+        value = self.manifest.get("max_quote_distance_bps")
+        if value is None:
+            value = _setting(self.manifest, "strategy", "max_quote_distance_bps")
+        return float(value) if value is not None else _DEFAULT_QUOTE_DISTANCE_BPS
+
+
+def _setting(manifest: Mapping[str, Any], section: str, key: str) -> Any:
+    settings = manifest.get("settings")
+    if not isinstance(settings, Mapping):
+        return None
+    part = settings.get(section)
+    return part.get(key) if isinstance(part, Mapping) else None
+
+
+def load_journal(path: Path | str) -> Journal:
+    """Read every table and the manifest of a journal directory written by JournalWriter."""
+    root = Path(path)
+    return Journal(read_tables(root), read_manifest(root))
+
+
+@dataclass(frozen=True, slots=True)
+class KpiReport:
+    total: dict[str, float]
+    by_symbol: dict[str, dict[str, float]]
+    horizon_ms: int = 1_000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": dict(self.total),
+            "by_symbol": {s: dict(k) for s, k in self.by_symbol.items()},
+        }
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """`to_dict` with NaN as None: the stable JSON interface of `mmbot kpi --json`."""
+        return _nan_to_none(self.to_dict())
+
+
+def _nan_to_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+# --- small numeric helpers ------------------------------------------------------
+
+
+def nearest_rank(values: np.ndarray | pd.Series, pct: int = TAIL_PCT) -> float:
+    """The pct-th percentile by the nearest-rank rule; NaN values ignored; NaN if none."""
+    arr = np.asarray(values, dtype=float)
+    arr = np.sort(arr[~np.isnan(arr)])
+    if arr.size == 0:
+        return math.nan
+    rank = -(-pct * arr.size // 100)  # ceil(pct·N/100) in integers: no float rounding at N·0.95
+    return float(arr[rank - 1])
+
+
+def nearest_rank_by(keys: pd.Series, values: pd.Series, pct: int = TAIL_PCT) -> pd.Series:
+    """Nearest-rank percentile per key, vectorised (sort once, pick one row per group)."""
+    frame = pd.DataFrame({"key": keys.to_numpy(), "value": values.to_numpy(dtype=float)})
+    frame = frame[frame["value"].notna()].sort_values(["key", "value"], kind="stable")
+    if frame.empty:
+        return pd.Series(dtype=float)
+    position = frame.groupby("key").cumcount().to_numpy()
+    size = frame.groupby("key")["value"].transform("size").to_numpy()
+    rank = -(-pct * size // 100)
+    picked = frame[position == rank - 1]
+    return pd.Series(picked["value"].to_numpy(), index=picked["key"].to_numpy())
+
+
+def _weighted(values: pd.Series, weights: pd.Series) -> float:
+    mask = values.notna()
+    total = float(weights[mask].sum())
+    if total <= 0:
+        return math.nan
+    return float((values[mask] * weights[mask]).sum() / total)
+
+
+def _sorted(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.sort_values("ts_ns", kind="stable").reset_index(drop=True)
+
+
+def _asof(left: pd.DataFrame, right: pd.DataFrame, **how: Any) -> pd.DataFrame:
+    """pd.merge_asof that also takes an empty side (pandas fails on empty string keys)."""
+    if left.empty or right.empty:
+        taken = {"ts_ns", "symbol"} | set(left.columns)
+        extra = {c: np.nan for c in right.columns if c not in taken}
+        return left.reset_index(drop=True).assign(**extra)
+    return pd.merge_asof(left, right, **how)
+
+
+# --- per-fill edges ---------------------------------------------------------------
+
+
+def fill_edges(journal: Journal, horizon_ms: int = 1_000) -> pd.DataFrame:
+    """Per fill: ts_ns, symbol, side, price, qty, notional, liquidity, fee, mid, mid_h,
+    gross_bps, fee_bps, adverse_bps, net_bps (adverse/net NaN where no mid_h exists)."""
+    fills = _sorted(journal.table("fills"))
+    out = pd.DataFrame(
+        {
+            "ts_ns": fills["ts_ns"].astype("int64"),
+            "symbol": fills["symbol"].astype(str),
+            "side": fills["side"].astype(float),
+            "price": fills["price"].astype(float),
+            "qty": fills["qty"].astype(float),
+            "liquidity": fills["liquidity"].astype(str),
+            "fee": fills["fee"].astype(float),
+            "mid": fills["mid"].astype(float),
+        }
+    )
+    out["notional"] = out["price"] * out["qty"]
+    out["mid_h"] = _mid_at_or_after(journal.table("book"), out, horizon_ms)
+    side, mid = out["side"], out["mid"]
+    out["gross_bps"] = side * (mid - out["price"]) / mid * BPS
+    out["fee_bps"] = -out["fee"] / out["notional"] * BPS
+    out["adverse_bps"] = side * (mid - out["mid_h"]) / mid * BPS
+    out["net_bps"] = out["gross_bps"] + out["fee_bps"] - out["adverse_bps"]
+    return out
+
+
+def _mid_at_or_after(book: pd.DataFrame, fills: pd.DataFrame, horizon_ms: int) -> np.ndarray:
+    """m_H: the first book mid of the fill's symbol at or after ts + H (NaN if none)."""
+    if fills.empty:
+        return np.empty(0, dtype=float)
+    mids = book.loc[book["mid"].notna() & (book["mid"] > 0), ["ts_ns", "symbol", "mid"]]
+    mids = mids.assign(symbol=mids["symbol"].astype(str), ts_ns=mids["ts_ns"].astype("int64"))
+    mids = mids.sort_values("ts_ns", kind="stable").rename(columns={"mid": "mid_h"})
+    probe = pd.DataFrame(
+        {
+            "t_h": fills["ts_ns"].to_numpy() + horizon_ms * NS_PER_MS,
+            "symbol": fills["symbol"].to_numpy(),
+            "row": np.arange(len(fills)),
+        }
+    ).sort_values("t_h", kind="stable")
+    merged = _asof(
+        probe,
+        mids,
+        left_on="t_h",
+        right_on="ts_ns",
+        by="symbol",
+        direction="forward",
+        allow_exact_matches=True,
+    )
+    result = np.full(len(fills), np.nan)
+    result[merged["row"].to_numpy()] = merged["mid_h"].to_numpy(dtype=float)
+    return result
+
+
+# --- equity, inventory -------------------------------------------------------------
+
+
+def symbol_equity(journal: Journal) -> pd.DataFrame:
+    """Per symbol, on its book rows: ts_ns, symbol, mid, position, cash, pnl_usd, inventory_usd.
+
+    Mark-to-market: pnl = cash + position·mid, where cash = Σ(−s·p·q) − Σfee over fills
+    at or before the book row (realized + unrealized − fees).
+    """
+    book = journal.table("book")
+    book = book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]]
+    book = _sorted(book.assign(symbol=book["symbol"].astype(str)))
+    fills = _sorted(journal.table("fills"))
+    flows = pd.DataFrame(
+        {
+            "ts_ns": fills["ts_ns"].astype("int64"),
+            "symbol": fills["symbol"].astype(str),
+            "d_pos": fills["side"].astype(float) * fills["qty"].astype(float),
+            "d_cash": -fills["side"].astype(float) * fills["price"] * fills["qty"] - fills["fee"],
+        }
+    )
+    flows["position"] = flows.groupby("symbol")["d_pos"].cumsum()
+    flows["cash"] = flows.groupby("symbol")["d_cash"].cumsum()
+    merged = _asof(
+        book,
+        flows[["ts_ns", "symbol", "position", "cash"]],
+        on="ts_ns",
+        by="symbol",
+        direction="backward",
+        allow_exact_matches=True,
+    )
+    merged[["position", "cash"]] = merged[["position", "cash"]].fillna(0.0)
+    merged["inventory_usd"] = merged["position"] * merged["mid"]
+    merged["pnl_usd"] = merged["cash"] + merged["inventory_usd"]
+    return merged
+
+
+def equity_curve(journal: Journal) -> pd.DataFrame:
+    """The run's mark-to-market curve on the book time grid: ts_ns, pnl_usd, position,
+    inventory_usd, inventory_ratio.
+
+    Several symbols: each symbol's last value is carried forward to every book time and
+    pnl_usd / inventory_usd (signed) are summed; position is NaN because base units of
+    different symbols do not add; inventory_ratio is the worst symbol's
+    |notional| / max_inventory_usd (the limit is per symbol). Before a symbol's first
+    book row it contributes 0.
+    """
+    per = symbol_equity(journal)
+    per["inventory_ratio"] = per["inventory_usd"].abs() / journal.max_inventory_usd
+    columns = ["ts_ns", "pnl_usd", "position", "inventory_usd", "inventory_ratio"]
+    symbols = per["symbol"].unique()
+    if len(symbols) <= 1:
+        return per[columns].reset_index(drop=True)
+
+    def wide(value: str) -> pd.DataFrame:
+        table = per.pivot_table(index="ts_ns", columns="symbol", values=value, aggfunc="last")
+        return table.ffill().fillna(0.0)
+
+    pnl, inventory, ratio = wide("pnl_usd"), wide("inventory_usd"), wide("inventory_ratio")
+    return pd.DataFrame(
+        {
+            "ts_ns": pnl.index.to_numpy(dtype="int64"),
+            "pnl_usd": pnl.to_numpy().sum(axis=1),
+            "position": np.nan,
+            "inventory_usd": inventory.to_numpy().sum(axis=1),
+            "inventory_ratio": ratio.to_numpy().max(axis=1),
+        }
+    )
+
+
+def _max_drawdown(pnl: pd.Series) -> float:
+    """Largest fall from a running peak; the run starts flat at 0, so 0 is the first peak."""
+    if pnl.empty:
+        return math.nan
+    values = pnl.to_numpy(dtype=float)
+    peak = np.maximum.accumulate(np.maximum(values, 0.0))
+    return float(np.max(peak - values))
+
+
+def _pnl_usd(journal: Journal) -> float:
+    """Realized + unrealized at each symbol's last mid − fees, summed over symbols."""
+    fills = journal.table("fills")
+    if fills.empty:
+        return 0.0
+    side = fills["side"].astype(float)
+    cash = (-side * fills["price"] * fills["qty"] - fills["fee"]).groupby(fills["symbol"]).sum()
+    position = (side * fills["qty"]).groupby(fills["symbol"]).sum()
+    last_mid = _last_mids(journal)
+    marks = position * last_mid.reindex(position.index)
+    return float((cash + marks).sum(skipna=False))
+
+
+def _last_mids(journal: Journal) -> pd.Series:
+    """Last book mid per symbol; the last fill mid for a symbol without book rows."""
+    book = journal.table("book").dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
+    fills = journal.table("fills").dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
+    from_book = book.groupby("symbol")["mid"].last()
+    from_fills = fills.groupby("symbol")["mid"].last()
+    return from_book.combine_first(from_fills).astype(float)
+
+
+# --- orders, quotes, risk ------------------------------------------------------------
+
+
+def ack_latencies_ms(journal: Journal) -> pd.DataFrame:
+    """ts_ns and latency_ms (ack − send) of every `ack` row whose both stamps are known."""
+    orders = journal.table("orders")
+    acks = orders[
+        (orders["event"] == "ack") & (orders["ts_send_ns"] > 0) & (orders["ts_ack_ns"] > 0)
+    ]
+    return pd.DataFrame(
+        {
+            "ts_ns": acks["ts_ns"].astype("int64").to_numpy(),
+            "latency_ms": (acks["ts_ack_ns"] - acks["ts_send_ns"]).to_numpy(dtype=float)
+            / NS_PER_MS,
+        }
+    )
+
+
+def _cancel_ratio(orders: pd.DataFrame) -> float:
+    placed = int((orders["event"] == "place").sum())
+    cancels = int((orders["event"] == "cancel").sum())
+    if placed + cancels == 0:
+        return math.nan
+    return cancels / (placed + cancels)
+
+
+def quoted_samples(journal: Journal) -> pd.DataFrame:
+    """Per book row: ts_ns, symbol and `quoted` — both sides wanted within the distance.
+
+    A decision is the set of `quotes` rows sharing (symbol, ts_ns): a full snapshot of
+    what the strategy wanted then (a side with no row, or only qty 0 rows, is not
+    quoted). At each book sample the latest decision at or before it is taken; its best
+    bid must be within max_quote_distance_bps below the sample's mid and its best ask
+    within that distance above. Book samples before the first decision are not quoted.
+    """
+    book = journal.table("book")
+    book = _sorted(
+        book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]].astype({"symbol": str})
+    )
+    quotes = journal.table("quotes").astype({"symbol": str})
+    live = quotes[(quotes["qty"] > 0) & quotes["price"].notna()]
+    keys = ["symbol", "ts_ns"]
+    decisions = quotes[keys].drop_duplicates()
+    best_bid = live[live["side"] > 0].groupby(keys)["price"].max().rename("best_bid")
+    best_ask = live[live["side"] < 0].groupby(keys)["price"].min().rename("best_ask")
+    decisions = decisions.join(best_bid, on=keys).join(best_ask, on=keys)
+    decisions = decisions.astype({"ts_ns": "int64"}).sort_values("ts_ns", kind="stable")
+    merged = _asof(book, decisions, on="ts_ns", by="symbol", direction="backward")
+    limit = journal.max_quote_distance_bps
+    bid_ok = (merged["mid"] - merged["best_bid"]) / merged["mid"] * BPS <= limit
+    ask_ok = (merged["best_ask"] - merged["mid"]) / merged["mid"] * BPS <= limit
+    # NaN distances compare False: a missing side is not quoted
+    merged["quoted"] = bid_ok & ask_ok
+    return merged[["ts_ns", "symbol", "quoted"]]
+
+
+def _quote_uptime(journal: Journal) -> float:
+    """Share of book samples quoted (see `quoted_samples`); NaN with no book or no quotes."""
+    if journal.table("quotes").empty:
+        return math.nan
+    samples = quoted_samples(journal)
+    return float(samples["quoted"].mean()) if not samples.empty else math.nan
+
+
+# --- the report ---------------------------------------------------------------------
+
+
+def _kpis(journal: Journal, horizon_ms: int) -> dict[str, float]:
+    edges = fill_edges(journal, horizon_ms)
+    long = fill_edges(journal, LONG_HORIZON_MS)
+    notional = edges["notional"]
+    turnover = float(notional.sum())
+    maker = float(notional[edges["liquidity"] == "maker"].sum())
+    curve = equity_curve(journal)
+    latencies = ack_latencies_ms(journal)
+    risk = journal.table("risk")
+    return {
+        "gross_bps": _weighted(edges["gross_bps"], notional),
+        "fee_bps": _weighted(edges["fee_bps"], notional),
+        "adverse_bps": _weighted(edges["adverse_bps"], notional),
+        "net_bps": _weighted(edges["net_bps"], notional),
+        "adverse_p95_bps": nearest_rank(edges["adverse_bps"]),
+        "maker_share": maker / turnover if turnover > 0 else math.nan,
+        "fills": float(len(edges)),
+        "turnover_usd": turnover,
+        "pnl_usd": _pnl_usd(journal),
+        "max_drawdown_usd": _max_drawdown(curve["pnl_usd"]),
+        "inventory_ratio_p95": nearest_rank(curve["inventory_ratio"]),
+        "order_latency_p95_ms": nearest_rank(latencies["latency_ms"]),
+        "cancel_ratio": _cancel_ratio(journal.table("orders")),
+        "quote_uptime": _quote_uptime(journal),
+        "freezes": float((risk["kind"] == "freeze").sum()),
+        "adverse_5s_bps": _weighted(long["adverse_bps"], long["notional"]),
+        "net_5s_bps": _weighted(long["net_bps"], long["notional"]),
+    }
+
+
+def compute_kpis(journal: Journal, horizon_ms: int = 1_000) -> KpiReport:
+    """Every KPI over the whole run (`total`) and per symbol (`by_symbol`)."""
+    by_symbol = {s: _kpis(journal.for_symbol(s), horizon_ms) for s in journal.symbols()}
+    return KpiReport(_kpis(journal, horizon_ms), by_symbol, horizon_ms)
+
+
+# --- per-interval series (accuracy, canary, rollback, charts) --------------------------
+
+INTERVAL_COLUMNS: Final = (
+    "net_bps",
+    "maker_share",
+    "fills",
+    "order_latency_ms",
+    "inventory_ratio",
+    "pnl_usd",
+    "turnover_usd",
+    "error_rate",
+)
+
+
+def interval_ns(interval: str) -> int:
+    """'1m', '5m', '1h', '500ms' -> nanoseconds."""
+    try:
+        step = int(pd.Timedelta(interval).value)
+    except ValueError as exc:
+        raise KpiError(f"interval {interval!r} is not a duration like '1m' or '30s'") from exc
+    if step <= 0:
+        raise KpiError(f"interval {interval!r} must be positive")
+    return step
+
+
+def _bucket(ts_ns: pd.Series | np.ndarray, step: int) -> np.ndarray:
+    # epoch-aligned buckets: two runs over the same market window share interval starts
+    return (np.asarray(ts_ns, dtype="int64") // step) * step
+
+
+def interval_series(
+    journal: Journal, interval: str = "1m", horizon_ms: int = 1_000
+) -> pd.DataFrame:
+    """Per interval (index: interval start, UTC): net_bps and maker_share (notional-weighted,
+    NaN without fills), fills, order_latency_ms (nearest-rank p95 of acks in the interval),
+    inventory_ratio (max over the interval's book samples), pnl_usd (mark-to-market at the
+    interval's last book sample, carried forward), turnover_usd, error_rate (rejects /
+    orders answered = acks + rejects; NaN when none was answered). Every interval
+    between the first and last journal row is present."""
+    step = interval_ns(interval)
+    stamps = [f["ts_ns"] for f in journal.tables.values() if not f.empty]
+    columns = list(INTERVAL_COLUMNS)
+    if not stamps:
+        return pd.DataFrame(columns=columns, index=pd.DatetimeIndex([], tz="UTC", name="start"))
+    first = int(min(int(s.min()) for s in stamps))
+    last = int(max(int(s.max()) for s in stamps))
+    grid = np.arange((first // step) * step, (last // step) * step + step, step, dtype="int64")
+    out = pd.DataFrame(index=pd.Index(grid, name="start"))
+
+    edges = fill_edges(journal, horizon_ms)
+    edges["bucket"] = _bucket(edges["ts_ns"], step)
+    edges["w_net"] = edges["net_bps"] * edges["notional"]
+    edges["w_known"] = edges["notional"].where(edges["net_bps"].notna(), 0.0)
+    edges["maker_notional"] = edges["notional"].where(edges["liquidity"] == "maker", 0.0)
+    per = edges.groupby("bucket")[["w_net", "w_known", "notional", "maker_notional"]].sum()
+    out["net_bps"] = (per["w_net"] / per["w_known"].where(per["w_known"] > 0)).reindex(grid)
+    out["maker_share"] = (
+        per["maker_notional"] / per["notional"].where(per["notional"] > 0)
+    ).reindex(grid)
+    out["fills"] = edges.groupby("bucket").size().reindex(grid, fill_value=0).astype(float)
+
+    acks = ack_latencies_ms(journal)
+    out["order_latency_ms"] = nearest_rank_by(
+        pd.Series(_bucket(acks["ts_ns"], step)), acks["latency_ms"]
+    ).reindex(grid)
+
+    curve = equity_curve(journal)
+    curve["bucket"] = _bucket(curve["ts_ns"], step)
+    by_bucket = curve.groupby("bucket")
+    out["inventory_ratio"] = by_bucket["inventory_ratio"].max().reindex(grid)
+    out["pnl_usd"] = by_bucket["pnl_usd"].last().reindex(grid).ffill().fillna(0.0)
+    out["turnover_usd"] = per["notional"].reindex(grid, fill_value=0.0)
+
+    orders = journal.table("orders")
+    order_bucket = _bucket(orders["ts_ns"], step)
+    events = orders["event"]
+    rejects = (events == "reject").astype(float).groupby(order_bucket).sum()
+    answered = events.isin(("ack", "reject")).astype(float).groupby(order_bucket).sum()
+    answered = answered.reindex(grid, fill_value=0.0)
+    out["error_rate"] = rejects.reindex(grid, fill_value=0.0) / answered.where(answered > 0)
+    out.index = pd.DatetimeIndex(pd.to_datetime(grid, unit="ns", utc=True), name="start")
+    return out[columns]

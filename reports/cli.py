@@ -1,0 +1,98 @@
+"""`mmbot report STAGE --journal J --out URL`: render a stage report outside Prefect.
+
+A thin command: settings from the profile, the report from reports.render, the
+artifacts to the store at --out; stdout is the artifact URLs, one a line, and
+diagnostics go to stderr. Publishing a report judges nothing, so the exit code
+says whether the report was written, not what its verdict is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.config import ConfigError, load_settings
+from bot.exitcodes import ExitCode
+from bot.journal import JournalError
+from bot.runtime.clock import default_clock
+from gates.kpi import KpiError
+from gates.verdict import Verdict
+from reports.publish import ArtifactStore, PublishError, publish_report
+from reports.render import STAGES, ReportError, render_report, verdict_from_dict
+
+
+def _fail(message: str, code: ExitCode) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(int(code))
+
+
+def _read_verdict(path: Path) -> Verdict:
+    try:
+        return verdict_from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: not a verdict JSON file ({exc})") from exc
+
+
+def report_command(
+    stage: Annotated[str, typer.Argument(help=f"one of: {', '.join(STAGES)}", show_default=False)],
+    journal: Annotated[Path, typer.Option("--journal", help="journal directory (run.json)")],
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="file://DIR or s3://bucket/prefix; default storage.artifacts_url"),
+    ] = None,
+    profile: Annotated[str, typer.Option("--profile", help="profile name or YAML path")] = "base",
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="second journal: canary baseline or accuracy sim run"),
+    ] = None,
+    verdict: Annotated[
+        Path | None,
+        typer.Option("--verdict", help="the stage gate's verdict.json (canary, accuracy)"),
+    ] = None,
+    evidence: Annotated[
+        list[Path] | None,
+        typer.Option("--evidence", help="further verdict.json files to show (repeatable)"),
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option("--run-id", help="default: the journal directory's name")
+    ] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="a.b=c setting override (repeatable)")
+    ] = None,
+) -> None:
+    """Render STAGE's report (Markdown + HTML + verdict JSON), publish it, print the URLs."""
+    stage = stage.replace("_", "-")
+    if stage not in STAGES:
+        raise _fail(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}", ExitCode.USAGE)
+    try:
+        settings = load_settings(profile, overrides=overrides or ())
+    except ConfigError as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
+    run = run_id or journal.resolve().name
+    try:
+        report = render_report(
+            stage, journal, settings, default_clock(),
+            baseline_path=baseline,
+            run_id=run,
+            verdict=_read_verdict(verdict) if verdict else None,
+            evidence=[_read_verdict(p) for p in evidence or ()],
+        )
+    except (ReportError, JournalError, KpiError) as exc:
+        raise _fail(str(exc), ExitCode.DATA) from exc
+    try:
+        store = ArtifactStore.from_url(out, settings.storage, settings.secrets)
+        urls = publish_report(report, store, run)
+    except PublishError as exc:
+        raise _fail(str(exc), ExitCode.FAIL) from exc
+    for url in urls:
+        typer.echo(url)
+
+
+def report_app() -> typer.Typer:
+    """A one-command Typer app, for tests and for mounting with `app.command()(...)`."""
+    app = typer.Typer(add_completion=False)
+    app.command("report")(report_command)
+    return app

@@ -1,0 +1,262 @@
+"""Streaming validation: each error in raise and skip mode, state across chunks, stats."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.config import ValidationConfig
+from bot.market.readers import open_market
+from bot.market.schema import COLUMNS, Kind, MarketChunk
+from bot.market.validate import (
+    BadValue,
+    CrossedBook,
+    DataGap,
+    MarketDataError,
+    StatsScan,
+    TimestampBackwards,
+    Validator,
+    describe,
+)
+
+S, D, T = int(Kind.SNAPSHOT), int(Kind.DELTA), int(Kind.TRADE)
+MS = 1_000_000
+RAISE = ValidationConfig(on_error="raise", max_gap_ms=1_000)
+SKIP = ValidationConfig(on_error="skip", max_gap_ms=1_000)
+
+
+def chunk(rows: list[tuple[int, int, int, float, float]], symbol: str = "X") -> MarketChunk:
+    """rows of (ts_local ms, kind, side, price, qty); ts_exch = ts_local, trade ids = row no."""
+    ts = np.array([r[0] * MS for r in rows], dtype=np.int64)
+    return MarketChunk(
+        symbol,
+        ts,
+        ts.copy(),
+        np.array([r[1] for r in rows], dtype=np.int8),
+        np.array([r[2] for r in rows], dtype=np.int8),
+        np.array([r[3] for r in rows], dtype=np.float64),
+        np.array([r[4] for r in rows], dtype=np.float64),
+        np.arange(len(rows), dtype=np.int64),
+    )
+
+
+def split(data: MarketChunk, *cuts: int) -> list[MarketChunk]:
+    bounds = [0, *cuts, len(data)]
+    return [
+        MarketChunk(data.symbol, *(getattr(data, c)[a:b] for c in COLUMNS))
+        for a, b in zip(bounds, bounds[1:], strict=False)
+    ]
+
+
+def run(parts: list[MarketChunk], config: ValidationConfig) -> tuple[MarketChunk, Validator]:
+    validator = Validator(config)
+    out = list(validator.validate(parts))
+    joined = MarketChunk(
+        parts[0].symbol,
+        *(np.concatenate([getattr(c, n) for c in out]) if out else np.empty(0) for n in COLUMNS),
+    )
+    return joined, validator
+
+
+SNAP = [(1, S, 1, 100.0, 1.0), (1, S, -1, 101.0, 1.0)]
+
+
+def test_clean_stream_passes_unchanged_whatever_the_chunking() -> None:
+    data = chunk([*SNAP, (2, D, 1, 100.5, 2.0), (2, T, 1, 101.0, 0.5), (3, D, -1, 101.0, 0.0),
+                  (3, D, -1, 102.0, 1.0), (4, T, -1, 100.5, 1.0)])
+    for cuts in [(), (1,), (3,), (2, 4, 5), (1, 2, 3, 4, 5, 6)]:
+        out, validator = run(split(data, *cuts), RAISE)
+        assert list(out.trade_id) == list(range(7)), cuts
+        assert validator.skipped == {}
+
+
+def test_last_message_is_held_until_the_next_chunk() -> None:
+    validator = Validator(RAISE)
+    first = validator.check(chunk([*SNAP, (2, D, 1, 100.5, 2.0), (2, D, -1, 100.8, 1.0)]))
+    assert len(first) == 2  # the ts=2 message may continue in the next chunk
+    second = validator.check(chunk([(2, D, 1, 100.2, 1.0), (3, T, 1, 100.8, 1.0)]))
+    assert list(second.ts_local // MS) == [2, 2, 2]
+    assert list(validator.finish().ts_local // MS) == [3]
+
+
+# --- timestamps going backwards ----------------------------------------------------------------
+
+
+def test_backwards_raises_with_global_row_index_across_chunks() -> None:
+    data = chunk([*SNAP, (5, T, 1, 101.0, 1.0), (4, T, 1, 101.0, 1.0), (6, T, 1, 101.0, 1.0)])
+    with pytest.raises(TimestampBackwards) as err:
+        run(split(data, 3), RAISE)
+    assert err.value.row == 3
+    assert err.value.column == "ts_local"
+    assert err.value.ts_ns == 4 * MS
+    assert "row 3" in str(err.value) and str(4 * MS) in str(err.value)
+    assert isinstance(err.value, MarketDataError)
+
+
+def test_backwards_skip_drops_the_row_and_counts_it() -> None:
+    data = chunk([*SNAP, (5, T, 1, 101.0, 1.0), (4, T, 1, 101.0, 1.0), (3, T, 1, 101.0, 1.0),
+                  (6, T, 1, 101.0, 1.0)])
+    out, validator = run(split(data, 3), SKIP)
+    assert list(out.trade_id) == [0, 1, 2, 5]
+    assert validator.skipped == {"ts_backwards": 2}
+
+
+# --- bad values ----------------------------------------------------------------------------------
+
+
+BAD_ROWS = [
+    ((2, T, 1, math.nan, 1.0), "price"),
+    ((2, D, 1, 100.0, math.nan), "qty"),
+    ((2, T, 1, 0.0, 1.0), "price"),
+    ((2, D, -1, -101.0, 1.0), "price"),
+    ((2, T, 1, 100.0, 0.0), "qty"),  # a trade of size 0
+    ((2, D, 1, 100.0, -1.0), "qty"),  # book size below 0 (0 is a delete)
+    ((2, T, 0, 100.0, 1.0), "side"),
+    ((2, 7, 1, 100.0, 1.0), "kind"),
+    ((2, T, 1, math.inf, 1.0), "price"),
+]
+
+
+@pytest.mark.parametrize(("row", "column"), BAD_ROWS)
+def test_bad_value_raises(row: tuple[int, int, int, float, float], column: str) -> None:
+    data = chunk([*SNAP, (1, T, 1, 101.0, 1.0), row])
+    with pytest.raises(BadValue) as err:
+        run([data], RAISE)
+    assert (err.value.row, err.value.column) == (3, column)
+    assert f"column {column}" in str(err.value)
+
+
+@pytest.mark.parametrize(("row", "column"), BAD_ROWS)
+def test_bad_value_skip(row: tuple[int, int, int, float, float], column: str) -> None:
+    data = chunk([*SNAP, (1, T, 1, 101.0, 1.0), row, (3, T, 1, 101.0, 1.0)])
+    out, validator = run(split(data, 3), SKIP)
+    assert list(out.trade_id) == [0, 1, 2, 4]
+    assert validator.skipped == {"bad_value": 1}
+
+
+def test_book_delete_with_qty_zero_is_fine() -> None:
+    data = chunk([*SNAP, (2, D, 1, 100.0, 0.0), (3, D, 1, 99.0, 1.0)])
+    out, validator = run([data], RAISE)
+    assert len(out) == 4 and validator.skipped == {}
+
+
+# --- gaps --------------------------------------------------------------------------------------------
+
+
+def test_gap_raises_across_chunks() -> None:
+    data = chunk([*SNAP, (500, T, 1, 101.0, 1.0), (1_501, T, 1, 101.0, 1.0)])
+    with pytest.raises(DataGap) as err:
+        run(split(data, 3), RAISE)
+    assert err.value.row == 3 and "1001 ms" in str(err.value)
+    # exactly the limit is not a gap
+    run([chunk([*SNAP, (1_001, T, 1, 101.0, 1.0)])], RAISE)
+
+
+def test_gap_skip_counts_and_keeps_the_rows() -> None:
+    data = chunk([*SNAP, (2_000, T, 1, 101.0, 1.0), (2_001, T, 1, 101.0, 1.0),
+                  (5_000, T, 1, 101.0, 1.0)])
+    out, validator = run(split(data, 3), SKIP)
+    assert len(out) == 5
+    assert validator.skipped == {"gap": 2}
+
+
+# --- crossed book --------------------------------------------------------------------------------------
+
+
+def test_crossed_book_raises_after_the_message() -> None:
+    data = chunk([*SNAP, (2, D, 1, 100.5, 1.0), (3, D, 1, 101.5, 1.0), (3, D, 1, 99.0, 1.0),
+                  (4, T, 1, 101.0, 1.0)])
+    with pytest.raises(CrossedBook) as err:
+        run(split(data, 4), RAISE)
+    assert err.value.row == 3 and err.value.ts_ns == 3 * MS
+    assert "best bid 101.5 >= best ask 101" in str(err.value)
+
+
+def test_crossed_mid_message_but_not_after_it_is_fine() -> None:
+    # bid 101.5 crosses the 101.0 ask, which the same message then removes
+    data = chunk([*SNAP, (2, D, 1, 101.5, 1.0), (2, D, -1, 101.0, 0.0), (2, D, -1, 102.0, 1.0)])
+    for cuts in [(), (3,), (4,)]:  # also with the message split across chunks
+        out, _ = run(split(data, *cuts), RAISE)
+        assert len(out) == 5
+
+
+def test_crossed_skip_drops_the_message_and_rolls_the_book_back() -> None:
+    data = chunk([
+        *SNAP,
+        (2, D, 1, 100.5, 1.0),
+        (3, D, -1, 101.0, 0.0),   # removes the ask ...
+        (3, D, 1, 101.5, 1.0),    # ... and a bid through 101.0 -- fine alone, but:
+        (3, D, -1, 101.2, 1.0),   # ask below the bid: crossed after the message
+        (3, T, 1, 101.2, 1.0),    # a trade of the same message goes too
+        (4, D, 1, 100.8, 1.0),    # fine against the rolled-back book (ask 101.0)
+        (5, D, -1, 100.9, 1.0),   # fine only if the ts=3 message left no trace
+    ])
+    out, validator = run(split(data, 4), SKIP)
+    assert list(out.trade_id) == [0, 1, 2, 7, 8]
+    assert validator.skipped == {"crossed_book": 4}
+    book = validator._book.book
+    assert book.best_bid * 1e-10 == pytest.approx(100.8)
+    assert book.best_ask * 1e-10 == pytest.approx(100.9)
+
+
+def test_crossed_snapshot_skip_keeps_the_previous_book() -> None:
+    data = chunk([*SNAP, (2, S, 1, 105.0, 1.0), (2, S, -1, 104.0, 1.0), (3, D, 1, 100.5, 1.0)])
+    out, validator = run([data], SKIP)
+    assert list(out.trade_id) == [0, 1, 4]
+    book = validator._book.book
+    assert book.best_ask * 1e-10 == pytest.approx(101.0)
+    assert book.best_bid * 1e-10 == pytest.approx(100.5)
+    with pytest.raises(CrossedBook):
+        run([data], RAISE)
+
+
+# --- real data and speed ----------------------------------------------------------------------------
+
+
+def test_real_files_pass_validation(binance_dir: Path, bybit_ob500: Path) -> None:
+    for path, rows in [(binance_dir, 466_501), (bybit_ob500, 3_966)]:
+        validator = Validator(ValidationConfig())
+        assert sum(len(c) for c in validator.validate(open_market(path))) == rows
+        assert validator.skipped == {}
+
+
+def test_non_book_checks_exceed_a_million_rows_per_second() -> None:
+    n = 2_000_000
+    rng = np.random.default_rng(3)
+    ts = np.cumsum(rng.integers(0, 1_000_000, n)).astype(np.int64)
+    data = MarketChunk("X", ts, ts, np.full(n, T, np.int8), np.where(rng.random(n) < 0.5, 1, -1)
+                       .astype(np.int8), rng.uniform(1, 2, n), rng.uniform(0.1, 1, n),
+                       np.arange(n, dtype=np.int64))
+    parts = split(data, *range(262_144, n, 262_144))
+    validator = Validator(SKIP)
+    start = time.perf_counter()
+    rows = sum(len(c) for c in validator.validate(parts))
+    elapsed = time.perf_counter() - start
+    assert rows == n
+    assert n / elapsed > 1_000_000, f"{n / elapsed:,.0f} rows/s"
+
+
+# --- stats for `market info` ----------------------------------------------------------------------------
+
+
+def test_stats_by_hand() -> None:
+    data = chunk([*SNAP, (3, T, 1, 101.0, 1.0), (2_000, T, 1, 101.0, 1.0), (1_999, T, 1, 101.0, 1.0),
+                  (4_000, D, 1, 100.5, 1.0)])
+    data.ts_exch[2] = 0  # exchange time below the snapshot's: one inversion
+    scan = StatsScan(gap_limit_ms=1_000)
+    for part in split(data, 2, 4):
+        scan.update(part)
+    stats = scan.result()
+    assert stats.rows == 6 and stats.messages == 5
+    assert stats.counts == {"DELTA": 1, "SNAPSHOT": 2, "TRADE": 3}
+    assert stats.gaps_over_limit == 2 and stats.largest_gap_ms == 2_001.0
+    assert stats.ts_local_backwards == 1
+    assert stats.ts_exch_inversions == 2  # row 2 (0 < 1 ms) and row 4 (1999 < 2000 ms)
+    assert stats.duration_s == pytest.approx(3.999)
+    assert stats.to_dict()["start_utc"] == "1970-01-01T00:00:00.001000Z"
+    described = describe(split(data, 2, 4), gap_limit_ms=1_000)
+    assert described.violations == {"gap": 2, "ts_backwards": 1}

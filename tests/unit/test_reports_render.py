@@ -1,0 +1,252 @@
+"""Stage reports: formatting rules, self-contained HTML, contexts from journals, secrets."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.config import SecretsConfig, Settings, StorageConfig
+from bot.runtime.clock import FrozenClock, parse_utc
+from gates.verdict import Check, Status, Verdict
+from reports.publish import FileStore, publish_report
+from reports.render import (
+    STAGES,
+    Frames,
+    ReportError,
+    SecretLeak,
+    StageContext,
+    Table,
+    UnknownStage,
+    build_context,
+    fmt_bound,
+    fmt_value,
+    md_cell,
+    render,
+    render_report,
+    report_from_context,
+    stage_context,
+    verdict_from_dict,
+)
+from tests.unit import reports_helpers as h
+
+CLOCK = FrozenClock(parse_utc(h.FROZEN))
+API_SECRET = "SEKRET-api-9f3a7c"
+S3_SECRET = "SEKRET-s3-41d2e8"
+REDIS_PASSWORD = "SEKRETredispw77"
+
+
+def full_context(stage: str, settings: Settings | None = None) -> StageContext:
+    """Every section filled, so each template path runs."""
+    return stage_context(
+        stage,
+        settings or Settings(),
+        run_id="r-1",
+        verdict=h.kpi_verdict(),
+        evidence=[h.canary_verdict()],
+        kpis=h.KPIS,
+        by_symbol={"BTCUSDT": {"net_bps": 3.1}, "ETHUSDT": {"net_bps": 2.9}},
+        frames=Frames(
+            h.equity_frame(), h.edges_frame(), h.interval_frame(), h.interval_frame(shift=0.3)
+        ),
+        tables=[Table("sweep", "Sweep", ("spread", "net_bps"), ((1.0, 2.5), (1.5, 3.1)))],
+        facts=[("mode", "paper")],
+        links=[("html", "file:///tmp/a/report.html")],
+    )
+
+
+# --- formatting ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "missing"),
+        (math.nan, "n/a"),
+        (True, "yes"),
+        (240, "240"),
+        (0.0, "0"),
+        (0.88, "0.88"),
+        (0.1234, "0.1234"),
+        (0.12344, "0.1234"),
+        (3.14159, "3.14"),
+        (-2.5, "-2.50"),
+        (350.0, "350.0"),
+        (144_000.0, "144,000"),
+        (Status.WARN, "WARN"),
+    ],
+)
+def test_values_print_by_fixed_rules(value: object, text: str) -> None:
+    assert fmt_value(value) == text
+
+
+def test_bounds_show_the_bad_side_without_judging() -> None:
+    floor = Check("net_bps", Status.PASS, 3.0, 2.7, 2.0)
+    ceiling = Check("order_latency_p95_ms", Status.PASS, 3.0, 350.0, 400.0)
+    assert (fmt_bound(floor, "warn"), fmt_bound(floor, "fail")) == ("< 2.70", "< 2.00")
+    assert (fmt_bound(ceiling, "warn"), fmt_bound(ceiling, "fail")) == ("> 350.0", "> 400.0")
+    assert fmt_bound(Check("x", Status.PASS, 1.0), "warn") == ""
+
+
+def test_markdown_cells_escape_pipes_and_newlines() -> None:
+    assert md_cell("a|b\nc") == "a\\|b c"
+
+
+# --- rendering -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_renders_self_contained_html(stage: str) -> None:
+    ctx = full_context(stage)
+    html = render(stage, ctx, "html", CLOCK)
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    assert not re.search(r"https?://", html)
+    assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I)
+    assert not re.search(r"\s(src|href)\s*=", html, re.I)
+    assert html.count("<svg") == len(ctx.charts) >= 9
+    assert "2024-08-10T12:00:00.000000Z" in html
+    assert "order_latency_p95_ms" in html and "missing" in html
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_stage_renders_markdown_tables(stage: str) -> None:
+    md = render(stage, full_context(stage), "md", CLOCK)
+    assert "| check | value | WARN bound | FAIL bound | status | reason |" in md
+    assert "| inventory_ratio_p95 | 0.44 | > 0.40 | > 0.50 | ⚠️ WARN | 0.44 > warn bound 0.4 |" in md
+    assert "\n\n\n" not in md and "<svg" not in md
+
+
+def test_html_escapes_text_from_the_inputs() -> None:
+    verdict = Verdict.of("kpi", [Check("x", Status.FAIL, None, reason="<b>bad</b> & worse")])
+    html = render("kpi-gate", stage_context("kpi-gate", Settings(), verdict=verdict), "html", CLOCK)
+    assert "&lt;b&gt;bad&lt;/b&gt; &amp; worse" in html and "<b>bad</b>" not in html
+
+
+def test_the_headline_is_the_gates_status_not_recomputed() -> None:
+    # a verdict whose status disagrees with its checks is shown as the gate said
+    odd = Verdict("kpi", Status.WARN, (Check("x", Status.FAIL, 1.0, reason="r"),))
+    md = render("kpi-gate", stage_context("kpi-gate", Settings(), verdict=odd), "md", CLOCK)
+    assert md.startswith("# KPI gate: ⚠️ WARN\n")
+
+
+def test_a_mapping_context_with_verdict_dicts_renders_like_the_object() -> None:
+    ctx = full_context("canary")
+    data = {
+        "stage": "canary",
+        "run_id": ctx.run_id,
+        "verdict": ctx.verdict.to_dict(),  # type: ignore[union-attr]
+        "evidence": [v.to_dict() for v in ctx.evidence],
+        "kpis": ctx.kpis,
+        "by_symbol": ctx.by_symbol,
+        "charts": list(ctx.charts),
+        "tables": list(ctx.tables),
+        "facts": [list(f) for f in ctx.facts],
+        "settings": ctx.settings,
+        "links": [list(x) for x in ctx.links],
+    }
+    for fmt in ("md", "html"):
+        assert render("canary", data, fmt, CLOCK) == render("canary", ctx, fmt, CLOCK)  # type: ignore[arg-type]
+    assert verdict_from_dict(h.kpi_verdict().to_dict()) == h.kpi_verdict()
+
+
+def test_bad_requests_are_typed_errors() -> None:
+    with pytest.raises(UnknownStage, match=r"'soak'.*stages are shadow"):
+        render("soak", {"stage": "soak"}, "md", CLOCK)
+    with pytest.raises(ReportError, match="format 'pdf'"):
+        render("canary", {"stage": "canary"}, "pdf", CLOCK)  # type: ignore[arg-type]
+    with pytest.raises(ReportError, match="unknown keys \\['verdicts'\\]"):
+        render("canary", {"stage": "canary", "verdicts": []}, "md", CLOCK)
+    with pytest.raises(ReportError, match="for stage 'canary', asked to render 'shadow'"):
+        render("shadow", {"stage": "canary"}, "md", CLOCK)
+    with pytest.raises(ReportError, match="malformed"):
+        verdict_from_dict({"gate": "kpi", "status": "MAYBE"})
+
+
+# --- from a journal, through the gates ------------------------------------------------
+
+
+@pytest.fixture()
+def journal(tmp_path: Path) -> Path:
+    return h.write_journal(tmp_path / "run-a")
+
+
+def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
+    ctx = build_context("kpi-gate", journal, Settings(), run_id="run-a")
+    assert ctx.verdict is not None and ctx.verdict.gate == "kpi"
+    maker = next(c for c in ctx.verdict.checks if c.name == "maker_share")
+    # 1200.00 maker of 1800.005 notional (reports_helpers) is below the 0.85 FAIL bound
+    assert maker.value == pytest.approx(h.MAKER_SHARE) and maker.status is Status.FAIL
+    assert ctx.kpis["fills"] == 3
+    assert ("mode", "paper") in ctx.facts and ("journal", str(journal)) in ctx.facts
+    keys = [c.key for c in ctx.charts]
+    assert keys[:3] == ["equity", "inventory", "edges"]
+    assert "interval-net_bps" in keys
+
+
+def test_canary_needs_its_verdict_and_draws_both_distributions(tmp_path: Path) -> None:
+    canary = h.write_journal(tmp_path / "canary", mode="canary")
+    baseline = h.write_journal(tmp_path / "baseline", mode="live")
+    with pytest.raises(ReportError, match="needs the gate's verdict"):
+        build_context("canary", canary, Settings(), baseline_path=baseline)
+    ctx = build_context(
+        "canary", canary, Settings(), baseline_path=baseline, verdict=h.canary_verdict()
+    )
+    assert ("baseline.mode", "live") in ctx.facts
+    assert any(c.key == "dist-net_bps" for c in ctx.charts)
+
+
+def test_same_journal_and_frozen_clock_give_identical_bytes(journal: Path) -> None:
+    a = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x")
+    b = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x")
+    assert (a.markdown, a.html) == (b.markdown, b.html)
+    assert a.verdict is not None and a.verdict.status is Status.FAIL
+
+
+def test_a_journal_that_is_not_one_is_a_report_error(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match="not a journal directory"):
+        build_context("shadow", tmp_path, Settings())
+
+
+# --- no secret anywhere -------------------------------------------------------------
+
+
+def secret_settings() -> Settings:
+    return Settings(
+        secrets=SecretsConfig(
+            provider="env",
+            api_key=API_SECRET,
+            api_secret=API_SECRET + "x",
+            s3_access_key_id="AKIASEKRETKEYID00001",
+            s3_secret_access_key=S3_SECRET,
+        ),
+        storage=StorageConfig(redis_url=f"redis://mmbot:{REDIS_PASSWORD}@127.0.0.1:6379/0"),
+    )
+
+
+def test_no_secret_in_any_stage_format_or_published_byte(journal: Path, tmp_path: Path) -> None:
+    settings = secret_settings()
+    store = FileStore(tmp_path / "artifacts")
+    for stage in STAGES:
+        context = full_context(stage, settings)
+        publish_report(report_from_context(context, settings, CLOCK), store, "run-1")
+    report = render_report("kpi-gate", journal, settings, CLOCK, run_id="from-journal")
+    publish_report(report, store, "run-2")
+    files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
+    assert len(files) == 3 * len(STAGES) + 3
+    secrets = [API_SECRET, S3_SECRET, REDIS_PASSWORD, "AKIASEKRETKEYID00001"]
+    for path in files:
+        data = path.read_bytes()
+        for secret in secrets:
+            assert secret.encode() not in data, f"{secret} leaked into {path}"
+    assert (
+        b"s3_secret_access_key" in (tmp_path / "artifacts/kpi-gate/run-2/report.html").read_bytes()
+    )
+
+
+def test_a_secret_that_reaches_the_output_stops_the_report() -> None:
+    settings = secret_settings()
+    leaky = stage_context("shadow", settings, facts=[("note", f"key={API_SECRET}")])
+    with pytest.raises(SecretLeak):
+        report_from_context(leaky, settings, CLOCK)
