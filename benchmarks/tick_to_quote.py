@@ -29,10 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.config import Settings  # noqa: E402
-from bot.engine import Engine  # noqa: E402
-from bot.journal import MemoryJournal  # noqa: E402
-from bot.model import BookUpdate, Cancel, CancelAck, OrderAck, Place  # noqa: E402
+from bot.config import Settings
+from bot.engine import Engine
+from bot.journal import MemoryJournal
+from bot.model import BookUpdate, Cancel, CancelAck, OrderAck, Place
 
 SYM = "BTCUSDT"
 MS = 1_000_000
@@ -69,10 +69,9 @@ def run(events: int, warmup: int) -> dict[str, float | int | str]:
         commands = on_event(update)
         elapsed = perf() - start
         cpu_elapsed = cpu() - cpu_start
-        if any(isinstance(c, Place) for c in commands):
-            if i >= warmup:
-                samples.append(elapsed)
-                cpu_samples.append(cpu_elapsed)
+        if i >= warmup and any(isinstance(c, Place) for c in commands):
+            samples.append(elapsed)
+            cpu_samples.append(cpu_elapsed)
         # the venue answers before the next tick (not timed)
         for c in commands:
             if isinstance(c, Place):

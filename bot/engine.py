@@ -53,7 +53,7 @@ log = structlog.get_logger(__name__)
 NS_PER_MS: Final = 1_000_000
 # Terminal orders are remembered this long (in orders) so that late fills and
 # trailing acks still find their order; older ones count as unknown.
-RECENT_ORDERS: Final = 100_000
+RECENT_ORDERS: Final = 10_000
 _STOPPED: Final = frozenset({TradingState.FROZEN, TradingState.HALTED})
 
 
@@ -97,9 +97,9 @@ class _Market:
         "next_book_ns",
         "next_position_ns",
         "policy",
-        "requote_due",
         "px_div",
         "qty_div",
+        "requote_due",
         "symbol",
         "usd_per_tick_lot",
     )

@@ -175,7 +175,9 @@ class Order:
         self.ts_ack_ns = 0
         self.venue_order_id = ""
         self.acked = False
-        self.trade_ids: set[str] = set()
+        # a tuple, not a set: few fills per order, and an empty tuple is free
+        # for the garbage collector (thousands of recent orders stay in memory)
+        self.trade_ids: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return (
@@ -237,7 +239,7 @@ class Order:
         event = OrderEvent.FILL if fill.qty == self.remaining else OrderEvent.PARTIAL_FILL
         self._move(event)
         self.filled_qty += fill.qty
-        self.trade_ids.add(fill.trade_id)
+        self.trade_ids += (fill.trade_id,)
         return Applied.APPLIED
 
     def _move(self, event: OrderEvent) -> None:

@@ -624,7 +624,7 @@ class RiskEngine:
                 f"(ratio x max_inventory_usd)"
             )
             return [self._transition(RiskAction.REDUCE, ts_ns, "inventory", reason)]
-        if self._state is R and inventory <= self._reduce_enter:
+        if self._state is R and inventory <= self._reduce_exit:
             reason = f"inventory {inventory:.2f} USD <= {self._reduce_exit:.2f}"
             return [self._transition(RiskAction.RESUME, ts_ns, "inventory", reason)]
         return []

@@ -41,7 +41,7 @@ def report_command(
     journal: Annotated[Path, typer.Option("--journal", help="journal directory (run.json)")],
     out: Annotated[
         str | None,
-        typer.Option("--out", help="file://DIR or s3://bucket/prefix; default storage.artifacts_url"),
+        typer.Option("--out", help="file://DIR or s3://bucket/prefix [storage.artifacts_url]"),
     ] = None,
     profile: Annotated[str, typer.Option("--profile", help="profile name or YAML path")] = "base",
     baseline: Annotated[
@@ -74,7 +74,10 @@ def report_command(
     run = run_id or journal.resolve().name
     try:
         report = render_report(
-            stage, journal, settings, default_clock(),
+            stage,
+            journal,
+            settings,
+            default_clock(),
             baseline_path=baseline,
             run_id=run,
             verdict=_read_verdict(verdict) if verdict else None,

@@ -265,7 +265,11 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=fmt_value,
-        summary=fmt_summary, bound=fmt_bound, mdcell=md_cell, mdstatus=md_status, status=_status_text
+        summary=fmt_summary,
+        bound=fmt_bound,
+        mdcell=md_cell,
+        mdstatus=md_status,
+        status=_status_text,
     )
     return env
 
@@ -398,7 +402,6 @@ def stage_charts(
                 out.append(
                     charts.distribution_chart(metric, frames.intervals, frames.baseline_intervals)
                 )
-    log.debug("report_charts", stage=stage, charts=len(out))
     return tuple(out)
 
 

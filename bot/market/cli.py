@@ -46,7 +46,8 @@ def _logs_to_stderr() -> None:
     import structlog
 
     if not structlog.is_configured():
-        structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+        # sys.stderr is looked up per logger, not bound once: a test runner swaps it
+        structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
 
 
 def market_info(

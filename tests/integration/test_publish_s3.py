@@ -56,8 +56,11 @@ def bucket(moto_url: str, request: pytest.FixtureRequest) -> str:
 
 def client(endpoint: str):  # type: ignore[no-untyped-def]
     return boto3.client(
-        "s3", endpoint_url=endpoint, region_name="us-east-1",
-        aws_access_key_id=KEY_ID, aws_secret_access_key=SECRET,
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
     )
 
 
@@ -75,8 +78,10 @@ def test_upload_reads_back_bytes_checksum_and_content_type(moto_url: str, bucket
     assert isinstance(store, S3Store)
     html = "<!DOCTYPE html><p>ünïcode ✓</p>".encode()
     urls = store.put_many(
-        [Artifact("kpi-gate/run-1/report.html", html, HTML),
-         Artifact("kpi-gate/run-1/report.md", b"# KPI gate\n", MARKDOWN)]
+        [
+            Artifact("kpi-gate/run-1/report.html", html, HTML),
+            Artifact("kpi-gate/run-1/report.md", b"# KPI gate\n", MARKDOWN),
+        ]
     )
     assert urls == [
         f"s3://{bucket}/releases/r1/kpi-gate/run-1/report.html",
@@ -97,7 +102,9 @@ def test_missing_bucket_is_a_typed_error_naming_the_bucket(moto_url: str) -> Non
 def _set_moto_auth(endpoint: str, count: str) -> None:
     # moto's documented switch: after `count` unauthenticated calls, check every key
     request = urllib.request.Request(
-        f"{endpoint}/moto-api/reset-auth", data=count.encode(), method="POST",
+        f"{endpoint}/moto-api/reset-auth",
+        data=count.encode(),
+        method="POST",
         headers={"Content-Type": "text/plain"},  # a form body would be parsed away
     )
     with urllib.request.urlopen(request, timeout=5) as response:
@@ -141,7 +148,8 @@ def _proxy(upstream: str, faults: Faults) -> ThreadingHTTPServer:
             body = self.rfile.read(length) if length else None
             with faults.lock:
                 inject = (
-                    self.command == "PUT" and self.path.startswith(faults.target)
+                    self.command == "PUT"
+                    and self.path.startswith(faults.target)
                     and faults.failures_left > 0
                 )
                 if inject:

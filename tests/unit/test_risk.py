@@ -324,6 +324,9 @@ def test_inventory_guard_reducing_with_hysteresis() -> None:
     assert denied.check == "trading_state"
     assert denied.reason == "reducing: sell 1 lots would not reduce position -16 lots"
     assert denied_check(check(risk, place(Side.BUY, ts_ns=S), position=0)) == "trading_state"
+    # a flip to the same size on the other side does not reduce exposure; a smaller flip does
+    assert denied_check(check(risk, place(Side.BUY, qty=2, ts_ns=S), position=-1)) == "trading_state"
+    assert check(risk, place(Side.BUY, qty=3, ts_ns=S), position=-2) is None
     assert risk.on_timer(2 * S, 0.0, 481.0) == []  # still above the way back
     [event] = risk.on_timer(3 * S, 0.0, 480.0)
     assert (event.kind, event.check, event.state) == ("resume", "inventory", "active")

@@ -1,0 +1,62 @@
+"""The whole `mmbot` command line, assembled in the outermost shell.
+
+`bot/cli.py` holds the bot's own commands (config, market, run); the judging
+and reporting commands come from `gates/` and `reports/`, and the pipeline
+commands from here, so that no inner package imports an outer one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bot.cli import app
+from bot.config import ConfigError
+from bot.exitcodes import ExitCode
+from bot.runtime.clock import default_clock
+from gates.cli import register as register_gates
+from reports.cli import report_command
+
+register_gates(app)
+app.command("report")(report_command)
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="where the journal goes")] = Path("artifacts/demo"),
+    profile: Annotated[str, typer.Option(help="profile name or YAML path")] = "demo",
+    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="result as JSON on stdout")] = False,
+) -> None:
+    """Synthetic market -> paper run -> KPIs -> KPI gate -> report, on embedded defaults.
+
+    Exits 0 whatever the gate says: the demo shows a verdict, `mmbot gate kpi` enforces one.
+    """
+    from flows.demo import run_demo  # the pipeline imports pandas, GX, jinja2: pay only here
+
+    try:
+        result = run_demo(out, default_clock(), profile=profile, overrides=tuple(set_ or ()))
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from exc
+    total = result.kpis.total
+    if as_json:
+        payload = {
+            "run_id": result.run.run_id, "journal": str(result.run.out_dir),
+            "verdict": result.verdict.to_dict(), "reports": list(result.report_urls),
+        }  # fmt: skip
+        typer.echo(json.dumps(payload, sort_keys=True, default=str))
+    else:
+        typer.echo(
+            f"demo: paper run {result.run.run_id} on profile {profile!r} "
+            f"(synthetic market, simulated venue)\n"
+            f"  journal  {result.run.out_dir}\n"
+            f"  fills {total.get('fills', 0):.0f}  net {total.get('net_bps', float('nan')):.2f} bps"
+            f"  maker share {total.get('maker_share', float('nan')):.3f}"
+            f"  pnl {total.get('pnl_usd', float('nan')):.2f} USD\n"
+            f"  KPI gate {result.verdict.status.value}"
+            + "".join(f"\n    - {reason}" for reason in result.verdict.reasons)
+            + "".join(f"\n  report   {url}" for url in result.report_urls)
+        )

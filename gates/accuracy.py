@@ -1,0 +1,110 @@
+"""The accuracy gate: do two runs over the same market window agree, interval by interval?
+
+`accuracy_gate(a, b, cfg)` compares two `interval_series` frames; `a` is the
+reference (shadow, or live) and `b` the run being judged (paper replay). Per
+KPI (net_bps, maker_share, fills, order_latency_ms), over the intervals present
+in both frames where both values are defined:
+
+- MAPE = mean(|b − a| / |a|). Intervals where the reference is 0 have no
+  percentage error: they are left out of the MAPE and counted in the check's
+  detail (`zero_reference`). If every pair has a zero reference, the KPI passes
+  only when b is 0 there too (exact agreement), otherwise it fails.
+- PASS if MAPE < mape_pass, WARN if < mape_warn, else FAIL.
+- net_bps also gets the median absolute delta, in bps: WARN above
+  median_delta_warn_bps (a percentage says little when the edge is near 0).
+- Fewer than min_windows pairs: FAIL "insufficient data: N < min_windows".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from bot.config import AccuracyConfig
+from gates.kpi import Journal, interval_series
+from gates.verdict import Check, Status, Verdict
+
+GATE: Final = "accuracy"
+COMPARED: Final = ("net_bps", "maker_share", "fills", "order_latency_ms")
+
+
+def _pairs(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
+    if column not in a.columns or column not in b.columns:
+        return np.empty(0), np.empty(0)
+    joined = pd.concat([a[column].rename("a"), b[column].rename("b")], axis=1, join="inner")
+    joined = joined.dropna()
+    return joined["a"].to_numpy(dtype=float), joined["b"].to_numpy(dtype=float)
+
+
+def _mape_check(column: str, ref: np.ndarray, got: np.ndarray, cfg: AccuracyConfig) -> Check:
+    n = ref.size
+    if n < cfg.min_windows:
+        return Check(
+            column, Status.FAIL, None, reason=f"insufficient data: {n} < {cfg.min_windows}"
+        )
+    zero = ref == 0
+    detail = {"pairs": n, "zero_reference": int(zero.sum())}
+    if zero.all():
+        exact = bool((got == 0).all())
+        reason = "" if exact else "MAPE undefined: the reference is 0 in every interval"
+        return Check(
+            column, Status.PASS if exact else Status.FAIL, None, reason=reason, detail=detail
+        )
+    mape = float(np.mean(np.abs(got[~zero] - ref[~zero]) / np.abs(ref[~zero])))
+    if mape < cfg.mape_pass:
+        status, reason = Status.PASS, ""
+    elif mape < cfg.mape_warn:
+        status, reason = Status.WARN, f"MAPE {mape:.1%} ≥ {cfg.mape_pass:.0%}"
+    else:
+        status, reason = Status.FAIL, f"MAPE {mape:.1%} ≥ {cfg.mape_warn:.0%}"
+    return Check(column, status, mape, cfg.mape_pass, cfg.mape_warn, reason, detail)
+
+
+def _median_delta_check(ref: np.ndarray, got: np.ndarray, cfg: AccuracyConfig) -> Check:
+    name = "net_bps median |delta|"
+    if ref.size < cfg.min_windows:
+        return Check(
+            name, Status.FAIL, None, reason=f"insufficient data: {ref.size} < {cfg.min_windows}"
+        )
+    delta = float(np.median(np.abs(got - ref)))
+    limit = cfg.median_delta_warn_bps
+    if delta > limit:
+        return Check(name, Status.WARN, delta, limit, None, f"{delta:.3g} bps > {limit:g} bps")
+    return Check(name, Status.PASS, delta, limit, None)
+
+
+def accuracy_gate(a: pd.DataFrame, b: pd.DataFrame, cfg: AccuracyConfig) -> Verdict:
+    """Judge `b` against the reference `a` (both `interval_series` frames)."""
+    aligned = int(a.index.intersection(b.index).size)
+    checks = []
+    for column in COMPARED:
+        ref, got = _pairs(a, b, column)
+        checks.append(_mape_check(column, ref, got, cfg))
+        if column == "net_bps":
+            checks.append(_median_delta_check(ref, got, cfg))
+    summary = {"aligned_intervals": aligned, "min_windows": cfg.min_windows}
+    return Verdict.of(GATE, checks, summary)
+
+
+def sim_to_real(
+    paper_journal: Journal, live_journal: Journal, cfg: AccuracyConfig, horizon_ms: int = 1_000
+) -> Verdict:
+    """The paper replay judged against a canary/live journal over the same window."""
+    live = interval_series(live_journal, cfg.interval, horizon_ms)
+    paper = interval_series(paper_journal, cfg.interval, horizon_ms)
+    verdict = accuracy_gate(live, paper, cfg)
+    return Verdict("sim_to_real", verdict.status, verdict.checks, verdict.summary)
+
+
+def mape(reference: pd.Series, candidate: pd.Series) -> float:
+    """MAPE of candidate against reference over their shared, non-zero-reference points."""
+    ref, got = _pairs(reference.to_frame("x"), candidate.to_frame("x"), "x")
+    keep = ref != 0
+    return (
+        float(np.mean(np.abs(got[keep] - ref[keep]) / np.abs(ref[keep])))
+        if keep.any()
+        else math.nan
+    )
