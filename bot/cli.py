@@ -27,6 +27,7 @@ from bot.runtime.run import (
     settings_for,
     summary_lines,
 )
+from bot.runtime.sim_loop import SimLoopError
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
@@ -70,7 +71,7 @@ def run(
         settings = settings_for(spec)
         ensure_stderr_logging(settings.telemetry.log_level)
         result = run_bot(spec, settings)
-    except (ConfigError, RunError, ValueError) as exc:
+    except (ConfigError, RunError, SimLoopError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
     except MarketDataError as exc:

@@ -54,7 +54,8 @@ NS_PER_MS: Final = 1_000_000
 # Terminal orders are remembered this long (in orders) so that late fills and
 # trailing acks still find their order; older ones count as unknown.
 RECENT_ORDERS: Final = 10_000
-_STOPPED: Final = frozenset({TradingState.FROZEN, TradingState.HALTED})
+_FROZEN: Final = TradingState.FROZEN
+_HALTED: Final = TradingState.HALTED
 
 
 class EngineError(Exception):
@@ -315,7 +316,7 @@ class Engine:
     def _cycle(self, m: _Market, ts: int, *, force: bool = False) -> list[Command]:
         """Wanted quotes -> diff against live orders -> risk-checked commands."""
         state = self._state
-        if self._fault is not None or m.mid_px <= 0 or state in _STOPPED:
+        if self._fault is not None or m.mid_px <= 0 or state is _FROZEN or state is _HALTED:
             return []
         policy = m.policy
         if not force and not policy.may_requote(ts):
@@ -578,7 +579,7 @@ class Engine:
         if state is self._state:
             return []
         self._state = state
-        if state in _STOPPED:
+        if state is _FROZEN or state is _HALTED:
             reason = events[-1].reason if events else state.value
             return self._stop_quoting(ts, reason)
         # back to ACTIVE, or into REDUCING: re-quote at once (REDUCING cancels the

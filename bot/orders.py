@@ -125,8 +125,8 @@ class InvalidTransition(OrderError):
         self.event = event
 
 
-class Overfill(OrderError):
-    """A fill for more than the order's remaining quantity."""
+class ImpossibleFill(OrderError):
+    """A fill that cannot belong to the order: beyond its remaining size or on the other side."""
 
 
 def next_status(client_order_id: str, status: Status, event: OrderEvent) -> Status | None:
@@ -205,7 +205,7 @@ class Order:
     def apply(self, report: VenueReport) -> Applied:
         """Apply a venue report about this order.
 
-        Raises InvalidTransition for a report the table refuses and Overfill
+        Raises InvalidTransition for a report the table refuses and ImpossibleFill
         for a fill beyond the order's size; both mean the venue sent the
         impossible, and the order is left unchanged.
         """
@@ -226,13 +226,13 @@ class Order:
         if fill.trade_id in self.trade_ids:
             return Applied.DUPLICATE
         if fill.qty <= 0 or fill.qty > self.remaining:
-            raise Overfill(
+            raise ImpossibleFill(
                 self.client_order_id,
                 f"fill {fill.trade_id} of {fill.qty} lots with {self.remaining} of "
                 f"{self.qty} remaining",
             )
         if fill.side is not self.side:
-            raise Overfill(
+            raise ImpossibleFill(
                 self.client_order_id,
                 f"fill {fill.trade_id} is {fill.side.name} on a {self.side.name} order",
             )

@@ -62,25 +62,25 @@ class RiskAction(Enum):
     RESET = "reset"
 
 
-A = TradingState.ACTIVE
-R = TradingState.REDUCING
-F = TradingState.FROZEN
-H = TradingState.HALTED
+_A = TradingState.ACTIVE
+_R = TradingState.REDUCING
+_F = TradingState.FROZEN
+_H = TradingState.HALTED
 
 # (state, action) -> next state. A pair that is missing is an illegal transition.
 _NEXT: Final[Mapping[tuple[TradingState, RiskAction], TradingState]] = {
-    (A, RiskAction.FREEZE): F,
-    (R, RiskAction.FREEZE): F,
-    (F, RiskAction.FREEZE): F,  # a second freeze restarts the cool-down
-    (H, RiskAction.FREEZE): H,  # already stricter than frozen: recorded, nothing loosens
-    (F, RiskAction.UNFREEZE): A,
-    (A, RiskAction.REDUCE): R,
-    (R, RiskAction.RESUME): A,
-    (A, RiskAction.KILL): H,
-    (R, RiskAction.KILL): H,
-    (F, RiskAction.KILL): H,
-    (H, RiskAction.KILL): H,
-    (H, RiskAction.RESET): A,
+    (_A, RiskAction.FREEZE): _F,
+    (_R, RiskAction.FREEZE): _F,
+    (_F, RiskAction.FREEZE): _F,  # a second freeze restarts the cool-down
+    (_H, RiskAction.FREEZE): _H,  # already stricter than frozen: recorded, nothing loosens
+    (_F, RiskAction.UNFREEZE): _A,
+    (_A, RiskAction.REDUCE): _R,
+    (_R, RiskAction.RESUME): _A,
+    (_A, RiskAction.KILL): _H,
+    (_R, RiskAction.KILL): _H,
+    (_F, RiskAction.KILL): _H,
+    (_H, RiskAction.KILL): _H,
+    (_H, RiskAction.RESET): _A,
 }
 
 # the `kind` column of the journal's risk table for each action
@@ -284,9 +284,9 @@ class RiskEngine:
         before = self._state
         after = next_state(before, action)
         self._state = after
-        if action is RiskAction.FREEZE and after is F:
+        if action is RiskAction.FREEZE and after is _F:
             self._frozen_at_ns = ts_ns
-            if before is not F:
+            if before is not _F:
                 self._freezes += 1
         elif action is RiskAction.UNFREEZE:
             # judge the bot afresh: the fills and orders that caused the freeze are history
@@ -328,7 +328,7 @@ class RiskEngine:
         side = int(place.side)
         new_position = position_lots + side * place.qty
         increases = abs(new_position) >= abs(position_lots)
-        if state is not A:
+        if state is not _A:
             denied = self._state_denial(place, state, increases, position_lots)
             if denied is not None:
                 return denied
@@ -367,7 +367,7 @@ class RiskEngine:
     def _state_denial(
         self, place: Place, state: TradingState, increases: bool, position_lots: int
     ) -> Denied | None:
-        if state is F or state is H:
+        if state is _F or state is _H:
             return Denied(place.client_order_id, "trading_state", f"{state.value}: no new orders")
         if increases:  # REDUCING
             return Denied(
@@ -514,7 +514,7 @@ class RiskEngine:
         return math.fsum(e * n for e, n in edges) / weight, len(edges)
 
     def _edge_guard(self, ts_ns: int) -> list[RiskEvent]:
-        if self._state is not A and self._state is not R:
+        if self._state is not _A and self._state is not _R:
             return []
         edge, count = self.rolling_edge_bps()
         if count < self._min_edge_fills or edge >= self._edge_freeze_bps:
@@ -528,16 +528,20 @@ class RiskEngine:
         """Start the edge measurement of a fill; it completes at the first mid at or
         after fill time + edge_horizon_ms (``on_book``), so this returns no events."""
         if mid_px <= 0:
-            raise ValueError(f"mid {mid_px} at fill {fill.trade_id} must be positive")
+            raise RiskError(f"mid {mid_px} at fill {fill.trade_id} on {fill.symbol} must be > 0")
         limits = self._limits.get(fill.symbol)
-        usd = 1.0 if limits is None else limits.usd_per_tick_lot
+        if limits is None:
+            raise RiskError(
+                f"fill {fill.trade_id} on unknown symbol {fill.symbol!r}; "
+                f"risk limits exist for {sorted(self._limits)}"
+            )
         pending = _PendingEdge(
             due_ns=fill.ts_ns + self._edge_horizon_ns,
             side=int(fill.side),
             px=float(fill.px),
             mid=mid_px,
             fee_bps=self._fee_bps[fill.liquidity],
-            notional=fill.px * fill.qty * usd,
+            notional=fill.px * fill.qty * limits.usd_per_tick_lot,
         )
         self._pending.setdefault(fill.symbol, deque()).append(pending)
         return []
@@ -552,7 +556,7 @@ class RiskEngine:
         if len(results) < (results.maxlen or 0):
             return []
         rate = self._rejects / len(results)
-        if rate <= self._reject_max or (self._state is not A and self._state is not R):
+        if rate <= self._reject_max or (self._state is not _A and self._state is not _R):
             return []
         reason = (
             f"reject rate {rate:.2f} over the last {len(results)} orders > max {self._reject_max:g}"
@@ -565,7 +569,7 @@ class RiskEngine:
         events = self._queued
         self._queued = []
         cooldown = self._cooldown_ns
-        if self._state is F and cooldown is not None and ts_ns >= self._frozen_at_ns + cooldown:
+        if self._state is _F and cooldown is not None and ts_ns >= self._frozen_at_ns + cooldown:
             reason = f"cool-down of {cooldown // NS_PER_MS} ms over"
             events.append(self._transition(RiskAction.UNFREEZE, ts_ns, "cooldown", reason))
         events.extend(self._pnl_guards(ts_ns, pnl_usd))
@@ -586,7 +590,7 @@ class RiskEngine:
             self._day_start_pnl = self._last_pnl
         self._last_pnl = pnl
         self._peak_pnl = max(self._peak_pnl, pnl)
-        if self._state is H:
+        if self._state is _H:
             return []
         daily = pnl - self._day_start_pnl
         if daily < -self._daily_loss:
@@ -603,7 +607,7 @@ class RiskEngine:
 
     def _stale_guard(self, ts_ns: int) -> list[RiskEvent]:
         # armed per symbol by its first book: before that there is no mid to quote on
-        if self._state is not A and self._state is not R:
+        if self._state is not _A and self._state is not _R:
             return []
         for symbol, last in self._last_book_ns.items():
             age = ts_ns - last
@@ -618,13 +622,13 @@ class RiskEngine:
     def _inventory_guard(self, ts_ns: int, inventory_usd: float) -> list[RiskEvent]:
         inventory = abs(inventory_usd)
         self._last_inventory = inventory
-        if self._state is A and inventory > self._reduce_enter:
+        if self._state is _A and inventory > self._reduce_enter:
             reason = (
                 f"inventory {inventory:.2f} USD > {self._reduce_enter:.2f} "
                 f"(ratio x max_inventory_usd)"
             )
             return [self._transition(RiskAction.REDUCE, ts_ns, "inventory", reason)]
-        if self._state is R and inventory <= self._reduce_exit:
+        if self._state is _R and inventory <= self._reduce_exit:
             reason = f"inventory {inventory:.2f} USD <= {self._reduce_exit:.2f}"
             return [self._transition(RiskAction.RESUME, ts_ns, "inventory", reason)]
         return []

@@ -434,16 +434,37 @@ def distribution_chart(
     canary: pd.DataFrame,
     baseline: pd.DataFrame,
     bins: int = 20,
+    labels: tuple[str, str] = ("canary", "baseline"),
 ) -> Chart:
     """Canary vs baseline per-interval distributions of one metric."""
-    _require(canary, [metric], f"canary distribution of {metric}")
-    _require(baseline, [metric], f"baseline distribution of {metric}")
+    _require(canary, [metric], f"{labels[0]} distribution of {metric}")
+    _require(baseline, [metric], f"{labels[1]} distribution of {metric}")
     return histogram_chart(
         f"dist-{metric}",
-        f"{metric}: canary vs baseline (share of intervals)",
+        f"{metric}: {labels[0]} vs {labels[1]} (share of intervals)",
         [
-            ("canary", np.asarray(canary[metric], dtype=np.float64)),
-            ("baseline", np.asarray(baseline[metric], dtype=np.float64)),
+            (labels[0], np.asarray(canary[metric], dtype=np.float64)),
+            (labels[1], np.asarray(baseline[metric], dtype=np.float64)),
         ],
         bins,
+    )
+
+
+def comparison_chart(
+    metric: str,
+    first: pd.DataFrame,
+    second: pd.DataFrame,
+    labels: tuple[str, str],
+) -> Chart:
+    """One metric per interval from two runs over the same window, as two lines."""
+    _require(first, [metric], f"{labels[0]} series of {metric}")
+    _require(second, [metric], f"{labels[1]} series of {metric}")
+    lines = [
+        Line(labels[0], _time_axis(first), np.asarray(first[metric], dtype=np.float64)),
+        Line(
+            labels[1], _time_axis(second), np.asarray(second[metric], dtype=np.float64), PALETTE[1]
+        ),
+    ]
+    return line_chart(
+        f"compare-{metric}", f"{metric} per interval: {labels[0]} vs {labels[1]}", lines
     )

@@ -29,6 +29,9 @@ from pydantic import BaseModel, SecretStr
 from bot.config import Settings, redacted_dict
 from bot.journal import JournalError, read_manifest
 from bot.runtime.clock import Clock, iso_utc
+from gates.accuracy import COMPARED as ACCURACY_COMPARED
+from gates.accuracy import accuracy_gate
+from gates.canary import canary_judge
 from gates.kpi import (
     KpiError,
     KpiReport,
@@ -372,9 +375,28 @@ class Frames:
     baseline_intervals: pd.DataFrame | None = None
 
 
-def stage_charts(
-    stage: str, frames: Frames, settings: Settings, compare: Sequence[str] = ()
-) -> tuple[Chart, ...]:
+def _interval_charts(intervals: pd.DataFrame, settings: Settings) -> list[Chart]:
+    out = []
+    for column, kpi in INTERVAL_BOUNDS.items():
+        if column in intervals.columns:
+            bound = settings.gates.kpi.get(kpi)
+            warn, fail = (bound.warn, bound.fail) if bound else (None, None)
+            out.append(charts.interval_chart(intervals, column, warn, fail))
+    return out
+
+
+def _comparison_charts(
+    stage: str, intervals: pd.DataFrame, baseline: pd.DataFrame, settings: Settings
+) -> list[Chart]:
+    """Accuracy: shadow and sim over time; canary: distributions of its judged metrics."""
+    if stage == "accuracy":
+        metrics = [m for m in ACCURACY_COMPARED if m in intervals and m in baseline]
+        return [charts.comparison_chart(m, intervals, baseline, ("shadow", "sim")) for m in metrics]
+    metrics = [m for m in settings.canary.metrics if m in intervals and m in baseline]
+    return [charts.distribution_chart(m, intervals, baseline) for m in metrics]
+
+
+def stage_charts(stage: str, frames: Frames, settings: Settings) -> tuple[Chart, ...]:
     """The charts a stage shows, from whichever frames are present."""
     out: list[Chart] = []
     if frames.equity is not None:
@@ -384,24 +406,9 @@ def stage_charts(
     if frames.edges is not None:
         out.append(charts.edge_chart(frames.edges))
     if frames.intervals is not None:
-        for column, kpi in INTERVAL_BOUNDS.items():
-            if column in frames.intervals.columns:
-                bound = settings.gates.kpi.get(kpi)
-                out.append(
-                    charts.interval_chart(
-                        frames.intervals,
-                        column,
-                        bound.warn if bound else None,
-                        bound.fail if bound else None,
-                    )
-                )
-    if frames.intervals is not None and frames.baseline_intervals is not None:
-        metrics = compare or tuple(settings.canary.metrics)
-        for metric in metrics:
-            if metric in frames.intervals.columns and metric in frames.baseline_intervals.columns:
-                out.append(
-                    charts.distribution_chart(metric, frames.intervals, frames.baseline_intervals)
-                )
+        out += _interval_charts(frames.intervals, settings)
+        if frames.baseline_intervals is not None:
+            out += _comparison_charts(stage, frames.intervals, frames.baseline_intervals, settings)
     return tuple(out)
 
 
@@ -463,13 +470,23 @@ def _interval(stage: str, settings: Settings) -> str:
 
 
 KPI_STAGES: Final = frozenset({"shadow", "soak-iteration", "soak-final", "kpi-gate", "tuning"})
+TWO_JOURNAL_STAGES: Final = frozenset({"canary", "accuracy"})
 
 
-def _stage_verdict(stage: str, kpis: KpiReport, settings: Settings) -> Verdict | None:
-    """The gate's own verdict for the KPI stages; other stages bring theirs."""
-    if stage not in KPI_STAGES:
-        return None
-    return kpi_gate(kpis, settings.gates.kpi)
+def _stage_verdict(stage: str, kpis: KpiReport, frames: Frames, settings: Settings) -> Verdict:
+    """The stage's gate, run here when the caller did not bring its verdict."""
+    if stage in KPI_STAGES:
+        return kpi_gate(kpis, settings.gates.kpi)
+    if stage in TWO_JOURNAL_STAGES:
+        if frames.intervals is None or frames.baseline_intervals is None:
+            raise ReportError(
+                f"stage {stage!r} compares two journals: give baseline_path (--baseline)"
+            )
+        if stage == "canary":
+            return canary_judge(frames.baseline_intervals, frames.intervals, settings.canary)
+        # accuracy: the journal is the reference (shadow), the baseline path the sim run
+        return accuracy_gate(frames.intervals, frames.baseline_intervals, settings.gates.accuracy)
+    raise ReportError(f"stage {stage!r} has no gate of its own: pass its verdict")
 
 
 def build_context(
@@ -487,9 +504,11 @@ def build_context(
     """Load a journal, compute its KPIs and frames through gates.kpi, and lay them out.
 
     `verdict` is the stage's gate verdict when the caller already has it (a flow
-    ran the gate); otherwise the KPI stages run the KPI gate here. Canary and
-    accuracy compare two journals: `baseline_path` is the baseline (canary) or
-    the simulated run (accuracy), and their verdict must be passed in.
+    ran the gate); otherwise the stage's gate runs here: the KPI gate for the KPI
+    stages, the canary judge or the accuracy gate for the two-journal stages,
+    where `baseline_path` is the baseline (canary) or the simulated run judged
+    against the shadow journal (accuracy). The release summary has no gate of
+    its own: it shows `evidence` and an optional `verdict`.
     """
     if stage not in STAGE_TITLES:
         raise UnknownStage(stage)
@@ -517,10 +536,8 @@ def build_context(
             frames.intervals,
             interval_series(baseline, interval, horizon),
         )
-    if verdict is None:
-        verdict = _stage_verdict(stage, kpis, settings)
-    if verdict is None and stage in ("canary", "accuracy"):
-        raise ReportError(f"stage {stage!r} needs the gate's verdict (verdict=...)")
+    if verdict is None and stage != "release":
+        verdict = _stage_verdict(stage, kpis, frames, settings)
     return stage_context(
         stage,
         settings,

@@ -72,7 +72,10 @@ def settings_for(spec: RunSpec, env: Mapping[str, str] | None = None) -> Setting
         raise RunError(f"--mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
     overrides = [*spec.overrides, f"mode={spec.mode}"]
     if spec.duration is not None:
-        parse_duration(spec.duration)  # fail here, naming the flag's value
+        try:
+            parse_duration(spec.duration)
+        except ValueError as exc:
+            raise RunError(f"--duration: {exc}") from exc
         overrides += [f"run.duration={spec.duration}", f"data.synth.duration={spec.duration}"]
     return load_settings(spec.profile, overrides=overrides, env=env)
 
@@ -255,5 +258,6 @@ def ensure_stderr_logging(level: str) -> None:
         return
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # look sys.stderr up per logger: test runners swap and close it between calls
+        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )

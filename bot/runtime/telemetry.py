@@ -86,6 +86,13 @@ def _use_json(fmt: LogFormat, stream: TextIO) -> bool:
     return fmt == "json"
 
 
+def _logger_factory(stream: TextIO | None) -> Any:
+    if stream is not None:
+        return structlog.PrintLoggerFactory(file=stream)
+    # sys.stderr is looked up per logger: test runners and daemonizers swap it.
+    return lambda *_: structlog.PrintLogger(sys.stderr)
+
+
 def configure_logging(
     fmt: LogFormat = "auto",
     level: str = "info",
@@ -121,7 +128,7 @@ def configure_logging(
             redact,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=out),
+        logger_factory=_logger_factory(stream),
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()

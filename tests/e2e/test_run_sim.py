@@ -57,16 +57,16 @@ def test_paper_run_on_the_bybit_sample(bybit_ob500: Path, tmp_path: Path) -> Non
 def test_same_seed_same_journal_bytes(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        execute(RunSpec(mode="paper", out_dir=out, synth_seed=11, duration="4m", overrides=AT_TOUCH))
+        spec = RunSpec(mode="paper", out_dir=out, synth_seed=11, duration="4m", overrides=AT_TOUCH)
+        execute(spec)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert Path("fills/part-00000.parquet") in files and len(files) == len(TABLES) + 2
     for rel in files:
         if rel.name != "summary.json":  # names its own out dir
             assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    summaries = [json.loads((d / "summary.json").read_text()) for d in (a, b)]
-    assert [{k: v for k, v in s.items() if k != "out"} for s in summaries][0] == {
-        k: v for k, v in summaries[1].items() if k != "out"
-    }
+    first, second = ({k: v for k, v in json.loads((d / "summary.json").read_text()).items()
+                      if k != "out"} for d in (a, b))  # fmt: skip
+    assert first == second
     assert len(read_table(a, "fills")) > 0
 
 

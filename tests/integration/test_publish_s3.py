@@ -13,10 +13,12 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from pydantic import SecretStr
 
 from bot.config import SecretsConfig, StorageConfig
 from reports.publish import (
@@ -54,7 +56,7 @@ def bucket(moto_url: str, request: pytest.FixtureRequest) -> str:
     return name
 
 
-def client(endpoint: str):  # type: ignore[no-untyped-def]
+def client(endpoint: str) -> Any:
     return boto3.client(
         "s3",
         endpoint_url=endpoint,
@@ -68,7 +70,7 @@ def store_for(url: str, endpoint: str, key_id: str = KEY_ID) -> ArtifactStore:
     return ArtifactStore.from_url(
         url,
         StorageConfig(s3_endpoint_url=endpoint),
-        SecretsConfig(s3_access_key_id=key_id, s3_secret_access_key=SECRET),
+        SecretsConfig(s3_access_key_id=SecretStr(key_id), s3_secret_access_key=SecretStr(SECRET)),
         FAST,
     )
 
@@ -177,8 +179,8 @@ def _proxy(upstream: str, faults: Faults) -> ThreadingHTTPServer:
                 if name.lower() not in ("transfer-encoding", "connection", "content-length"):
                     self.send_header(name, value)
             # a HEAD answer has no body but keeps the object's length
-            length = response.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
+            kept = response.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", kept or str(len(data)))
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)

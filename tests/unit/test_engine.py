@@ -75,9 +75,17 @@ def ack_all(engine: Engine, commands: list[Command], ts: int) -> None:
 
 
 def fill_of(place: Place, ts: int, qty: int | None = None, trade_id: str = "T1") -> OrderFill:
-    return OrderFill(ts, SYM, place.client_order_id, trade_id, place.side, place.px,
-                     qty if qty is not None else place.qty, Liquidity.MAKER,
-                     Decimal("-0.0300005"))  # fmt: skip
+    return OrderFill(
+        ts,
+        SYM,
+        place.client_order_id,
+        trade_id,
+        place.side,
+        place.px,
+        qty if qty is not None else place.qty,
+        Liquidity.MAKER,
+        Decimal("-0.0300005"),
+    )
 
 
 def frame(journal: MemoryJournal, table: str) -> pd.DataFrame:
@@ -160,8 +168,9 @@ def test_duplicate_and_unknown_fills_change_nothing() -> None:
     bid = places(commands)[0]
     engine.on_event(fill_of(bid, T0 + 100 * MS, qty=4))
     assert engine.on_event(fill_of(bid, T0 + 101 * MS, qty=4)) == []  # same trade id
-    stray = OrderFill(T0, SYM, "other-run-7", "T9", Side.SELL, 600_100, 3, Liquidity.MAKER,
-                      Decimal(0))  # fmt: skip
+    stray = OrderFill(
+        T0, SYM, "other-run-7", "T9", Side.SELL, 600_100, 3, Liquidity.MAKER, Decimal(0)
+    )
     assert engine.on_event(stray) == []
     assert engine.portfolio.position_lots(SYM) == 4
     assert len(frame(journal, "fills")) == 1
@@ -204,8 +213,11 @@ def test_unfreeze_when_not_frozen_is_journaled_and_ignored() -> None:
 
 def test_canary_scales_order_size() -> None:
     # 0.1 x 0.05 = 0.005 -> 5 lots
-    canary: dict[str, Any] = {"mode": "canary", "canary": {"fraction": 0.05},
-                              "secrets": {"provider": "env"}}  # fmt: skip
+    canary: dict[str, Any] = {
+        "mode": "canary",
+        "canary": {"fraction": 0.05},
+        "secrets": {"provider": "env"},
+    }
     engine, _ = make(**canary, strategy={"order_qty": "0.1"})
     assert [p.qty for p in places(engine.on_event(book(T0)))] == [5, 5]
     # 0.01 x 0.05 = 0.0005 -> below one lot: the min qty (1 lot)
@@ -232,7 +244,7 @@ def test_reducing_state_quotes_only_the_reducing_side() -> None:
     engine, journal = make(risk={"max_inventory_usd": 1000.0}, strategy={"order_qty": "0.015"})
     commands = engine.on_event(book(T0))
     ack_all(engine, commands, T0 + 10 * MS)
-    bid, ask = places(commands)
+    bid, _ask = places(commands)
     engine.on_event(fill_of(bid, T0 + 20 * MS))
     assert engine.portfolio.position_lots(SYM) == 15
     commands = engine.on_event(Timer(T0 + 100 * MS))
@@ -335,3 +347,16 @@ def test_same_events_same_journal() -> None:
     assert len(a["orders"]) > 50
     for table in a:
         pd.testing.assert_frame_equal(a[table], b[table])
+
+
+def test_rows_match_the_journal_schemas() -> None:
+    engine, journal = make(risk={"max_order_qty": "0.05"})
+    commands = engine.on_event(book(T0))
+    ack_all(engine, commands, T0 + MS)
+    engine.on_event(fill_of(places(commands)[0], T0 + 2 * MS, qty=3))
+    engine.on_event(OrderFill(T0, SYM, "ghost", "G", Side.BUY, 1, 1, Liquidity.TAKER, Decimal(1)))
+    engine.on_event(Timer(T0 + 3 * MS))
+    engine.on_event(FreezeRequest(T0 + 4 * MS, True, "check"))
+    for table in ("quotes", "orders", "fills", "risk", "book", "positions"):
+        arrow = journal.buffers[table].take()  # builds typed arrays: raises on a wrong type
+        assert arrow.num_rows > 0, table

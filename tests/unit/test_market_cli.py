@@ -25,6 +25,7 @@ def _fresh_structlog() -> object:
     yield
     structlog.reset_defaults()
 
+
 BAD_TRADES = """exchange,symbol,timestamp,local_timestamp,id,side,price,amount
 x,BTCUSDT,1000,1000,1,buy,100.5,0.2
 x,BTCUSDT,2000,2000,2,sell,-1,0.1

@@ -177,8 +177,14 @@ def _write(path: Path, text: str) -> Path:
 
 def _as_rows(data: MarketChunk) -> list[tuple[int, int, int, float, float, int]]:
     return [
-        (int(data.ts_local[i]) // 1000, int(data.kind[i]), int(data.side[i]),
-         float(data.price[i]), float(data.qty[i]), int(data.trade_id[i]))
+        (
+            int(data.ts_local[i]) // 1000,
+            int(data.kind[i]),
+            int(data.side[i]),
+            float(data.price[i]),
+            float(data.qty[i]),
+            int(data.trade_id[i]),
+        )
         for i in range(len(data))
     ]
 
@@ -193,7 +199,16 @@ def test_tardis_hand_made_merge(tmp_path: Path, suffix: str, chunk_rows: int) ->
     data = _all(chunks)
     assert data.symbol == "BTCUSDT"
     assert _as_rows(data) == EXPECTED
-    assert list(data.ts_exch // 1000) == [1000] * 4 + [1500, 1400, 2000, 2000, 2500, 3000, 3000, 4000]
+    assert list(data.ts_exch // 1000) == [1000] * 4 + [
+        1500,
+        1400,
+        2000,
+        2000,
+        2500,
+        3000,
+        3000,
+        4000,
+    ]
 
 
 def test_tardis_several_files_per_kind_are_read_in_name_order(tmp_path: Path) -> None:
@@ -257,8 +272,14 @@ def test_merge_matches_a_stable_sort_for_any_split(seed: int) -> None:
         out = []
         for part in np.split(np.arange(len(ts)), cuts):
             chunk = MarketChunk(
-                "", ts[part], ts[part], np.full(len(part), kind, np.int8), np.ones(len(part), np.int8),
-                part.astype(float), np.ones(len(part)), part.astype(np.int64),
+                "",
+                ts[part],
+                ts[part],
+                np.full(len(part), kind, np.int8),
+                np.ones(len(part), np.int8),
+                part.astype(float),
+                np.ones(len(part)),
+                part.astype(np.int64),
             )
             out.append((chunk, ts[part]))
         return out
@@ -276,8 +297,10 @@ def test_merge_matches_a_stable_sort_for_any_split(seed: int) -> None:
 def test_rechunk_sizes() -> None:
     n = 23
     chunk = MarketChunk("S", *(np.arange(n) for _ in COLUMNS))
-    parts = [MarketChunk("S", *(getattr(chunk, c)[a:b] for c in COLUMNS))
-             for a, b in [(0, 3), (3, 3), (3, 17), (17, 23)]]
+    parts = [
+        MarketChunk("S", *(getattr(chunk, c)[a:b] for c in COLUMNS))
+        for a, b in [(0, 3), (3, 3), (3, 17), (17, 23)]
+    ]
     out = list(rechunk(parts, 5))
     assert [len(c) for c in out] == [5, 5, 5, 5, 3]
     assert np.array_equal(np.concatenate([c.ts_local for c in out]), np.arange(n))
@@ -320,17 +343,27 @@ def test_bybit_real_file_book_by_hand(bybit_ob500: Path) -> None:
 
 
 def _ob500_line(kind: str, ts: int, bids: list[list[str]], asks: list[list[str]]) -> str:
-    return json.dumps({
-        "topic": "orderbook.500.XRPUSDT", "type": kind, "ts": ts,
-        "data": {"s": "XRPUSDT", "b": bids, "a": asks, "u": 1, "seq": 1}, "cts": ts - 1,
-    })
+    return json.dumps(
+        {
+            "topic": "orderbook.500.XRPUSDT",
+            "type": kind,
+            "ts": ts,
+            "data": {"s": "XRPUSDT", "b": bids, "a": asks, "u": 1, "seq": 1},
+            "cts": ts - 1,
+        }
+    )
 
 
-OB500 = "\n".join([
-    _ob500_line("snapshot", 1000, [["1.0", "5"], ["0.9", "7"]], [["1.1", "3"]]),
-    _ob500_line("delta", 1100, [["1.0", "0"]], [["1.2", "4"]]),
-    _ob500_line("snapshot", 1200, [["0.8", "1"]], [["0.85", "2"]]),
-]) + "\n"
+OB500 = (
+    "\n".join(
+        [
+            _ob500_line("snapshot", 1000, [["1.0", "5"], ["0.9", "7"]], [["1.1", "3"]]),
+            _ob500_line("delta", 1100, [["1.0", "0"]], [["1.2", "4"]]),
+            _ob500_line("snapshot", 1200, [["0.8", "1"]], [["0.85", "2"]]),
+        ]
+    )
+    + "\n"
+)
 
 
 @pytest.mark.parametrize("wrap", ["plain", "gz", "zip"])
@@ -375,10 +408,20 @@ def test_bybit_bad_lines(tmp_path: Path) -> None:
 
 def test_parquet_directory_of_parts_in_name_order(tmp_path: Path) -> None:
     rows = np.arange(10)
-    chunk = MarketChunk("ETHUSDT", rows * 10, rows * 10, np.zeros(10, np.int8),
-                        np.ones(10, np.int8), rows + 1.0, rows + 0.5, np.zeros(10, np.int64))
-    half = [MarketChunk("ETHUSDT", *(getattr(chunk, c)[s] for c in COLUMNS))
-            for s in (slice(0, 4), slice(4, 10))]
+    chunk = MarketChunk(
+        "ETHUSDT",
+        rows * 10,
+        rows * 10,
+        np.zeros(10, np.int8),
+        np.ones(10, np.int8),
+        rows + 1.0,
+        rows + 0.5,
+        np.zeros(10, np.int64),
+    )
+    half = [
+        MarketChunk("ETHUSDT", *(getattr(chunk, c)[s] for c in COLUMNS))
+        for s in (slice(0, 4), slice(4, 10))
+    ]
     write_parquet([half[1]], tmp_path / "part-1.parquet", "ETHUSDT")
     write_parquet([half[0]], tmp_path / "part-0.parquet", "ETHUSDT")
     assert detect_format(tmp_path) == "parquet"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ def split(data: MarketChunk, *cuts: int) -> list[MarketChunk]:
     bounds = [0, *cuts, len(data)]
     return [
         MarketChunk(data.symbol, *(getattr(data, c)[a:b] for c in COLUMNS))
-        for a, b in zip(bounds, bounds[1:], strict=False)
+        for a, b in itertools.pairwise(bounds)
     ]
 
 
@@ -66,8 +67,16 @@ SNAP = [(1, S, 1, 100.0, 1.0), (1, S, -1, 101.0, 1.0)]
 
 
 def test_clean_stream_passes_unchanged_whatever_the_chunking() -> None:
-    data = chunk([*SNAP, (2, D, 1, 100.5, 2.0), (2, T, 1, 101.0, 0.5), (3, D, -1, 101.0, 0.0),
-                  (3, D, -1, 102.0, 1.0), (4, T, -1, 100.5, 1.0)])
+    data = chunk(
+        [
+            *SNAP,
+            (2, D, 1, 100.5, 2.0),
+            (2, T, 1, 101.0, 0.5),
+            (3, D, -1, 101.0, 0.0),
+            (3, D, -1, 102.0, 1.0),
+            (4, T, -1, 100.5, 1.0),
+        ]
+    )
     for cuts in [(), (1,), (3,), (2, 4, 5), (1, 2, 3, 4, 5, 6)]:
         out, validator = run(split(data, *cuts), RAISE)
         assert list(out.trade_id) == list(range(7)), cuts
@@ -83,7 +92,7 @@ def test_last_message_is_held_until_the_next_chunk() -> None:
     assert list(validator.finish().ts_local // MS) == [3]
 
 
-# --- timestamps going backwards ----------------------------------------------------------------
+# --- timestamps going backwards -----------------------------------------------------------
 
 
 def test_backwards_raises_with_global_row_index_across_chunks() -> None:
@@ -98,14 +107,21 @@ def test_backwards_raises_with_global_row_index_across_chunks() -> None:
 
 
 def test_backwards_skip_drops_the_row_and_counts_it() -> None:
-    data = chunk([*SNAP, (5, T, 1, 101.0, 1.0), (4, T, 1, 101.0, 1.0), (3, T, 1, 101.0, 1.0),
-                  (6, T, 1, 101.0, 1.0)])
+    data = chunk(
+        [
+            *SNAP,
+            (5, T, 1, 101.0, 1.0),
+            (4, T, 1, 101.0, 1.0),
+            (3, T, 1, 101.0, 1.0),
+            (6, T, 1, 101.0, 1.0),
+        ]
+    )
     out, validator = run(split(data, 3), SKIP)
     assert list(out.trade_id) == [0, 1, 2, 5]
     assert validator.skipped == {"ts_backwards": 2}
 
 
-# --- bad values ----------------------------------------------------------------------------------
+# --- bad values ---------------------------------------------------------------------------
 
 
 BAD_ROWS = [
@@ -144,7 +160,7 @@ def test_book_delete_with_qty_zero_is_fine() -> None:
     assert len(out) == 4 and validator.skipped == {}
 
 
-# --- gaps --------------------------------------------------------------------------------------------
+# --- gaps ---------------------------------------------------------------------------------
 
 
 def test_gap_raises_across_chunks() -> None:
@@ -157,19 +173,27 @@ def test_gap_raises_across_chunks() -> None:
 
 
 def test_gap_skip_counts_and_keeps_the_rows() -> None:
-    data = chunk([*SNAP, (2_000, T, 1, 101.0, 1.0), (2_001, T, 1, 101.0, 1.0),
-                  (5_000, T, 1, 101.0, 1.0)])
+    data = chunk(
+        [*SNAP, (2_000, T, 1, 101.0, 1.0), (2_001, T, 1, 101.0, 1.0), (5_000, T, 1, 101.0, 1.0)]
+    )
     out, validator = run(split(data, 3), SKIP)
     assert len(out) == 5
     assert validator.skipped == {"gap": 2}
 
 
-# --- crossed book --------------------------------------------------------------------------------------
+# --- crossed book -------------------------------------------------------------------------
 
 
 def test_crossed_book_raises_after_the_message() -> None:
-    data = chunk([*SNAP, (2, D, 1, 100.5, 1.0), (3, D, 1, 101.5, 1.0), (3, D, 1, 99.0, 1.0),
-                  (4, T, 1, 101.0, 1.0)])
+    data = chunk(
+        [
+            *SNAP,
+            (2, D, 1, 100.5, 1.0),
+            (3, D, 1, 101.5, 1.0),
+            (3, D, 1, 99.0, 1.0),
+            (4, T, 1, 101.0, 1.0),
+        ]
+    )
     with pytest.raises(CrossedBook) as err:
         run(split(data, 4), RAISE)
     assert err.value.row == 3 and err.value.ts_ns == 3 * MS
@@ -185,16 +209,18 @@ def test_crossed_mid_message_but_not_after_it_is_fine() -> None:
 
 
 def test_crossed_skip_drops_the_message_and_rolls_the_book_back() -> None:
-    data = chunk([
-        *SNAP,
-        (2, D, 1, 100.5, 1.0),
-        (3, D, -1, 101.0, 0.0),   # removes the ask ...
-        (3, D, 1, 101.5, 1.0),    # ... and a bid through 101.0 -- fine alone, but:
-        (3, D, -1, 101.2, 1.0),   # ask below the bid: crossed after the message
-        (3, T, 1, 101.2, 1.0),    # a trade of the same message goes too
-        (4, D, 1, 100.8, 1.0),    # fine against the rolled-back book (ask 101.0)
-        (5, D, -1, 100.9, 1.0),   # fine only if the ts=3 message left no trace
-    ])
+    data = chunk(
+        [
+            *SNAP,
+            (2, D, 1, 100.5, 1.0),
+            (3, D, -1, 101.0, 0.0),  # removes the ask ...
+            (3, D, 1, 101.5, 1.0),  # ... and a bid through 101.0 -- fine alone, but:
+            (3, D, -1, 101.2, 1.0),  # ask below the bid: crossed after the message
+            (3, T, 1, 101.2, 1.0),  # a trade of the same message goes too
+            (4, D, 1, 100.8, 1.0),  # fine against the rolled-back book (ask 101.0)
+            (5, D, -1, 100.9, 1.0),  # fine only if the ts=3 message left no trace
+        ]
+    )
     out, validator = run(split(data, 4), SKIP)
     assert list(out.trade_id) == [0, 1, 2, 7, 8]
     assert validator.skipped == {"crossed_book": 4}
@@ -214,7 +240,7 @@ def test_crossed_snapshot_skip_keeps_the_previous_book() -> None:
         run([data], RAISE)
 
 
-# --- real data and speed ----------------------------------------------------------------------------
+# --- real data and speed ------------------------------------------------------------------
 
 
 def test_real_files_pass_validation(binance_dir: Path, bybit_ob500: Path) -> None:
@@ -228,9 +254,16 @@ def test_non_book_checks_exceed_a_million_rows_per_second() -> None:
     n = 2_000_000
     rng = np.random.default_rng(3)
     ts = np.cumsum(rng.integers(0, 1_000_000, n)).astype(np.int64)
-    data = MarketChunk("X", ts, ts, np.full(n, T, np.int8), np.where(rng.random(n) < 0.5, 1, -1)
-                       .astype(np.int8), rng.uniform(1, 2, n), rng.uniform(0.1, 1, n),
-                       np.arange(n, dtype=np.int64))
+    data = MarketChunk(
+        "X",
+        ts,
+        ts,
+        np.full(n, T, np.int8),
+        np.where(rng.random(n) < 0.5, 1, -1).astype(np.int8),
+        rng.uniform(1, 2, n),
+        rng.uniform(0.1, 1, n),
+        np.arange(n, dtype=np.int64),
+    )
     parts = split(data, *range(262_144, n, 262_144))
     validator = Validator(SKIP)
     start = time.perf_counter()
@@ -240,12 +273,19 @@ def test_non_book_checks_exceed_a_million_rows_per_second() -> None:
     assert n / elapsed > 1_000_000, f"{n / elapsed:,.0f} rows/s"
 
 
-# --- stats for `market info` ----------------------------------------------------------------------------
+# --- stats for `market info` --------------------------------------------------------------
 
 
 def test_stats_by_hand() -> None:
-    data = chunk([*SNAP, (3, T, 1, 101.0, 1.0), (2_000, T, 1, 101.0, 1.0), (1_999, T, 1, 101.0, 1.0),
-                  (4_000, D, 1, 100.5, 1.0)])
+    data = chunk(
+        [
+            *SNAP,
+            (3, T, 1, 101.0, 1.0),
+            (2_000, T, 1, 101.0, 1.0),
+            (1_999, T, 1, 101.0, 1.0),
+            (4_000, D, 1, 100.5, 1.0),
+        ]
+    )
     data.ts_exch[2] = 0  # exchange time below the snapshot's: one inversion
     scan = StatsScan(gap_limit_ms=1_000)
     for part in split(data, 2, 4):

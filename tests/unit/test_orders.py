@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
@@ -18,16 +19,17 @@ from bot.model import (
     OrderReject,
     Place,
     Side,
+    VenueReport,
 )
 from bot.orders import (
     MAX_CLIENT_ID_LEN,
     TRANSITIONS,
     Applied,
     ClientOrderIds,
+    ImpossibleFill,
     InvalidTransition,
     Order,
     OrderEvent,
-    Overfill,
     Status,
     diff,
     reduces,
@@ -39,16 +41,18 @@ CID = "run1-1"
 QTY = 10
 
 
-def new_order(side: Side = Side.BUY, px: int = 1000, qty: int = QTY, ts: int = 0,
-              cid: str = CID) -> Order:  # fmt: skip
+def new_order(
+    side: Side = Side.BUY, px: int = 1000, qty: int = QTY, ts: int = 0, cid: str = CID
+) -> Order:
     return Order(Place(ts, SYM, cid, side, px, qty))
 
 
 _trade_ids = itertools.count()
 
 
-def fill(qty: int, trade_id: str | None = None, side: Side = Side.BUY, cid: str = CID,
-         ts: int = 5) -> OrderFill:  # fmt: skip
+def fill(
+    qty: int, trade_id: str | None = None, side: Side = Side.BUY, cid: str = CID, ts: int = 5
+) -> OrderFill:
     tid = trade_id if trade_id is not None else f"t{next(_trade_ids)}"
     return OrderFill(ts, SYM, cid, tid, side, 1000, qty, Liquidity.MAKER, Decimal("-0.001"))
 
@@ -58,7 +62,7 @@ def drive(order: Order, event: OrderEvent) -> None:
     if event is OrderEvent.CANCEL_SENT:
         order.request_cancel()
         return
-    reports = {
+    reports: dict[OrderEvent, VenueReport | None] = {
         OrderEvent.ACK: OrderAck(1, SYM, CID, "v1"),
         OrderEvent.REJECT: OrderReject(1, SYM, CID, "post-only would cross"),
         OrderEvent.PARTIAL_FILL: fill(1) if order.remaining > 1 else None,
@@ -88,9 +92,7 @@ def test_every_row_of_the_table(status: Status, event: OrderEvent) -> None:
     assert order.status is expected
 
 
-_MISSING = [
-    (s, e) for s in Status for e in OrderEvent if (s, e) not in TRANSITIONS
-]
+_MISSING = [(s, e) for s in Status for e in OrderEvent if (s, e) not in TRANSITIONS]
 
 
 @pytest.mark.parametrize(("status", "event"), _MISSING, ids=str)
@@ -182,11 +184,11 @@ def test_cancel_reject_after_fill_is_legal() -> None:
 def test_overfill_and_wrong_side_are_refused() -> None:
     order = new_order()
     order.apply(fill(8))
-    with pytest.raises(Overfill, match="3 lots with 2 of 10 remaining"):
+    with pytest.raises(ImpossibleFill, match="3 lots with 2 of 10 remaining"):
         order.apply(fill(3))
-    with pytest.raises(Overfill, match="SELL on a BUY order"):
+    with pytest.raises(ImpossibleFill, match="SELL on a BUY order"):
         order.apply(fill(1, side=Side.SELL))
-    with pytest.raises(Overfill):
+    with pytest.raises(ImpossibleFill):
         order.apply(fill(0))
     assert (order.filled_qty, order.status) == (8, Status.PARTIALLY_FILLED)
 
@@ -216,7 +218,7 @@ def test_client_order_id_prefix_is_checked() -> None:
 # --- diff ------------------------------------------------------------------------------------
 
 
-def ids_from(prefix: str = "n"):  # type: ignore[no-untyped-def]
+def ids_from(prefix: str = "n") -> Callable[[], str]:
     counter = itertools.count(1)
     return lambda: f"{prefix}{next(counter)}"
 
@@ -225,17 +227,29 @@ def q(side: Side, px: int, qty: int = QTY, level: int = 0) -> Quote:
     return Quote(SYM, side, level, px, qty)
 
 
-def live(side: Side, px: int, cid: str, qty: int = QTY, ts: int = 0,
-         status: Status = Status.OPEN) -> Order:  # fmt: skip
+def live(
+    side: Side, px: int, cid: str, qty: int = QTY, ts: int = 0, status: Status = Status.OPEN
+) -> Order:
     order = new_order(side, px, qty, ts, cid)
     order.status = status
     return order
 
 
-def run_diff(wanted: list[Quote], orders: list[Order], ts: int = 1_000,
-             threshold_bps: float = 1.0, max_age_ns: int = 10**12):  # type: ignore[no-untyped-def]  # fmt: skip
-    return diff(wanted, orders, ts_ns=ts, next_id=ids_from(), threshold_bps=threshold_bps,
-                max_age_ns=max_age_ns)  # fmt: skip
+def run_diff(
+    wanted: list[Quote],
+    orders: list[Order],
+    ts: int = 1_000,
+    threshold_bps: float = 1.0,
+    max_age_ns: int = 10**12,
+) -> tuple[list[Cancel], list[Place]]:
+    return diff(
+        wanted,
+        orders,
+        ts_ns=ts,
+        next_id=ids_from(),
+        threshold_bps=threshold_bps,
+        max_age_ns=max_age_ns,
+    )
 
 
 def test_diff_places_everything_when_nothing_is_live() -> None:
@@ -296,16 +310,27 @@ def test_diff_keeps_a_partially_filled_order_at_the_right_price() -> None:
 
 def test_diff_matches_ladder_levels_one_to_one() -> None:
     orders = [live(Side.BUY, 99_990, "l0"), live(Side.BUY, 99_890, "l1")]
-    wanted = [q(Side.BUY, 99_992, level=0), q(Side.BUY, 99_892, level=1),
-              q(Side.BUY, 99_792, level=2)]  # fmt: skip
+    wanted = [
+        q(Side.BUY, 99_992, level=0),
+        q(Side.BUY, 99_892, level=1),
+        q(Side.BUY, 99_792, level=2),
+    ]
     cancels, places = run_diff(wanted, orders)
     assert cancels == []
     assert [p.px for p in places] == [99_792]
 
 
 def test_diff_passes_post_only_and_reduce_only() -> None:
-    _, places = diff([q(Side.SELL, 100_010)], [], ts_ns=7, next_id=ids_from("x"),
-                     threshold_bps=0.5, max_age_ns=1, post_only=False, reduce_only=True)  # fmt: skip
+    _, places = diff(
+        [q(Side.SELL, 100_010)],
+        [],
+        ts_ns=7,
+        next_id=ids_from("x"),
+        threshold_bps=0.5,
+        max_age_ns=1,
+        post_only=False,
+        reduce_only=True,
+    )
     assert places == [Place(7, SYM, "x1", Side.SELL, 100_010, QTY, False, True)]
 
 

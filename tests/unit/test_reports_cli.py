@@ -74,7 +74,7 @@ def test_canary_takes_a_baseline_and_the_gate_verdict(journal: Path, tmp_path: P
     ("args", "code", "message"),
     [
         (["soak"], ExitCode.USAGE, "unknown stage 'soak'"),
-        (["canary"], ExitCode.DATA, "needs the gate's verdict"),
+        (["canary"], ExitCode.DATA, "compares two journals"),
         (["shadow", "--profile", "no-such-profile"], ExitCode.USAGE, "no-such-profile"),
         (["shadow", "--out", "ftp://x"], ExitCode.FAIL, "scheme must be file:// or s3://"),
     ],

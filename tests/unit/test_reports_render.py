@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from bot.config import SecretsConfig, Settings, StorageConfig
 from bot.runtime.clock import FrozenClock, parse_utc
@@ -146,8 +147,8 @@ def test_a_mapping_context_with_verdict_dicts_renders_like_the_object() -> None:
         "settings": ctx.settings,
         "links": [list(x) for x in ctx.links],
     }
-    for fmt in ("md", "html"):
-        assert render("canary", data, fmt, CLOCK) == render("canary", ctx, fmt, CLOCK)  # type: ignore[arg-type]
+    assert render("canary", data, "md", CLOCK) == render("canary", ctx, "md", CLOCK)
+    assert render("canary", data, "html", CLOCK) == render("canary", ctx, "html", CLOCK)
     assert verdict_from_dict(h.kpi_verdict().to_dict()) == h.kpi_verdict()
 
 
@@ -185,16 +186,35 @@ def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
     assert "interval-net_bps" in keys
 
 
-def test_canary_needs_its_verdict_and_draws_both_distributions(tmp_path: Path) -> None:
+def test_canary_runs_the_judge_unless_given_its_verdict(tmp_path: Path) -> None:
     canary = h.write_journal(tmp_path / "canary", mode="canary")
     baseline = h.write_journal(tmp_path / "baseline", mode="live")
-    with pytest.raises(ReportError, match="needs the gate's verdict"):
-        build_context("canary", canary, Settings(), baseline_path=baseline)
-    ctx = build_context(
+    with pytest.raises(ReportError, match="compares two journals"):
+        build_context("canary", canary, Settings())
+    judged = build_context("canary", canary, Settings(), baseline_path=baseline)
+    assert judged.verdict is not None and judged.verdict.gate == "canary"
+    given = build_context(
         "canary", canary, Settings(), baseline_path=baseline, verdict=h.canary_verdict()
     )
-    assert ("baseline.mode", "live") in ctx.facts
-    assert any(c.key == "dist-net_bps" for c in ctx.charts)
+    assert given.verdict == h.canary_verdict()
+    assert ("baseline.mode", "live") in given.facts
+    assert any(c.key == "dist-net_bps" for c in given.charts)
+
+
+def test_accuracy_runs_the_gate_on_shadow_vs_sim(tmp_path: Path) -> None:
+    shadow = h.write_journal(tmp_path / "shadow", mode="shadow")
+    sim = h.write_journal(tmp_path / "sim", mode="paper")
+    report = render_report("accuracy", shadow, Settings(), CLOCK, baseline_path=sim)
+    # 3 minutes of data: one 5-minute interval, far below min_windows (24)
+    assert report.verdict is not None and report.verdict.gate == "accuracy"
+    assert report.verdict.status is Status.FAIL
+    assert "insufficient data" in report.markdown
+    assert 'id="chart-compare-net_bps"' in report.html
+
+
+def test_release_needs_no_gate(journal: Path) -> None:
+    ctx = build_context("release", journal, Settings(), evidence=[h.kpi_verdict()])
+    assert ctx.verdict is None and ctx.evidence == (h.kpi_verdict(),)
 
 
 def test_same_journal_and_frozen_clock_give_identical_bytes(journal: Path) -> None:
@@ -216,10 +236,10 @@ def secret_settings() -> Settings:
     return Settings(
         secrets=SecretsConfig(
             provider="env",
-            api_key=API_SECRET,
-            api_secret=API_SECRET + "x",
-            s3_access_key_id="AKIASEKRETKEYID00001",
-            s3_secret_access_key=S3_SECRET,
+            api_key=SecretStr(API_SECRET),
+            api_secret=SecretStr(API_SECRET + "x"),
+            s3_access_key_id=SecretStr("AKIASEKRETKEYID00001"),
+            s3_secret_access_key=SecretStr(S3_SECRET),
         ),
         storage=StorageConfig(redis_url=f"redis://mmbot:{REDIS_PASSWORD}@127.0.0.1:6379/0"),
     )

@@ -23,6 +23,7 @@ from bot.risk import (
     InvalidRiskTransition,
     RiskAction,
     RiskEngine,
+    RiskError,
     RiskEvent,
     TradingState,
     next_state,
@@ -325,7 +326,9 @@ def test_inventory_guard_reducing_with_hysteresis() -> None:
     assert denied.reason == "reducing: sell 1 lots would not reduce position -16 lots"
     assert denied_check(check(risk, place(Side.BUY, ts_ns=S), position=0)) == "trading_state"
     # a flip to the same size on the other side does not reduce exposure; a smaller flip does
-    assert denied_check(check(risk, place(Side.BUY, qty=2, ts_ns=S), position=-1)) == "trading_state"
+    assert (
+        denied_check(check(risk, place(Side.BUY, qty=2, ts_ns=S), position=-1)) == "trading_state"
+    )
     assert check(risk, place(Side.BUY, qty=3, ts_ns=S), position=-2) is None
     assert risk.on_timer(2 * S, 0.0, 481.0) == []  # still above the way back
     [event] = risk.on_timer(3 * S, 0.0, 480.0)
@@ -485,3 +488,12 @@ def test_check_new_is_fast() -> None:
         risk.check_new(order, mid_px=MID, position_lots=3, open_orders=2, total_inventory_usd=180.0)
     per_call_us = (time.perf_counter() - start) / len(orders) * 1e6
     assert per_call_us < 20  # ~2 us on a quiet machine; loose for shared CI boxes
+
+
+def test_fill_on_unknown_symbol_or_bad_mid_is_an_error() -> None:
+    risk = engine()
+    bad = OrderFill(0, "DOGEUSDT", "c", "t", Side.BUY, 1, 1, Liquidity.MAKER, Decimal(0))
+    with pytest.raises(RiskError, match="unknown symbol 'DOGEUSDT'"):
+        risk.on_fill(bad, 1.0)
+    with pytest.raises(RiskError, match="must be > 0"):
+        risk.on_fill(_fill(0, Side.BUY, 599_880), 0.0)

@@ -111,7 +111,7 @@ def test_book_update_only_when_a_message_changes_the_touch() -> None:
 
 def test_venue_reports_arrive_in_time_order_between_market_rows() -> None:
     engine = Recording()
-    loop, venue, _ = make_loop(engine, timer_ms=15)
+    loop, _, _ = make_loop(engine, timer_ms=15)
     rows = [*SNAPSHOT, (10, D, 1, 90.0, 1.0), (25, D, 1, 90.0, 2.0), (40, T, -1, 99.0, 1.0),
             (60, D, 1, 90.0, 3.0)]  # fmt: skip
     loop.run([chunk(rows)])

@@ -86,8 +86,9 @@ def test_edge_floor_counts_the_rebate_and_the_fee() -> None:
 
 
 def test_microprice_leans_toward_the_thin_side() -> None:
-    c = cfg(fair_value="microprice", min_half_spread_bps=1.0, min_edge_bps=0.0,
-            expected_adverse_bps=0.0)  # fmt: skip
+    c = cfg(
+        fair_value="microprice", min_half_spread_bps=1.0, min_edge_bps=0.0, expected_adverse_bps=0.0
+    )
     # bid 100.00 x 3, ask 100.10 x 1 -> micro = (10000*1 + 10010*3) / 4 = 10007.5
     # 1 bps of 10007.5 = 1.00075 -> bid floor(10006.49925) = 10006, ask ceil(10008.50075) = 10009
     bid, ask = policy(c).wanted(0, 10_000, 3, 10_010, 1, 0)
@@ -95,8 +96,9 @@ def test_microprice_leans_toward_the_thin_side() -> None:
 
 
 def test_quotes_never_cross_the_touch() -> None:
-    c = cfg(fair_value="microprice", min_half_spread_bps=0.0, min_edge_bps=0.0,
-            expected_adverse_bps=0.0)  # fmt: skip
+    c = cfg(
+        fair_value="microprice", min_half_spread_bps=0.0, min_edge_bps=0.0, expected_adverse_bps=0.0
+    )
     # ask qty 0 -> microprice = ask = 10002; a zero half-spread bid would sit on the
     # ask and cross: it moves to best_ask - 1 = 10001. The ask stays above the bid.
     bid, ask = policy(c).wanted(0, 10_000, 5, 10_002, 0, 0)
@@ -205,8 +207,12 @@ def test_avellaneda_stoikov_skew() -> None:
     # skew = 0.1 x 0.5 x 158.198 x 1 = 7.9099 bps (cap 10)
     assert p.skew_bps(10, 5_000_000) == pytest.approx(7.9099, abs=1e-3)
     assert p.skew_bps(-10, 5_000_000) == pytest.approx(-7.9099, abs=1e-3)
-    assert policy(cfg(skew_model="avellaneda_stoikov", skew_cap_bps=3.0,
-                      vol_window_ms=1000)).skew_bps(10, 5_000_000) == 0.0  # fmt: skip
+    assert (
+        policy(cfg(skew_model="avellaneda_stoikov", skew_cap_bps=3.0, vol_window_ms=1000)).skew_bps(
+            10, 5_000_000
+        )
+        == 0.0
+    )
 
 
 def test_vol_widens_the_half_spread() -> None:

@@ -128,3 +128,12 @@ def test_run_id_is_deterministic_with_a_seed() -> None:
     assert new_run_id(clock, 7).startswith("20240808T000000Z-")
     assert len(new_run_id(clock, 7).split("-")[1]) == 8
     assert new_run_id(clock) != new_run_id(clock)  # unseeded: random
+
+
+def test_default_stream_is_the_current_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json", secrets=[SECRET], run_id="r", clock=FrozenClock(T0))
+    structlog.get_logger("t").info("to_stderr", token=SECRET)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    event = json.loads(captured.err)
+    assert (event["event"], event["token"], event["run_id"]) == ("to_stderr", MASK, "r")

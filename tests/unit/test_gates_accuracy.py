@@ -1,0 +1,109 @@
+"""Accuracy gate: identical, shifted, too short, zero references; sim_to_real on journals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bot.config import AccuracyConfig
+from gates.accuracy import accuracy_gate, mape, sim_to_real
+from gates.kpi import Journal
+from gates.verdict import Status
+from tests.unit import gates_helpers as h
+
+CFG = AccuracyConfig()  # 24 windows, 15 % / 30 %, 1.5 bps
+
+
+def series(n: int = 30, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-08-09", periods=n, freq="5min", tz="UTC", name="start")
+    return pd.DataFrame(
+        {
+            "net_bps": rng.uniform(3.0, 6.0, n),
+            "maker_share": rng.uniform(0.9, 1.0, n),
+            "fills": rng.integers(20, 40, n).astype(float),
+            "order_latency_ms": rng.uniform(50, 80, n),
+        },
+        index=index,
+    )
+
+
+def statuses(verdict: object) -> dict[str, Status]:
+    return {c.name: c.status for c in verdict.checks}  # type: ignore[attr-defined]
+
+
+def test_identical_runs_pass() -> None:
+    a = series()
+    verdict = accuracy_gate(a, a.copy(), CFG)
+    assert verdict.status is Status.PASS
+    assert all(c.value == 0 for c in verdict.checks)
+    assert verdict.summary["aligned_intervals"] == 30
+
+
+def test_twenty_percent_off_warns_and_fifty_fails() -> None:
+    a = series()
+    warn = accuracy_gate(a, a * 1.2, CFG)
+    assert statuses(warn)["fills"] is Status.WARN
+    assert next(c for c in warn.checks if c.name == "fills").value == pytest.approx(0.2)
+    assert accuracy_gate(a, a * 1.5, CFG).status is Status.FAIL
+    assert accuracy_gate(a, a * 1.1, CFG).status is Status.PASS  # MAPE 10 % < 15 %, deltas small
+
+
+def test_net_bps_median_delta_warns() -> None:
+    a = series()
+    b = a.copy()
+    b["net_bps"] = a["net_bps"] + 0.5  # MAPE ≤ 0.5/3 = 16.7 %: a WARN by MAPE
+    b.loc[b.index[:20], "net_bps"] = a["net_bps"].iloc[:20] + 2.0  # median |delta| = 2 bps
+    result = statuses(accuracy_gate(a, b, AccuracyConfig(mape_pass=0.9, mape_warn=0.95)))
+    assert result["net_bps"] is Status.PASS
+    assert result["net_bps median |delta|"] is Status.WARN
+
+
+def test_too_few_aligned_intervals_fail() -> None:
+    a = series(30)
+    b = series(30).iloc[:10]
+    verdict = accuracy_gate(a, b, CFG)
+    assert verdict.status is Status.FAIL
+    assert "net_bps: insufficient data: 10 < 24" in verdict.reasons
+
+
+def test_only_shared_intervals_are_compared() -> None:
+    a = series(40)
+    b = a.copy()
+    b.index = b.index + pd.Timedelta("50min")  # 30 of 40 intervals overlap, values misaligned
+    verdict = accuracy_gate(a, b, CFG)
+    assert verdict.summary["aligned_intervals"] == 30
+
+
+def test_zero_reference_is_excluded_and_counted() -> None:
+    a = series()
+    b = a.copy()
+    a.loc[a.index[:5], "fills"] = 0.0
+    b.loc[b.index[:5], "fills"] = 7.0  # would be an infinite percentage error
+    check = next(c for c in accuracy_gate(a, b, CFG).checks if c.name == "fills")
+    assert check.status is Status.PASS
+    assert check.detail == {"pairs": 30, "zero_reference": 5}
+    assert mape(a["fills"], b["fills"]) == 0.0
+
+
+def test_all_zero_reference() -> None:
+    a = series()
+    a["fills"] = 0.0
+    same = next(c for c in accuracy_gate(a, a.copy(), CFG).checks if c.name == "fills")
+    assert same.status is Status.PASS
+    b = a.copy()
+    b["fills"] = 1.0
+    differ = next(c for c in accuracy_gate(a, b, CFG).checks if c.name == "fills")
+    assert differ.status is Status.FAIL and "MAPE undefined" in differ.reason
+
+
+def test_sim_to_real_on_the_same_journal() -> None:
+    journal = Journal.of(h.memory_tables(), h.MANIFEST)
+    cfg = AccuracyConfig(interval="2s", min_windows=1)
+    verdict = sim_to_real(journal, journal, cfg)
+    assert verdict.gate == "sim_to_real"
+    assert verdict.status is Status.PASS, verdict.reasons
+    strict = sim_to_real(journal, journal, AccuracyConfig(interval="2s", min_windows=3))
+    # only two 2 s intervals have a net edge (F4 has no mid after 1 s)
+    assert "net_bps: insufficient data: 2 < 3" in strict.reasons

@@ -1,0 +1,166 @@
+"""Canary judge (identical, worse, better, no data, direction of bad) and rollback triggers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bot.config import CanaryConfig, CanaryMetric, RollbackTrigger
+from gates.canary import CanaryError, canary_judge, judge_metric, rollback_triggers
+from gates.verdict import Status
+
+CFG = CanaryConfig()  # net_bps 3 crit, inventory_ratio 2 crit, maker 1, latency 1, fills 1
+
+
+def samples(n: int = 60, seed: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2024-08-09", periods=n, freq="1min", tz="UTC", name="start")
+    return pd.DataFrame(
+        {
+            "net_bps": rng.normal(3.0, 0.5, n),
+            "inventory_ratio": rng.uniform(0.1, 0.3, n),
+            "maker_share": rng.uniform(0.92, 0.99, n),
+            "order_latency_ms": rng.normal(80, 5, n),
+            "fills": rng.poisson(30, n).astype(float),
+        },
+        index=index,
+    )
+
+
+def test_identical_canary_passes_with_full_score() -> None:
+    base = samples()
+    verdict = canary_judge(base, samples(seed=4), CFG)  # same distribution, other draw
+    assert verdict.status is Status.PASS, verdict.reasons
+    assert verdict.summary["score"] == 100
+    assert set(verdict.summary["classification"].values()) == {"Pass"}
+
+
+def test_clearly_worse_critical_metric_forces_zero() -> None:
+    base = samples()
+    canary = samples(seed=4)
+    canary["net_bps"] -= 2.0  # bad is "decrease", critical
+    verdict = canary_judge(base, canary, CFG)
+    assert verdict.status is Status.FAIL
+    assert verdict.summary["score"] == 0
+    assert verdict.summary["classification"]["net_bps"] == "Low"
+    assert any(r.startswith("net_bps: Low") for r in verdict.reasons)
+
+
+def test_clearly_better_is_not_a_failure() -> None:
+    base = samples()
+    canary = samples(seed=4)
+    canary["net_bps"] += 2.0  # significant, but the good way
+    canary["inventory_ratio"] *= 0.5  # bad is "increase": a decrease is good
+    verdict = canary_judge(base, canary, CFG)
+    assert verdict.status is Status.PASS
+    assert verdict.summary["classification"]["net_bps"] == "High"
+    assert verdict.summary["classification"]["inventory_ratio"] == "Low"
+    assert verdict.summary["score"] == 100
+
+
+def test_non_critical_failure_is_marginal_and_needs_a_person() -> None:
+    base = samples()
+    canary = samples(seed=4)
+    canary["order_latency_ms"] += 40.0  # bad is "increase", weight 1 of 8
+    verdict = canary_judge(base, canary, CFG)
+    assert verdict.summary["score"] == pytest.approx(100 * 7 / 8)
+    assert verdict.status is Status.WARN
+    assert verdict.summary["decision"] == "MARGINAL"
+    assert any("needs a person" in r for r in verdict.reasons)
+
+
+def test_same_direction_means_opposite_verdicts_by_bad() -> None:
+    base, canary = np.arange(20.0), np.arange(20.0) + 30.0
+    up_bad = judge_metric("m", base, canary, CanaryMetric(bad="increase"), 0.95)
+    down_bad = judge_metric("m", base, canary, CanaryMetric(bad="decrease"), 0.95)
+    assert up_bad.classification == down_bad.classification == "High"
+    assert up_bad.failed and not down_bad.failed
+
+
+def test_shift_within_tolerance_passes() -> None:
+    base = np.linspace(100, 110, 50)
+    result = judge_metric(
+        "fills", base, base * 0.9, CanaryMetric(bad="decrease", tolerance=0.25), 0.95
+    )
+    assert result.p_value < 0.05  # significant ...
+    assert result.classification == "Pass"  # ... but a 10 % effect is under 25 %
+
+
+def test_no_data_is_not_passing() -> None:
+    base = samples()
+    canary = samples(2)  # 2 < 3 samples per metric
+    verdict = canary_judge(base, canary, CFG)
+    assert set(verdict.summary["classification"].values()) == {"NoData"}
+    assert verdict.summary["score"] == 0
+    assert verdict.status is Status.FAIL
+    no_data = next(c for c in verdict.checks if c.name == "maker_share")
+    assert no_data.status is Status.WARN and no_data.reason.startswith("NoData")
+
+
+def test_nan_samples_are_ignored_and_constant_samples_pass() -> None:
+    base = pd.DataFrame({"net_bps": [3.0, 3.0, 3.0, math.nan]})
+    cfg = CanaryConfig(metrics={"net_bps": CanaryMetric(bad="decrease", critical=True)})
+    verdict = canary_judge(base, base.copy(), cfg)
+    assert verdict.status is Status.PASS
+
+
+# --- rollback triggers ------------------------------------------------------------------
+
+
+def minutes(values: list[float], column: str = "maker_share") -> pd.DataFrame:
+    index = pd.date_range("2024-08-09", periods=len(values), freq="1min", tz="UTC")
+    return pd.DataFrame({column: values}, index=index)
+
+
+MAKER = RollbackTrigger(metric="maker_share", bound=0.70, direction="min", for_ms=300_000)
+
+
+def test_trigger_fires_after_continuous_breach() -> None:
+    five_low = minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.6, 0.9])  # 5 min below 0.70
+    verdict = rollback_triggers(five_low, [MAKER])
+    assert verdict.status is Status.FAIL
+    assert verdict.checks[0].value == 300_000
+    assert verdict.summary["fired"] == ["maker_share < 0.7"]
+
+
+def test_trigger_holds_when_breach_is_short_or_broken() -> None:
+    assert rollback_triggers(minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.9]), [MAKER]).status is Status.PASS
+    broken = minutes([0.6, 0.6, 0.6, 0.9, 0.6, 0.6, 0.6])  # 3 + 3 minutes
+    assert rollback_triggers(broken, [MAKER]).checks[0].value == 180_000
+    gap = minutes([0.6, 0.6, 0.6, math.nan, 0.6, 0.6])  # no data is not a breach
+    assert rollback_triggers(gap, [MAKER]).status is Status.PASS
+
+
+def test_trigger_index_gap_breaks_the_run() -> None:
+    frame = minutes([0.6] * 6).drop(index=minutes([0.6] * 6).index[3])  # minute 3 missing
+    verdict = rollback_triggers(frame, [MAKER], interval="1min")
+    assert verdict.status is Status.PASS
+    assert verdict.checks[0].value == 180_000
+
+
+def test_max_direction_and_missing_metric() -> None:
+    latency = RollbackTrigger(metric="error_rate", bound=0.05, direction="max", for_ms=60_000)
+    frame = minutes([0.01, 0.2, 0.01], column="error_rate")
+    verdict = rollback_triggers(frame, [latency, MAKER])
+    assert [c.status for c in verdict.checks] == [Status.FAIL, Status.FAIL]
+    assert verdict.reasons[1] == "maker_share < 0.7: missing"
+
+
+def test_default_triggers_run_on_an_interval_series() -> None:
+    # interval_series names the per-interval p95 latency "order_latency_ms"
+    frame = pd.concat(
+        [minutes([0.9] * 10), minutes([100.0] * 10, "order_latency_ms")], axis=1
+    ).assign(inventory_ratio=0.1, error_rate=0.0)
+    assert rollback_triggers(frame, CFG.rollback).status is Status.PASS
+    frame.loc[frame.index[2:6], "order_latency_ms"] = 900.0  # 4 min > 500 ms, for_ms is 3 min
+    verdict = rollback_triggers(frame, CFG.rollback)
+    assert verdict.summary["fired"] == ["order_latency_p95_ms > 500"]
+
+
+def test_interval_cannot_be_inferred() -> None:
+    frame = pd.DataFrame({"maker_share": [0.5, 0.5]}, index=pd.DatetimeIndex(["2024-08-09"] * 2))
+    with pytest.raises(CanaryError, match="interval"):
+        rollback_triggers(frame, [MAKER])
