@@ -17,6 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import structlog
+
 from bot.config import Settings, SynthConfig
 from bot.market.recorder import write_parquet
 from bot.market.synth import StreamTally, generate
@@ -30,8 +32,7 @@ def _peak_rss_mb() -> float:
 
 def run(hours: float, seed: int, out_dir: Path) -> dict[str, object]:
     settings = Settings()
-    cfg = SynthConfig.model_validate({**settings.data.synth.model_dump(),
-                                      "duration": f"{hours}h"})
+    cfg = SynthConfig.model_validate({**settings.data.synth.model_dump(), "duration": f"{hours}h"})
     spec = settings.venue.symbols[cfg.symbol]
     rss_before = _peak_rss_mb()
     started = time.perf_counter()
@@ -39,8 +40,9 @@ def run(hours: float, seed: int, out_dir: Path) -> dict[str, object]:
     gen_s = time.perf_counter() - started
     tally = StreamTally()
     started = time.perf_counter()
-    path = write_parquet(tally.counted(generate(cfg, spec, seed)), out_dir / "synth.parquet",
-                         cfg.symbol)
+    path = write_parquet(
+        tally.counted(generate(cfg, spec, seed)), out_dir / "synth.parquet", cfg.symbol
+    )
     wall_s = time.perf_counter() - started
     assert generated == tally.rows
     return {
@@ -63,6 +65,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", type=Path, default=None, help="write here and keep the file")
     args = parser.parse_args()
+    # stdout is the result: logs go to stderr
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
     if args.keep is not None:
         args.keep.mkdir(parents=True, exist_ok=True)
         result = run(args.hours, args.seed, args.keep)

@@ -127,29 +127,42 @@ class JournalError(Exception):
 
 
 class TableBuffer:
-    """Preallocated column lists for one table; flushed to one Parquet part."""
+    """Rows of one table, kept as tuples and turned into columns at flush.
 
-    __slots__ = ("_columns", "_names", "name", "rows")
+    A tuple append is the cheapest thing the hot path can do; the transpose to
+    columns happens once per segment.
+    """
+
+    __slots__ = ("_rows", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._names = SCHEMAS[name].names
-        self._columns: list[list[Any]] = [[] for _ in self._names]
-        self.rows = 0
+        self._rows: list[tuple[Any, ...]] = []
+
+    @property
+    def rows(self) -> int:
+        return len(self._rows)
 
     def append(self, *values: Any) -> None:
-        for column, value in zip(self._columns, values, strict=True):
-            column.append(value)
-        self.rows += 1
+        self._rows.append(values)
+
+    def columns(self) -> list[list[Any]]:
+        width = len(SCHEMAS[self.name])
+        if not self._rows:
+            return [[] for _ in range(width)]
+        bad = next((row for row in self._rows if len(row) != width), None)
+        if bad is not None:
+            raise JournalError(f"{self.name}: row has {len(bad)} values, table has {width} columns")
+        return [list(column) for column in zip(*self._rows, strict=True)]
 
     def take(self) -> pa.Table:
-        table = pa.Table.from_arrays(
-            [pa.array(col, type=field.type) for col, field in zip(self._columns, SCHEMAS[self.name], strict=True)],
-            schema=SCHEMAS[self.name],
-        )
-        self._columns = [[] for _ in self._names]
-        self.rows = 0
-        return table
+        schema = SCHEMAS[self.name]
+        arrays = [
+            pa.array(col, type=field.type)
+            for col, field in zip(self.columns(), schema, strict=True)
+        ]
+        self._rows = []
+        return pa.Table.from_arrays(arrays, schema=schema)
 
 
 class JournalWriter:
@@ -200,7 +213,7 @@ class MemoryJournal:
 
     def frame(self, table: str) -> pd.DataFrame:
         """The rows so far as a DataFrame (the buffer keeps them)."""
-        columns = self.buffers[table]._columns
+        columns = self.buffers[table].columns()
         return pd.DataFrame(dict(zip(SCHEMAS[table].names, columns, strict=True)))
 
 

@@ -58,6 +58,7 @@ LONG_HORIZON_MS: Final = 5_000
 NS_PER_MS: Final = 1_000_000
 BPS: Final = 1e4
 TAIL_PCT: Final = 95
+GLOBAL_SYMBOLS: Final = ("*", "")  # risk rows that concern the whole bot
 
 _DEFAULT_QUOTE_DISTANCE_BPS: Final = float(
     StrategyConfig.model_fields["max_quote_distance_bps"].default
@@ -93,17 +94,18 @@ class Journal:
         return self.tables[name]
 
     def symbols(self) -> list[str]:
+        """Symbols that were traded, quoted or sampled (risk rows may be global: '*')."""
         seen: set[str] = set()
         for name in ("book", "fills", "quotes", "orders", "positions"):
             seen.update(str(s) for s in self.tables[name]["symbol"].unique())
-        seen.update(str(s) for s in self.tables["risk"]["symbol"].unique() if s)
-        return sorted(seen)
+        return sorted(seen - set(GLOBAL_SYMBOLS))
 
     def for_symbol(self, symbol: str) -> Journal:
-        return Journal(
-            {name: frame[frame["symbol"] == symbol] for name, frame in self.tables.items()},
-            self.manifest,
-        )
+        """The rows of one symbol; global risk rows ('*' or '') apply to every symbol."""
+        tables = {name: frame[frame["symbol"] == symbol] for name, frame in self.tables.items()}
+        risk = self.tables["risk"]
+        tables["risk"] = risk[risk["symbol"].isin([symbol, *GLOBAL_SYMBOLS])]
+        return Journal(tables, self.manifest)
 
     @property
     def max_inventory_usd(self) -> float:
@@ -465,8 +467,12 @@ def _kpis(journal: Journal, horizon_ms: int) -> dict[str, float]:
 
 def compute_kpis(journal: Journal, horizon_ms: int = 1_000) -> KpiReport:
     """Every KPI over the whole run (`total`) and per symbol (`by_symbol`)."""
-    by_symbol = {s: _kpis(journal.for_symbol(s), horizon_ms) for s in journal.symbols()}
-    return KpiReport(_kpis(journal, horizon_ms), by_symbol, horizon_ms)
+    total = _kpis(journal, horizon_ms)
+    symbols = journal.symbols()
+    if len(symbols) == 1:  # the usual case: the one symbol's KPIs are the total's
+        return KpiReport(total, {symbols[0]: dict(total)}, horizon_ms)
+    by_symbol = {s: _kpis(journal.for_symbol(s), horizon_ms) for s in symbols}
+    return KpiReport(total, by_symbol, horizon_ms)
 
 
 # --- per-interval series (accuracy, canary, rollback, charts) --------------------------

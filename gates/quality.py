@@ -35,6 +35,10 @@ ORDER_EVENTS: Final = (
 FEE_TOLERANCE_BPS: Final = 0.01  # venue rounding of a fee is far below 0.01 bps of notional
 
 
+class QualityError(Exception):
+    """Inputs a suite cannot be built from (e.g. a manifest without the fee schedule)."""
+
+
 @functools.cache
 def _batch_definition() -> Any:
     """The process-wide GX context's whole-dataframe batch definition (built once)."""
@@ -191,6 +195,21 @@ class FillRules:
             price_band_bps=settings.risk.price_band_bps,
             max_order_qty=float(settings.risk.max_order_qty),
         )
+
+    @classmethod
+    def from_manifest(cls, manifest: Mapping[str, Any]) -> FillRules:
+        """From a journal's run.json: its fee_tier and the redacted settings' risk limits."""
+        try:
+            tier = manifest["fee_tier"]
+            risk = manifest["settings"]["risk"]
+            return cls(
+                maker_bps=float(tier["maker_bps"]),
+                taker_bps=float(tier["taker_bps"]),
+                price_band_bps=float(risk["price_band_bps"]),
+                max_order_qty=float(risk["max_order_qty"]),
+            )
+        except (KeyError, TypeError) as exc:
+            raise QualityError(f"run.json lacks the fee tier or risk limits: {exc!r}") from exc
 
 
 def _fee_sign(liquidity: str, rate_bps: float) -> list[Any]:

@@ -220,12 +220,12 @@ def synth_market(
 
 @market_app.command("synth")
 def synth(
-    seed: int = typer.Option(7, "--seed", help="Seed of the generator: same seed, same bytes"),
-    duration: str | None = typer.Option(None, "--duration", help="e.g. 90m, 24h (profile default)"),
-    symbol: str | None = typer.Option(None, "--symbol", help="Symbol from venue.symbols"),
-    out: Path = typer.Option(..., "--out", help="Directory; writes <SYMBOL>.parquet there"),
-    profile: str = typer.Option("base", "--profile", help="Profile name or YAML path"),
-    start: str | None = typer.Option(None, "--start", help="UTC start, e.g. 2024-08-08T00:00:00Z"),
+    out: Annotated[Path, typer.Option(help="Directory; writes <SYMBOL>.parquet there")],
+    seed: Annotated[int, typer.Option(help="Seed of the generator: same seed, same bytes")] = 7,
+    duration: Annotated[str | None, typer.Option(help="e.g. 90m, 24h (profile's default)")] = None,
+    symbol: Annotated[str | None, typer.Option(help="Symbol from venue.symbols")] = None,
+    profile: Annotated[str, typer.Option(help="Profile name or YAML path")] = "base",
+    start: Annotated[str | None, typer.Option(help="UTC start, e.g. 2024-08-08T00:00:00Z")] = None,
 ) -> None:
     """Generate a seeded synthetic L2 + trades stream and print a one-line JSON summary."""
     from bot.config import ConfigError
@@ -234,8 +234,9 @@ def synth(
 
     _logs_to_stderr()
     try:
-        result = synth_market(seed, out, duration=duration, symbol=symbol, profile=profile,
-                              start=start)
+        result = synth_market(
+            seed, out, duration=duration, symbol=symbol, profile=profile, start=start
+        )
     except (ConfigError, SynthConfigError, KeyError, ValueError) as exc:
         _fail(ExitCode.USAGE, str(exc).strip("'\""))
     typer.echo(json.dumps(result, sort_keys=True))

@@ -34,11 +34,20 @@ def market_schema(symbol: str) -> pa.Schema:
     return SCHEMA.with_metadata({**(SCHEMA.metadata or {}), b"symbol": symbol.encode()})
 
 
+def _column(chunk: MarketChunk, name: str, type_: pa.DataType) -> pa.Array:
+    values = np.asarray(getattr(chunk, name))
+    column = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
+    # cast at the edge (a reader may hand over int64 kinds), but never change a value
+    if column.dtype != values.dtype and not np.array_equal(column, values):
+        raise RecorderError(f"column {name}: {values.dtype} values do not fit {type_}")
+    # from_buffers, not pa.array: no copy, and no lazy import of pandas (seconds, once)
+    return pa.Array.from_buffers(type_, len(column), [None, pa.py_buffer(column)])
+
+
 def _table(chunk: MarketChunk, schema: pa.Schema) -> pa.Table:
-    # cast at the edge: a reader may hand over int64 kinds or float32 prices
-    arrays = [pa.array(np.asarray(getattr(chunk, name)), type=schema.field(name).type)
-              for name in COLUMNS]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.Table.from_arrays(
+        [_column(chunk, name, schema.field(name).type) for name in COLUMNS], schema=schema
+    )
 
 
 def write_parquet(
@@ -52,12 +61,14 @@ def write_parquet(
     schema = market_schema(symbol)
     pending: list[pa.Table] = []
     pending_rows = rows = 0
-    with pq.ParquetWriter(path, schema, compression=COMPRESSION,
-                          compression_level=COMPRESSION_LEVEL) as writer:
+    with pq.ParquetWriter(
+        path, schema, compression=COMPRESSION, compression_level=COMPRESSION_LEVEL
+    ) as writer:
         for chunk in chunks:
             if chunk.symbol != symbol:
                 raise RecorderError(
-                    f"{path}: chunk of symbol {chunk.symbol!r} in a file of {symbol!r}")
+                    f"{path}: chunk of symbol {chunk.symbol!r} in a file of {symbol!r}"
+                )
             if not len(chunk):
                 continue
             pending.append(_table(chunk, schema))

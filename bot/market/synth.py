@@ -143,8 +143,12 @@ class _Units:
             inv = 1 / step
             return int(inv) if inv == inv.to_integral_value() else 0
 
-        return cls(float(spec.tick_size), inverse(spec.tick_size),
-                   float(spec.lot_size), inverse(spec.lot_size))
+        return cls(
+            float(spec.tick_size),
+            inverse(spec.tick_size),
+            float(spec.lot_size),
+            inverse(spec.lot_size),
+        )
 
     def price(self, ticks: np.ndarray) -> np.ndarray:
         # ticks / 10 is the double nearest to the decimal price; ticks * 0.1 may not be
@@ -169,8 +173,9 @@ def derive_rates(cfg: SynthConfig, spec: SymbolSpec, shape: MarketShape = Market
     burst_hz = cfg.toxic_burst_rate_per_h / 3_600.0
     burst_time_share = burst_hz * float(np.mean(shape.burst_duration_s))
     burst_trade_hz = shape.burst_trade_mult * cfg.trade_rate_hz
-    base_trade_hz = max(cfg.trade_rate_hz - burst_time_share * burst_trade_hz,
-                        0.5 * cfg.trade_rate_hz)
+    base_trade_hz = max(
+        cfg.trade_rate_hz - burst_time_share * burst_trade_hz, 0.5 * cfg.trade_rate_hz
+    )
     trades_hz = base_trade_hz + burst_time_share * burst_trade_hz
     informed_hz = trades_hz * shape.informed_prob
     burst_step_hz = burst_time_share * shape.burst_step_hz
@@ -265,8 +270,11 @@ def _open_bursts(
 
 
 def _burst_events(
-    rng: np.random.Generator, bursts: list[tuple[float, float, int]], hz: float, t0: float,
-    t1: float
+    rng: np.random.Generator,
+    bursts: list[tuple[float, float, int]],
+    hz: float,
+    t0: float,
+    t1: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson times inside the bursts' parts within [t0, t1), signed by each burst."""
     times, signs = [np.empty(0)], [np.empty(0, np.int64)]
@@ -338,8 +346,10 @@ def _spread_changes(
 
 
 def _touch_path(
-    carry: _Carry, moves: tuple[np.ndarray, np.ndarray],
-    spread: tuple[np.ndarray, np.ndarray, np.ndarray], floor: int
+    carry: _Carry,
+    moves: tuple[np.ndarray, np.ndarray],
+    spread: tuple[np.ndarray, np.ndarray, np.ndarray],
+    floor: int,
 ) -> _TouchEvents:
     """Merge base moves and spread changes into one ordered path of (bid, ask)."""
     move_t, move_d = moves
@@ -392,8 +402,12 @@ def _level_lots(
 
 
 def _touch_rows(
-    rng: np.random.Generator, ev: _TouchEvents, ts: np.ndarray, depth: int, rates: Rates,
-    shape: MarketShape
+    rng: np.random.Generator,
+    ev: _TouchEvents,
+    ts: np.ndarray,
+    depth: int,
+    rates: Rates,
+    shape: MarketShape,
 ) -> _Rows:
     """The add/remove rows that move each side's `depth` contiguous levels with the touch.
 
@@ -421,8 +435,14 @@ def _touch_rows(
     distance = np.where(row_side > 0, ev.bid[event] - ticks, ticks - ev.ask[event])
     lots = np.zeros(len(seg), np.int64)
     lots[row_add] = _level_lots(rng, distance[row_add], rates, shape)
-    return _Rows(ts[event], np.full(len(seg), Kind.DELTA, np.int8), row_side.astype(np.int8),
-                 ticks.astype(np.int64), lots, event)
+    return _Rows(
+        ts[event],
+        np.full(len(seg), Kind.DELTA, np.int8),
+        row_side.astype(np.int8),
+        ticks.astype(np.int64),
+        lots,
+        event,
+    )
 
 
 def _touch_at(ev: _TouchEvents, ev_ts: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -434,8 +454,14 @@ def _touch_at(ev: _TouchEvents, ev_ts: np.ndarray, ts: np.ndarray) -> tuple[np.n
 
 
 def _size_rows(
-    rng: np.random.Generator, t: np.ndarray, ev: _TouchEvents, ev_ts: np.ndarray, ts: np.ndarray,
-    depth: int, rates: Rates, shape: MarketShape
+    rng: np.random.Generator,
+    t: np.ndarray,
+    ev: _TouchEvents,
+    ev_ts: np.ndarray,
+    ts: np.ndarray,
+    depth: int,
+    rates: Rates,
+    shape: MarketShape,
 ) -> _Rows:
     n = len(t)
     side = _signs(rng, n)
@@ -444,33 +470,55 @@ def _size_rows(
     bid, ask = _touch_at(ev, ev_ts, ts)
     ticks = np.where(side > 0, bid - offset, ask + offset)
     lots = _level_lots(rng, offset.astype(float), rates, shape)
-    return _Rows(ts, np.full(n, Kind.DELTA, np.int8), side.astype(np.int8), ticks, lots,
-                 np.full(n, -1, np.int64))
+    return _Rows(
+        ts,
+        np.full(n, Kind.DELTA, np.int8),
+        side.astype(np.int8),
+        ticks,
+        lots,
+        np.full(n, -1, np.int64),
+    )
 
 
 def _trade_rows(
-    rng: np.random.Generator, sign: np.ndarray, ev: _TouchEvents, ev_ts: np.ndarray,
-    ts: np.ndarray, rates: Rates, shape: MarketShape
+    rng: np.random.Generator,
+    sign: np.ndarray,
+    ev: _TouchEvents,
+    ev_ts: np.ndarray,
+    ts: np.ndarray,
+    rates: Rates,
+    shape: MarketShape,
 ) -> _Rows:
     n = len(ts)
     bid, ask = _touch_at(ev, ev_ts, ts)
     noise = np.exp(shape.trade_sigma * rng.standard_normal(n))
     lots = np.maximum(np.rint(rates.trade_lots * noise), 1).astype(np.int64)
-    return _Rows(ts, np.full(n, Kind.TRADE, np.int8), sign.astype(np.int8),
-                 np.where(sign > 0, ask, bid), lots, np.full(n, -1, np.int64))
+    return _Rows(
+        ts,
+        np.full(n, Kind.TRADE, np.int8),
+        sign.astype(np.int8),
+        np.where(sign > 0, ask, bid),
+        lots,
+        np.full(n, -1, np.int64),
+    )
 
 
 def _snapshot_rows(
-    rng: np.random.Generator, carry: _Carry, ts: int, depth: int, rates: Rates,
-    shape: MarketShape
+    rng: np.random.Generator, carry: _Carry, ts: int, depth: int, rates: Rates, shape: MarketShape
 ) -> _Rows:
     distance = np.tile(np.arange(depth), 2)
     side = np.repeat(np.array([1, -1], np.int8), depth)
     bid, ask = carry.base + carry.db, carry.base + 1 + carry.da
     ticks = np.where(side > 0, bid - distance, ask + distance).astype(np.int64)
     lots = _level_lots(rng, distance.astype(float), rates, shape)
-    return _Rows(np.full(2 * depth, ts, np.int64), np.full(2 * depth, Kind.SNAPSHOT, np.int8),
-                 side, ticks, lots, np.full(2 * depth, -2, np.int64))
+    return _Rows(
+        np.full(2 * depth, ts, np.int64),
+        np.full(2 * depth, Kind.SNAPSHOT, np.int8),
+        side,
+        ticks,
+        lots,
+        np.full(2 * depth, -2, np.int64),
+    )
 
 
 # --- the stream ---------------------------------------------------------------------------
@@ -490,8 +538,13 @@ class _Stream:
 
 
 def _trades_in(
-    rng: np.random.Generator, st: _Stream, carry: _Carry, segments: list[tuple[float, float, int]],
-    bursts: list[tuple[float, float, int]], t0: float, t1: float
+    rng: np.random.Generator,
+    st: _Stream,
+    carry: _Carry,
+    segments: list[tuple[float, float, int]],
+    bursts: list[tuple[float, float, int]],
+    t0: float,
+    t1: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     sigma = np.array(st.shape.regime_sigma)
     parent_hz = st.rates.parent_hz * sigma / float(np.dot(st.rates.regime_pi, sigma))
@@ -505,9 +558,14 @@ def _trades_in(
 
 
 def _moves_in(
-    rng: np.random.Generator, st: _Stream, carry: _Carry, segments: list[tuple[float, float, int]],
-    bursts: list[tuple[float, float, int]], trades: tuple[np.ndarray, np.ndarray],
-    t0: float, t1: float
+    rng: np.random.Generator,
+    st: _Stream,
+    carry: _Carry,
+    segments: list[tuple[float, float, int]],
+    bursts: list[tuple[float, float, int]],
+    trades: tuple[np.ndarray, np.ndarray],
+    t0: float,
+    t1: float,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Signed base moves in ticks: diffusion, burst trend, jumps, informed steps."""
     sigma2 = np.array(st.shape.regime_sigma) ** 2
@@ -531,7 +589,8 @@ def _moves_in(
 
 def _latency_ns(rng: np.random.Generator, n: int, shape: MarketShape) -> np.ndarray:
     ms = shape.latency_floor_ms + shape.latency_median_ms * np.exp(
-        shape.latency_sigma * rng.standard_normal(n))
+        shape.latency_sigma * rng.standard_normal(n)
+    )
     return np.rint(ms * 1e6).astype(np.int64)
 
 
@@ -543,8 +602,9 @@ def _chunk(
     trade_t, trade_s = _trades_in(rng, st, carry, segments, bursts, t0, t1)
     moves = _moves_in(rng, st, carry, segments, bursts, (trade_t, trade_s), t0, t1)
     spread = _spread_changes(rng, carry, t1, st.rates, st.shape)
-    snapshot = _snapshot_rows(rng, carry, st.start_ns, st.depth, st.rates, st.shape) if first \
-        else None
+    snapshot = (
+        _snapshot_rows(rng, carry, st.start_ns, st.depth, st.rates, st.shape) if first else None
+    )
     ev = _touch_path(carry, moves, spread, floor=st.depth + 1)
     ev_ts = st.ns(ev.t)
     size_t = np.sort(_poisson_times(rng, st.rates.size_change_hz, t0, t1))
@@ -566,8 +626,9 @@ def _finish(
     # rows of one touch move (or of the snapshot) left the venue together
     per_event = _latency_ns(rng, n_events + 1, st.shape)
     per_row = _latency_ns(rng, len(ts), st.shape)
-    latency = np.where(group >= 0, per_event[np.maximum(group, 0)],
-                       np.where(group == -2, per_event[-1], per_row))
+    latency = np.where(
+        group >= 0, per_event[np.maximum(group, 0)], np.where(group == -2, per_event[-1], per_row)
+    )
     is_trade = kind == Kind.TRADE
     trade_id = np.where(is_trade, np.cumsum(is_trade) + carry.next_trade_id - 1, 0)
     carry.next_trade_id += int(is_trade.sum())
@@ -583,8 +644,9 @@ def _finish(
     )
 
 
-def _start(rng: np.random.Generator, cfg: SynthConfig, units: _Units, rates: Rates,
-           shape: MarketShape) -> _Carry:
+def _start(
+    rng: np.random.Generator, cfg: SynthConfig, units: _Units, rates: Rates, shape: MarketShape
+) -> _Carry:
     base = round(cfg.initial_mid / units.tick - 0.5)
     if base <= cfg.depth_levels + 1:
         raise SynthConfigError(
@@ -592,13 +654,19 @@ def _start(rng: np.random.Generator, cfg: SynthConfig, units: _Units, rates: Rat
             f"need more than depth_levels+1={cfg.depth_levels + 1} ticks for a bid side"
         )
     regime = int(rng.choice(3, p=rates.regime_pi))
-    return _Carry(base=base, regime=regime,
-                  regime_until=float(rng.exponential(shape.regime_hold_s[regime])),
-                  spread_next=float(rng.exponential(1.0 / rates.widen_hz)))
+    return _Carry(
+        base=base,
+        regime=regime,
+        regime_until=float(rng.exponential(shape.regime_hold_s[regime])),
+        spread_next=float(rng.exponential(1.0 / rates.widen_hz)),
+    )
 
 
 def generate(
-    cfg: SynthConfig, spec: SymbolSpec, seed: int, chunk_seconds: float = 600,
+    cfg: SynthConfig,
+    spec: SymbolSpec,
+    seed: int,
+    chunk_seconds: float = 600,
     shape: MarketShape = MarketShape(),
 ) -> Iterator[MarketChunk]:
     """The synthetic stream of `cfg.symbol` in replay order, one chunk of time at a time.
@@ -612,9 +680,13 @@ def generate(
     units = _Units.of(spec)
     rates = derive_rates(cfg, spec, shape)
     if rates.vol_capped:
-        log.warning("synth_vol_capped", symbol=cfg.symbol, target_annual_vol=cfg.annual_vol,
-                    effective_annual_vol=round(rates.effective_vol, 4),
-                    book_rate_hz=cfg.book_rate_hz)
+        log.warning(
+            "synth_vol_capped",
+            symbol=cfg.symbol,
+            target_annual_vol=cfg.annual_vol,
+            effective_annual_vol=round(rates.effective_vol, 4),
+            book_rate_hz=cfg.book_rate_hz,
+        )
     rng = np.random.default_rng(seed)
     carry = _start(rng, cfg, units, rates, shape)
     st = _Stream(cfg, rates, shape, units, parse_utc(cfg.start), cfg.depth_levels)

@@ -276,3 +276,22 @@ def test_redacted_dict_masks_secrets_and_url_passwords() -> None:
 def test_secret_set_on_cli_is_masked_in_its_source() -> None:
     resolved = resolve(None, ["secrets.api_secret=zz-top-secret"], env={})
     assert resolved.sources["secrets.api_secret"] == f"cli:--set secrets.api_secret={SECRET_MASK}"
+
+
+def test_extends_by_relative_path_and_yml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, "conf/parent.yml", "run:\n  seed: 21\n")
+    child = write(tmp_path, "conf/sub/child.yaml", "extends: ../parent.yml\nrun:\n  timer_ms: 5\n")
+    resolved = resolve(child, env={})
+    assert resolved.files == ("conf/parent.yml", "conf/sub/child.yaml")
+    assert (resolved.settings.run.seed, resolved.settings.run.timer_ms) == (21, 5)
+
+
+def test_a_file_outside_profiles_extends_the_packaged_base(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    mine = write(tmp_path, "mine.yaml", "extends: base\nrun:\n  seed: 5\n")
+    resolved = resolve(str(mine), env={})
+    assert resolved.files[0] == str((PACKAGED_PROFILES / "base.yaml").resolve())
+    assert resolved.sources["fees.tier"] == f"profile:{resolved.files[0]}"

@@ -129,3 +129,20 @@ def test_same_input_same_bytes_and_no_url() -> None:
     b = charts.distribution_chart("net_bps", h.interval_frame(), h.interval_frame(shift=0.4))
     assert a.svg == b.svg
     assert "http" not in a.svg and "-0.00" not in a.svg
+
+
+def test_every_chart_is_well_formed_xml() -> None:
+    import xml.etree.ElementTree as ET
+
+    made = [
+        charts.equity_chart(h.equity_frame()),
+        charts.inventory_chart(h.equity_frame(), 1_000.0),
+        charts.edge_chart(h.edges_frame()),
+        charts.interval_chart(h.interval_frame(), "maker_share", 0.9, 0.85),
+        charts.distribution_chart("fills", h.interval_frame(), h.interval_frame(shift=1.0)),
+        charts.comparison_chart("net_bps", h.interval_frame(), h.interval_frame(), ("a", "b")),
+        charts.bar_chart("e", "empty <&>", []),
+    ]
+    for chart in made:
+        root = ET.fromstring(chart.svg)
+        assert root.tag == "svg" and root.get("id") == f"chart-{chart.key}"
