@@ -9,4 +9,5 @@ class ExitCode(IntEnum):
     WARN = 2
     USAGE = 64
     DATA = 65
+    UNAVAILABLE = 69
     INTERRUPTED = 130

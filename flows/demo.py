@@ -39,7 +39,7 @@ def run_demo(
     run = run_bot(spec, settings)
     kpis = compute_kpis(load_journal(run.out_dir), horizon_ms=settings.gates.horizon_ms)
     verdict = kpi_gate(kpis, settings.gates.kpi)
-    report = render_report("kpi-gate", run.out_dir, settings, clock)
+    report = render_report("kpi-gate", run.out_dir, settings, clock, verdict=verdict)
     store = ArtifactStore.from_url(
         settings.storage.artifacts_url.rstrip("/") + "/demo", settings.storage, settings.secrets
     )

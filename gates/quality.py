@@ -105,9 +105,9 @@ def _check(prefix: str, result: Any) -> Check:
 
 def validate(frame: pd.DataFrame, expectations: Iterable[Any], prefix: str = "") -> list[Check]:
     """Run expectations against a frame; one Check per expectation, in order."""
-    import great_expectations as gx
-
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    import great_expectations as gx  # after _batch_definition: analytics are off by then
+
     suite = gx.ExpectationSuite(name=f"mmbot-{prefix or 'frame'}")
     for expectation in expectations:
         suite.add_expectation(expectation)

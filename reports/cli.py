@@ -89,7 +89,7 @@ def report_command(
         store = ArtifactStore.from_url(out, settings.storage, settings.secrets)
         urls = publish_report(report, store, run)
     except PublishError as exc:
-        raise _fail(str(exc), ExitCode.FAIL) from exc
+        raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
     for url in urls:
         typer.echo(url)
 

@@ -325,22 +325,24 @@ class _TouchEvents:
 def _spread_changes(
     rng: np.random.Generator, carry: _Carry, t1: float, rates: Rates, shape: MarketShape
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Times and (db, da) states of the spread renewal process within the chunk."""
+    """Times and (db, da) states of the spread renewal process within the chunk.
+
+    The carry's db/da stay as the book shows them at the chunk's start; the touch
+    path moves them to the last state.
+    """
     times, dbs, das = [], [], []
+    db, da = carry.db, carry.da
     while carry.spread_next < t1:
-        if carry.db or carry.da:
-            carry.db, carry.da = 0, 0
+        if db or da:
+            db, da = 0, 0
             hold = rng.exponential(1.0 / rates.widen_hz)
         else:
             width = int(rng.integers(1, 3))
-            if rng.random() < 0.5:
-                carry.db = -width
-            else:
-                carry.da = width
+            db, da = (-width, 0) if rng.random() < 0.5 else (0, width)
             hold = rng.exponential(shape.wide_hold_s)
         times.append(carry.spread_next)
-        dbs.append(carry.db)
-        das.append(carry.da)
+        dbs.append(db)
+        das.append(da)
         carry.spread_next += hold
     return np.array(times, float), np.array(dbs, np.int64), np.array(das, np.int64)
 

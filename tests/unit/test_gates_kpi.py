@@ -170,12 +170,15 @@ def test_two_symbols_split_and_sum(tmp_path: Path) -> None:
     memory = MemoryJournal()
     h.record(memory, "BTCUSDT")
     h.record(memory, "ETHUSDT")
+    memory.append("risk", h.T0, "*", "freeze", "edge", "global", "FROZEN")  # the whole bot
     tables = {name: memory.frame(name) for name in memory.buffers}
     journal = Journal.of(tables, h.MANIFEST)
     report = compute_kpis(journal)
     assert set(report.by_symbol) == {"BTCUSDT", "ETHUSDT"}
     assert report.by_symbol["ETHUSDT"]["fills"] == 4
     assert report.total["fills"] == 8
+    assert report.total["freezes"] == 2 + 2 + 1
+    assert report.by_symbol["ETHUSDT"]["freezes"] == 2 + 1  # its own and the global one
     assert report.total["pnl_usd"] == pytest.approx(2 * 0.71)
     assert report.total["net_bps"] == pytest.approx(report.by_symbol["BTCUSDT"]["net_bps"])
     curve = equity_curve(journal)

@@ -45,7 +45,8 @@ class Replay:
     ask: np.ndarray
     crossed_rows: int
     empty_rows: int
-    min_depth: int  # fewest levels on a side after any touch move completed
+    min_depth: int  # fewest levels on a side once all rows of one timestamp are in
+    max_depth: int
 
 
 def _replay(stream: MarketChunk) -> Replay:
@@ -53,7 +54,7 @@ def _replay(stream: MarketChunk) -> Replay:
     n = len(stream)
     bid, ask = np.zeros(n, np.int64), np.zeros(n, np.int64)
     crossed = empty = 0
-    min_depth = 10**9
+    min_depth, max_depth = 10**9, 0
     ticks = np.rint(stream.price / TICK).astype(np.int64).tolist()
     kinds, sides, qtys, ts = (
         stream.kind.tolist(),
@@ -83,7 +84,8 @@ def _replay(stream: MarketChunk) -> Replay:
         # a touch move's rows share one ts: count depth once the last of them is in
         if (i + 1 == n or ts[i + 1] != ts[i]) and kind != Kind.SNAPSHOT:
             min_depth = min(min_depth, len(bids), len(asks))
-    return Replay(stream, bid, ask, crossed, empty, min_depth)
+            max_depth = max(max_depth, len(bids), len(asks))
+    return Replay(stream, bid, ask, crossed, empty, min_depth, max_depth)
 
 
 @pytest.fixture(scope="module")
@@ -137,18 +139,27 @@ def test_stream_starts_with_snapshot_of_at_least_depth_levels_a_side(hour: Repla
     assert snap[:n_snap].all() and n_snap == 40
     assert (s.side[:n_snap] == 1).sum() == 20 and (s.side[:n_snap] == -1).sum() == 20
     assert (s.ts_local[:n_snap] == parse_utc(SynthConfig().start)).all()
-    assert hour.min_depth >= 20
+    assert hour.min_depth == hour.max_depth == 20
 
 
 def test_deeper_book_keeps_its_depth() -> None:
     replay = _replay(_concat(list(generate(_cfg(duration="5m", depth_levels=35), SPEC, 1))))
     assert (replay.stream.kind == Kind.SNAPSHOT).sum() == 70
-    assert replay.min_depth >= 35
+    assert replay.min_depth == replay.max_depth == 35
 
 
 def test_book_never_crosses_nor_empties(hour: Replay) -> None:
     assert hour.crossed_rows == 0
     assert hour.empty_rows == 0
+
+
+@pytest.mark.parametrize("seed", [4, 12, 30])
+def test_book_stays_consistent_across_many_chunk_boundaries(seed: int) -> None:
+    # short chunks: the state carried between them (touch, spread, pending steps) is exercised
+    stream = _concat(list(generate(_cfg(duration="15m"), SPEC, seed, chunk_seconds=20)))
+    replay = _replay(stream)
+    assert replay.crossed_rows == 0 and replay.empty_rows == 0
+    assert replay.min_depth == replay.max_depth == 20
 
 
 def test_rows_are_in_replay_order_with_small_exchange_latency(day: MarketChunk) -> None:
@@ -203,8 +214,9 @@ def test_trade_and_book_row_rates_near_config(day: MarketChunk) -> None:
     hours = 12.0
     trades = (day.kind == Kind.TRADE).sum() / (hours * 3600)
     book = (day.kind == Kind.DELTA).sum() / (hours * 3600)
-    assert trades == pytest.approx(5.0, rel=0.15)
-    assert book == pytest.approx(50.0, rel=0.15)
+    # volatility regimes move the rate over hours: the tolerance covers half a day's swing
+    assert trades == pytest.approx(5.0, rel=0.2)
+    assert book == pytest.approx(50.0, rel=0.2)
 
 
 def test_other_rates_follow_the_config() -> None:
@@ -280,8 +292,8 @@ def _max_window_imbalance(stream: MarketChunk, window_s: int = 60) -> float:
 def test_toxic_bursts_present_when_frequent_absent_when_off() -> None:
     calm = _concat(list(generate(_cfg(duration="3h", toxic_burst_rate_per_h=0.0), SPEC, 8)))
     toxic = _concat(list(generate(_cfg(duration="3h", toxic_burst_rate_per_h=6.0), SPEC, 8)))
-    assert _max_window_imbalance(calm) < 0.4
-    assert _max_window_imbalance(toxic) > 0.6
+    assert _max_window_imbalance(calm) < 0.5
+    assert _max_window_imbalance(toxic) > 0.75
 
 
 def test_toxic_burst_trends_the_price() -> None:
