@@ -172,11 +172,15 @@ class JournalWriter:
     and everything left is flushed on `close()`.
     """
 
-    def __init__(self, root: Path, manifest: Mapping[str, Any], segment_rows: int = 200_000) -> None:
+    def __init__(
+        self, root: Path, manifest: Mapping[str, Any], segment_rows: int = 200_000
+    ) -> None:
         self.root = Path(root)
         self.segment_rows = segment_rows
         self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        (self.root / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, sort_keys=True, default=str)
+        )
         self.buffers = {name: TableBuffer(name) for name in TABLES}
         self._parts = dict.fromkeys(TABLES, 0)
 

@@ -23,6 +23,7 @@ from reports.cli import report_command
 register_gates(app)
 app.command("report")(report_command)
 
+
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="where the journal goes")] = Path("artifacts/demo"),

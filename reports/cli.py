@@ -20,7 +20,7 @@ from bot.journal import JournalError
 from bot.runtime.clock import default_clock
 from gates.kpi import KpiError
 from gates.verdict import Verdict
-from reports.publish import ArtifactStore, PublishError, publish_report
+from reports.publish import ArtifactStore, BadArtifactUrl, PublishError, publish_report
 from reports.render import STAGES, ReportError, render_report, verdict_from_dict
 
 
@@ -88,6 +88,8 @@ def report_command(
     try:
         store = ArtifactStore.from_url(out, settings.storage, settings.secrets)
         urls = publish_report(report, store, run)
+    except BadArtifactUrl as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:
         raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
     for url in urls:

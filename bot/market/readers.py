@@ -281,6 +281,10 @@ class _SymbolFilter:
         return np.asarray(indices == wanted)
 
 
+def _open_binary(file: Path) -> IO[bytes]:
+    return gzip.open(file, "rb") if file.name.endswith(".gz") else open(file, "rb")
+
+
 def _tardis_batches(
     files: list[Path], columns: tuple[str, ...], chunk_rows: int
 ) -> Iterator[tuple[Path, pa.RecordBatch]]:
@@ -293,10 +297,13 @@ def _tardis_batches(
     )
     for file in files:
         try:
-            reader = pacsv.open_csv(file, read_options=read, convert_options=convert)
-            for batch in reader:
-                if batch.num_rows:
-                    yield file, batch
+            # A Python file object: pyarrow's own file streams read far ahead (half of
+            # an 880 MB file after one batch), Python's stay at one block.
+            with _open_binary(file) as raw:
+                reader = pacsv.open_csv(raw, read_options=read, convert_options=convert)
+                for batch in reader:
+                    if batch.num_rows:
+                        yield file, batch
         except (pa.ArrowInvalid, KeyError) as exc:
             raise MarketFormatError(
                 f"{file}: not a Tardis CSV of columns {columns}: {exc}"

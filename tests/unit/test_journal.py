@@ -45,7 +45,15 @@ def test_every_table_exists_after_close_even_when_empty(tmp_path: Path) -> None:
     tables = read_tables(tmp_path)
     assert set(tables) == set(TABLES)
     assert all(frame.empty for frame in tables.values())
-    assert list(tables["book"].columns) == ["ts_ns", "symbol", "bid", "ask", "bid_qty", "ask_qty", "mid"]
+    assert list(tables["book"].columns) == [
+        "ts_ns",
+        "symbol",
+        "bid",
+        "ask",
+        "bid_qty",
+        "ask_qty",
+        "mid",
+    ]
 
 
 def test_same_rows_give_identical_bytes(tmp_path: Path) -> None:

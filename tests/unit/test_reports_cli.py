@@ -76,7 +76,7 @@ def test_canary_takes_a_baseline_and_the_gate_verdict(journal: Path, tmp_path: P
         (["soak"], ExitCode.USAGE, "unknown stage 'soak'"),
         (["canary"], ExitCode.DATA, "compares two journals"),
         (["shadow", "--profile", "no-such-profile"], ExitCode.USAGE, "no-such-profile"),
-        (["shadow", "--out", "ftp://x"], ExitCode.FAIL, "scheme must be file:// or s3://"),
+        (["shadow", "--out", "ftp://x"], ExitCode.USAGE, "scheme must be file:// or s3://"),
     ],
 )
 def test_errors_go_to_stderr_with_named_exit_codes(
