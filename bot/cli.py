@@ -22,12 +22,12 @@ from bot.runtime.run import (
     RunError,
     RunMode,
     RunSpec,
-    ensure_stderr_logging,
     run_bot,
     settings_for,
     summary_lines,
 )
 from bot.runtime.sim_loop import SimLoopError
+from bot.runtime.telemetry import configure_for
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
@@ -69,7 +69,7 @@ def run(
     )  # fmt: skip
     try:
         settings = settings_for(spec)
-        ensure_stderr_logging(settings.telemetry.log_level)
+        configure_for(settings)
         result = run_bot(spec, settings)
     except (ConfigError, RunError, SimLoopError) as exc:
         typer.echo(f"error: {exc}", err=True)

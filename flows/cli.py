@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 
@@ -17,11 +17,29 @@ from bot.cli import app
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 from bot.runtime.clock import default_clock
+from bot.runtime.telemetry import LogFormat, configure_logging
 from gates.cli import register as register_gates
 from reports.cli import report_command
 
 register_gates(app)
 app.command("report")(report_command)
+
+
+@app.callback()
+def main(
+    log_level: Annotated[
+        str, typer.Option(envvar="MMBOT_LOG_LEVEL", help="debug, info, warning or error")
+    ] = "info",
+    log_format: Annotated[
+        str, typer.Option(envvar="MMBOT_LOG_FORMAT", help="auto, json or console")
+    ] = "auto",
+) -> None:
+    """mmbot: market-making rebate bot and its release pipeline. Logs go to stderr."""
+    try:
+        configure_logging(cast(LogFormat, log_format), log_level)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from exc
 
 
 @app.command("demo")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bot.runtime.clock import Clock
 from bot.runtime.run import RunResult, RunSpec, run_bot, settings_for
+from bot.runtime.telemetry import configure_for
 from gates.kpi import KpiReport, compute_kpis, load_journal
 from gates.kpi_gate import kpi_gate
 from gates.verdict import Verdict
@@ -36,6 +37,7 @@ def run_demo(
         overrides=overrides, force=True,
     )  # fmt: skip
     settings = settings_for(spec)
+    configure_for(settings)
     run = run_bot(spec, settings)
     kpis = compute_kpis(load_journal(run.out_dir), horizon_ms=settings.gates.horizon_ms)
     verdict = kpi_gate(kpis, settings.gates.kpi)

@@ -19,16 +19,15 @@ from decimal import Decimal
 from enum import Enum
 from pathlib import Path
 from typing import Any, Final, Literal
-from urllib.parse import urlparse
 
 import jinja2
 import pandas as pd
 import structlog
-from pydantic import BaseModel, SecretStr
 
 from bot.config import Settings, redacted_dict
 from bot.journal import JournalError, read_manifest
 from bot.runtime.clock import Clock, iso_utc
+from bot.runtime.secrets import secret_values as bot_secret_values
 from gates.accuracy import COMPARED as ACCURACY_COMPARED
 from gates.accuracy import accuracy_gate
 from gates.canary import canary_judge
@@ -310,26 +309,7 @@ def redacted_settings(settings: Settings) -> dict[str, Any]:
 
 def secret_values(settings: Settings) -> list[str]:
     """The clear text of every secret configured; reports must contain none of them."""
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-            if len(text) >= _MIN_SECRET_LEN:
-                found.append(text)
-        elif isinstance(value, str) and "://" in value:
-            password = urlparse(value).password
-            if password and len(password) >= _MIN_SECRET_LEN:
-                found.append(password)
-        elif isinstance(value, BaseModel):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, Mapping):
-            for item in value.values():
-                walk(item)
-
-    walk(settings)
-    return found
+    return sorted(v for v in bot_secret_values(settings) if len(v) >= _MIN_SECRET_LEN)
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:

@@ -92,8 +92,10 @@ def run_id_of(spec: RunSpec, settings: Settings) -> str:
 def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[MarketChunk]]:
     """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's."""
     data = settings.data
-    path = spec.data if spec.data is not None else (
-        Path(data.path) if data.source == "replay" and data.path else None
+    path = (
+        spec.data
+        if spec.data is not None
+        else (Path(data.path) if data.source == "replay" and data.path else None)
     )
     if path is not None:
         if not path.exists():
@@ -115,9 +117,7 @@ def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[Mark
     return f"synth:{cfg.symbol}:seed={seed}:{cfg.duration}", generate(cfg, spec_of, seed)
 
 
-def manifest(
-    run_id: str, spec: RunSpec, settings: Settings, source: str
-) -> dict[str, Any]:
+def manifest(run_id: str, spec: RunSpec, settings: Settings, source: str) -> dict[str, Any]:
     """run.json: what the gates need to judge the journal without the settings file."""
     tier = settings.fees.tiers[settings.fees.tier]
     return {
@@ -245,19 +245,4 @@ def summary_lines(summary: Mapping[str, Any]) -> Sequence[str]:
         f"orders {summary['places']}  cancels {summary['cancels']}  rejects {summary['rejects']}  "
         f"freezes {summary['freezes']}",
         f"journal {summary['out']}",
-    )
-
-
-_LEVELS: Final = {"debug": 10, "info": 20, "warning": 30, "error": 40}
-
-
-def ensure_stderr_logging(level: str) -> None:
-    """stdout is the command's data (`--json`): route logs to stderr unless the
-    telemetry shell already configured structlog."""
-    if structlog.is_configured():
-        return
-    structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, 20)),
-        # look sys.stderr up per logger: test runners swap and close it between calls
-        logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )

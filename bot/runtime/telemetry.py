@@ -18,7 +18,9 @@ from typing import Any, Final, Literal, TextIO
 import structlog
 from pydantic import SecretStr
 
+from bot.config import Settings
 from bot.runtime.clock import Clock, default_clock, iso_utc
+from bot.runtime.secrets import secret_values
 
 MASK: Final = "**********"
 LogFormat = Literal["auto", "json", "console"]
@@ -148,3 +150,13 @@ def new_run_id(clock: Clock, seed: int | None = None) -> str:
     else:
         suffix = hashlib.sha256(f"{ts_ns}:{seed}".encode()).hexdigest()[:8]
     return f"{compact}-{suffix}"
+
+
+def configure_for(settings: Settings, run_id: str | None = None) -> None:
+    """Logging as the settings say, redacting every secret those settings can see."""
+    configure_logging(
+        settings.telemetry.log_format,
+        settings.telemetry.log_level,
+        secrets=secret_values(settings),
+        run_id=run_id,
+    )
