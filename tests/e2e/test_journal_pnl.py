@@ -20,7 +20,8 @@ from bot.runtime.run import RunSpec, execute
 def cash_flow_pnl(fills: pd.DataFrame, mark: Fraction, tick: Fraction, lot: Fraction) -> Fraction:
     """Total PnL at `mark`: cash paid and received, position marked, fees subtracted."""
     signed_lots = fills.side.astype(int) * fills.qty_lots.astype(int)
-    cash_ticks_lots = -sum(int(s) * int(p) for s, p in zip(signed_lots, fills.px_ticks, strict=True))
+    pairs = zip(signed_lots, fills.px_ticks, strict=True)
+    cash_ticks_lots = -sum(int(s) * int(p) for s, p in pairs)
     position_lots = int(signed_lots.sum())
     fees = sum((Fraction(fee) for fee in fills.fee_exact), Fraction(0))
     return cash_ticks_lots * tick * lot + position_lots * lot * mark - fees
