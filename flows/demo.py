@@ -41,7 +41,9 @@ def run_demo(
     run = run_bot(spec, settings)
     kpis = compute_kpis(load_journal(run.out_dir), horizon_ms=settings.gates.horizon_ms)
     verdict = kpi_gate(kpis, settings.gates.kpi)
-    report = render_report("kpi-gate", run.out_dir, settings, clock, verdict=verdict)
+    report = render_report(
+        "kpi-gate", run.out_dir, settings, clock, verdict=verdict, run_id=run.run_id
+    )
     store = ArtifactStore.from_url(
         settings.storage.artifacts_url.rstrip("/") + "/demo", settings.storage, settings.secrets
     )

@@ -385,6 +385,19 @@ def inventory_chart(equity: pd.DataFrame, max_inventory_usd: float | None = None
 EDGE_PARTS: Final = ("gross_bps", "fee_bps", "adverse_bps", "net_bps")
 
 
+def _finite_average(values: pd.Series, weights: np.ndarray | None) -> float:
+    """Weighted mean over the defined values: fills near the end of a run have no
+    mid at t+H, so their adverse and net parts are NaN and are left out."""
+    data = np.asarray(values, dtype=np.float64)
+    keep = np.isfinite(data)
+    if not keep.any():
+        return math.nan
+    w = None if weights is None else weights[keep]
+    if w is not None and not w.sum() > 0:
+        w = None
+    return float(np.average(data[keep], weights=w))
+
+
 def edge_chart(edges: pd.DataFrame) -> Chart:
     """Net edge decomposition: gross + fee − adverse = net, notional-weighted when possible.
 
@@ -396,10 +409,7 @@ def edge_chart(edges: pd.DataFrame) -> Chart:
     weights = np.asarray(edges["notional"], dtype=np.float64) if "notional" in edges else None
     if weights is not None and not np.nansum(weights) > 0:
         weights = None
-    means = {
-        part: float(np.average(np.asarray(edges[part], dtype=np.float64), weights=weights))
-        for part in EDGE_PARTS
-    }
+    means = {part: _finite_average(edges[part], weights) for part in EDGE_PARTS}
     bars = [
         ("gross", means["gross_bps"]),
         ("fee/rebate", means["fee_bps"]),

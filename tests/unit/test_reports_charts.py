@@ -146,3 +146,13 @@ def test_every_chart_is_well_formed_xml() -> None:
     for chart in made:
         root = ET.fromstring(chart.svg)
         assert root.tag == "svg" and root.get("id") == f"chart-{chart.key}"
+
+
+def test_edge_bars_leave_out_fills_with_no_mid_after_the_horizon() -> None:
+    edges = h.edges_frame()
+    edges.loc[edges.index[-1], ["adverse_bps", "net_bps"]] = np.nan
+    chart = charts.edge_chart(edges)
+    # the last fill (weight 1200) drops out of adverse and net only:
+    # adverse (300+900+0)/1800 = 0.667 drawn as -0.667; net (900+300-3600)/1800 = -1.33
+    values = re.findall(r'class="bar-value">([^<]+)<', chart.svg)
+    assert values == ["1.30", "-0.700", "-0.667", "-1.33"]
