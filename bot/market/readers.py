@@ -18,7 +18,7 @@ import json
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Literal
+from typing import IO, BinaryIO, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -281,8 +281,10 @@ class _SymbolFilter:
         return np.asarray(indices == wanted)
 
 
-def _open_binary(file: Path) -> IO[bytes]:
-    return gzip.open(file, "rb") if file.name.endswith(".gz") else open(file, "rb")
+def _open_binary(file: Path) -> gzip.GzipFile | BinaryIO:
+    if file.name.endswith(".gz"):
+        return gzip.GzipFile(file, "rb")
+    return open(file, "rb")
 
 
 def _tardis_batches(
