@@ -46,7 +46,7 @@ from bot.model import (
 from bot.orders import TERMINAL, WORKING, Applied, ClientOrderIds, Order, OrderError, diff, reduces
 from bot.portfolio import Portfolio, PortfolioError
 from bot.risk import ALL_SYMBOLS, RiskEngine, RiskEvent, TradingState
-from bot.strategy import QuotePolicy
+from bot.strategy import Quote, QuotePolicy
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +56,7 @@ NS_PER_MS: Final = 1_000_000
 RECENT_ORDERS: Final = 10_000
 _FROZEN: Final = TradingState.FROZEN
 _HALTED: Final = TradingState.HALTED
+_NEVER: Final = 1 << 62
 
 
 class EngineError(Exception):
@@ -92,6 +93,7 @@ class _Market:
         "bid_px",
         "bid_qty",
         "instrument",
+        "journaled",
         "last_fill_px",
         "live",
         "mid_px",
@@ -101,8 +103,10 @@ class _Market:
         "px_div",
         "qty_div",
         "requote_due",
+        "settled",
         "symbol",
         "usd_per_tick_lot",
+        "version",
     )
 
     def __init__(self, instrument: Instrument, policy: QuotePolicy) -> None:
@@ -122,6 +126,13 @@ class _Market:
         self.next_book_ns = 0
         self.next_position_ns = 0
         self.requote_due = False  # a cycle was throttled: run it at the next event
+        self.journaled: tuple[Quote, ...] | None = None  # the wanted set last journaled
+        # bumped whenever one of our orders on this symbol is sent, cancelled or
+        # changed by a report: the diff's other input besides the wanted set
+        self.version = 0
+        # (wanted, version, trading state, first ts at which a working order ages
+        # out) of the last diff that asked for nothing; see Engine._cycle
+        self.settled: tuple[tuple[Quote, ...], int, TradingState, int] | None = None
 
     def mark(self) -> Decimal | None:
         """The price to value the position at: the mid, else the last fill, else None."""
@@ -200,6 +211,8 @@ class Engine:
         self._retired: deque[str] = deque()
         self._fault: str | None = None
         self._stats = _Stats()
+        self._pnl_key: tuple[int, tuple[tuple[float, int, int, int], ...]] | None = None
+        self._pnl_value = (0.0, 0.0)
         self._handlers: dict[type, Callable[[Any], list[Command]]] = {
             BookUpdate: self._on_book,
             Trade: self._on_trade,
@@ -329,11 +342,22 @@ class Engine:
         reducing = state is TradingState.REDUCING
         if reducing:
             wanted = tuple(q for q in wanted if reduces(q.side, position))
-        rec = self._rec
-        px_div, qty_div = m.px_div, m.qty_div
-        mid = m.mid_px / px_div
-        for q in wanted:
-            rec("quotes", ts, symbol, int(q.side), q.level, q.px / px_div, q.qty / qty_div, mid)
+        if wanted != m.journaled:
+            # quotes rows only when the wanted set changes (bot/journal.py)
+            m.journaled = wanted
+            self._quote_rows(m, ts, wanted)
+        else:
+            settled = m.settled
+            if (
+                settled is not None
+                and settled[0] is wanted
+                and settled[1] == m.version
+                and settled[2] is state
+                and ts < settled[3]
+            ):
+                # Same wanted set, same orders, none aged out: the diff would again
+                # ask for nothing (exact, not a heuristic; see `_settle`).
+                return []
         cancels, places = diff(
             wanted,
             m.live.values(),
@@ -345,8 +369,10 @@ class Engine:
             reduce_only=reducing,
         )
         if not cancels and not places:
+            self._settle(m, wanted, state)
             return []
         policy.requoted(ts)
+        m.version += 1
         commands: list[Command] = []
         for cancel in cancels:
             self._send_cancel(m, m.live[cancel.client_order_id], ts)
@@ -355,6 +381,27 @@ class Engine:
         if places:
             commands.extend(self._checked_places(m, places, position, ts))
         return commands
+
+    def _quote_rows(self, m: _Market, ts: int, wanted: tuple[Quote, ...]) -> None:
+        rec = self._rec
+        symbol = m.symbol
+        px_div, qty_div = m.px_div, m.qty_div
+        mid = m.mid_px / px_div
+        for q in wanted:
+            rec("quotes", ts, symbol, int(q.side), q.level, q.px / px_div, q.qty / qty_div, mid)
+
+    def _settle(self, m: _Market, wanted: tuple[Quote, ...], state: TradingState) -> None:
+        """Remember a diff that asked for nothing.
+
+        Its result depends on the wanted set, the orders (their sides, sizes,
+        prices, statuses: all covered by `version`), the trading state (reduce-only)
+        and time only through the max-age test `ts - sent >= max_age`. Every working
+        order passed that test here (an aged one would have been cancelled), so
+        until the oldest one ages out the same inputs give the same empty answer.
+        """
+        oldest = min((o.ts_sent_ns for o in m.live.values() if o.status in WORKING), default=None)
+        ages_out = _NEVER if oldest is None else oldest + m.policy.max_quote_age_ns
+        m.settled = (wanted, m.version, state, ages_out)
 
     def _send_cancel(self, m: _Market, order: Order, ts: int) -> None:
         try:
@@ -434,6 +481,7 @@ class Engine:
         if applied is Applied.DUPLICATE:
             self._stats.duplicate_reports += 1
             return None
+        m.version += 1
         if order.status in TERMINAL:
             self._retire(m, order)
         return m, order
@@ -534,6 +582,18 @@ class Engine:
         return commands
 
     def _pnl_and_inventory(self) -> tuple[float, float]:
+        # Decimal marks on every timer are costly; the figures change only with a
+        # booked fill (every portfolio change is one) or with a market's mark inputs.
+        key = (
+            self._stats.fills,
+            tuple((m.mid_px, m.bid_px, m.ask_px, m.last_fill_px) for m in self._markets.values()),
+        )
+        if key != self._pnl_key:
+            self._pnl_key = key
+            self._pnl_value = self._marked_pnl_and_inventory()
+        return self._pnl_value
+
+    def _marked_pnl_and_inventory(self) -> tuple[float, float]:
         marks: dict[str, Decimal] = {}
         largest = Decimal(0)
         for m in self._markets.values():
@@ -592,6 +652,7 @@ class Engine:
     def _stop_quoting(self, ts: int, reason: str) -> list[Command]:
         """Frozen or halted: cancel everything (one message) and tell the shell."""
         for m in self._markets.values():
+            m.version += 1
             for order in m.live.values():
                 if order.status in WORKING:
                     order.request_cancel()

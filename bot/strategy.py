@@ -123,6 +123,9 @@ class QuotePolicy:
         "_floor_bps",
         "_gamma_t",
         "_inv_per_lot_tick",
+        "_last_inputs",
+        "_last_prices",
+        "_last_quotes",
         "_levels",
         "_linear",
         "_microprice",
@@ -183,6 +186,12 @@ class QuotePolicy:
         self.max_quote_age_ns = cfg.max_quote_age_ms * _NS_PER_MS
         self._min_interval_ns = cfg.min_interval_ms * _NS_PER_MS
         self.last_requote_ns = -(1 << 62)
+        # The last answer and the prices it was built from: most touch moves round
+        # to the same ticks, and returning the very same tuple lets the engine see
+        # "nothing to do" with one identity test.
+        self._last_inputs: tuple[int, int, int, int, int, float, float] | None = None
+        self._last_prices: list[int] = []
+        self._last_quotes: tuple[Quote, ...] = ()
 
     # --- inputs -------------------------------------------------------------------
 
@@ -238,6 +247,12 @@ class QuotePolicy:
         del ts_ns  # time enters through observe_mid; kept for a uniform call shape
         if bid_px <= 0 or ask_px <= bid_px:
             return ()
+        vol = self.vol
+        # every input of the prices below; timers re-ask with nothing changed
+        inputs = (bid_px, bid_qty, ask_px, ask_qty, position_lots, vol.sigma_bps, vol.var_bps2)
+        if inputs == self._last_inputs:
+            return self._last_quotes
+        self._last_inputs = inputs
         mid = (bid_px + ask_px) * 0.5
         depth = bid_qty + ask_qty
         if self._microprice and depth > 0:
@@ -250,23 +265,37 @@ class QuotePolicy:
         bid_bps = max(half + skew, floor)
         ask_bps = max(half - skew, floor)
         unit = fair * 1e-4
-        qty = self._qty_lots
-        symbol = self.symbol
-        buy, sell = self._bid_side, self._ask_side
-        min_lots = self.min_lots_at
-        quotes: list[Quote] = []
+        spacing = self._spacing_bps
+        prices: list[int] = []
         prev_bid = ask_px  # a post-only bid must stay below the best ask
         prev_ask = bid_px
         for level in range(self._levels):
-            extra = level * self._spacing_bps
+            extra = level * spacing
             bid = math.floor(fair - (bid_bps + extra) * unit + _EPS_TICKS)
             if bid >= prev_bid:
                 bid = prev_bid - 1
             ask = math.ceil(fair + (ask_bps + extra) * unit - _EPS_TICKS)
             if ask <= prev_ask:
                 ask = prev_ask + 1
+            prices.append(bid)
+            prices.append(ask)
+            prev_bid, prev_ask = bid, ask
+        if prices == self._last_prices:
+            return self._last_quotes  # sizes are a function of the prices alone
+        self._last_prices = prices
+        self._last_quotes = quotes = self._quotes(prices)
+        return quotes
+
+    def _quotes(self, prices: list[int]) -> tuple[Quote, ...]:
+        """Quote objects of (bid, ask) prices per level, from the best level out."""
+        qty = self._qty_lots
+        symbol = self.symbol
+        buy, sell = self._bid_side, self._ask_side
+        min_lots = self.min_lots_at
+        quotes: list[Quote] = []
+        for level in range(len(prices) // 2):
+            bid, ask = prices[2 * level], prices[2 * level + 1]
             if bid > 0:
                 quotes.append(Quote(symbol, buy, level, bid, max(qty, min_lots(bid))))
             quotes.append(Quote(symbol, sell, level, ask, max(qty, min_lots(ask))))
-            prev_bid, prev_ask = bid, ask
         return tuple(quotes)

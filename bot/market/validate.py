@@ -33,15 +33,19 @@ import numpy as np
 import structlog
 
 from bot.config import ValidationConfig
-from bot.market.book import L2Book
+from bot.market.book import NO_ASK, NO_BID, L2Book
 from bot.market.schema import COLUMNS, Kind, MarketChunk
 from bot.runtime.clock import iso_utc
 
 log = structlog.get_logger(__name__)
 
-# Prices become integer book keys in units of this quantum: fine enough for any
-# venue tick (1e-10 quote units) and exact for the magnitudes crypto prices reach.
-PRICE_QUANTUM = 1e-10
+# Prices become integer book keys in units of 10**-decimals, with the fewest decimals
+# that put every price seen so far on the grid (1 for BTCUSDT's 0.1 tick): dense
+# keys keep the book's walk to the next best level short. More decimals appearing
+# later rescale the book; MAX_DECIMALS bounds the grid for any venue tick.
+MAX_DECIMALS = 10
+# in keys, plus 1e-12 relative: float error of a decimal price, far below half a key
+_ON_GRID = 1e-6
 _INT64_MIN = np.iinfo(np.int64).min
 _KINDS = np.array([k.value for k in Kind], dtype=np.int64)
 
@@ -169,6 +173,25 @@ class _BookCheck:
             self.undo.append((side, key, book.qty_at(side, key)))
         book.apply_delta(side, key, lots)
 
+    def rescale(self, factor: int) -> None:
+        """Keys times `factor` (more price decimals): the same book on a finer grid."""
+        book = self.book
+        book.bids = {px * factor: q for px, q in book.bids.items()}
+        book.asks = {px * factor: q for px, q in book.asks.items()}
+        if book.has_bid():
+            book.best_bid *= factor
+        if book.has_ask():
+            book.best_ask *= factor
+        self.undo = [(side, key * factor, qty) for side, key, qty in self.undo]
+        if self.saved is not None:
+            bids, asks, best_bid, best_ask = self.saved
+            self.saved = (
+                {px * factor: q for px, q in bids.items()},
+                {px * factor: q for px, q in asks.items()},
+                best_bid * factor if best_bid != NO_BID else best_bid,
+                best_ask * factor if best_ask != NO_ASK else best_ask,
+            )
+
     def rollback(self) -> None:
         book = self.book
         if self.saved is not None:
@@ -195,6 +218,7 @@ class Validator:
         self._next_row = 0  # global index of the next input row
         self._last_ts = _INT64_MIN  # ts_local of the last accepted row
         self._book = _BookCheck()
+        self._decimals = 0  # book keys are prices in units of 10**-decimals
         self._held: tuple[MarketChunk, np.ndarray] | None = None  # open message + its row ids
 
     # --- public ---------------------------------------------------------------------
@@ -301,7 +325,7 @@ class Validator:
         at = np.flatnonzero(chunk.kind != Kind.TRADE)
         if len(at) == 0:
             return chunk
-        keys = np.rint(chunk.price[at] / PRICE_QUANTUM).astype(np.int64).tolist()
+        keys = self._price_keys(chunk.price[at]).tolist()
         # Sizes only matter as zero / non-zero here: any positive qty is one "lot".
         lots = (chunk.qty[at] > 0).astype(np.int64).tolist()
         kinds = chunk.kind[at].tolist()
@@ -321,7 +345,23 @@ class Validator:
         keep = np.ones(len(chunk), dtype=bool)
         for lo, hi in drop:
             keep[lo:hi] = False
+        self._count(CrossedBook, int((~keep).sum()), rows[~keep])  # one log line per chunk
         return _take(chunk, keep)
+
+    def _price_keys(self, price: np.ndarray) -> np.ndarray:
+        """Integer keys of `price`, refining the grid (and rescaling the book) if needed."""
+        decimals = self._decimals
+        while True:
+            scaled = price * 10.0**decimals
+            keys = np.rint(scaled)
+            off = np.abs(scaled - keys)
+            if decimals >= MAX_DECIMALS or bool(np.all(off < _ON_GRID + 1e-12 * np.abs(scaled))):
+                break
+            decimals += 1
+        if decimals != self._decimals:
+            self._book.rescale(10 ** (decimals - self._decimals))
+            self._decimals = decimals
+        return keys.astype(np.int64)
 
     def _end_message(
         self, chunk: MarketChunk, rows: np.ndarray, ts: int, drop: list[tuple[int, int]]
@@ -330,8 +370,8 @@ class Validator:
         if check.book.is_crossed():
             start = int(np.searchsorted(chunk.ts_local, ts, side="left"))
             end = int(np.searchsorted(chunk.ts_local, ts, side="right"))
-            bid = check.book.best_bid * PRICE_QUANTUM
-            ask = check.book.best_ask * PRICE_QUANTUM
+            bid = check.book.best_bid / 10**self._decimals
+            ask = check.book.best_ask / 10**self._decimals
             if not self._skip:
                 raise CrossedBook(
                     int(rows[start]),
@@ -343,7 +383,6 @@ class Validator:
                 )
             check.rollback()
             drop.append((start, end))
-            self._count(CrossedBook, end - start, rows[start:end])
         check.begin_message()
 
     def _count(self, error: type[RowError], n: int, rows: np.ndarray) -> None:

@@ -184,17 +184,7 @@ class SimLoop:
         n = len(chunk)
         if n == 0:
             return True
-        state = self._symbols.get(chunk.symbol)
-        if state is None:
-            raise SimLoopError(
-                f"market data for {chunk.symbol!r} but no symbol spec; configured: "
-                f"{', '.join(self._symbols)} (add venue.symbols.{chunk.symbol})"
-            )
-        if self._cur_ts < 0:
-            self._start(int(chunk.ts_local[0]))
-        if chunk.symbol != self._cur_symbol and self._cur_ts >= 0 and self._cur_symbol:
-            self._end_message()
-        self._cur_symbol = chunk.symbol
+        state = self._enter(chunk)
         symbol = chunk.symbol
         book = state.book
         apply = book.apply_delta
@@ -215,32 +205,46 @@ class SimLoop:
         for i in range(n):
             ts = ts_l[i]
             if ts != cur_ts:
-                self._cur_ts = cur_ts
-                self._end_message()
                 if ts >= end_ns:
+                    self._cur_ts = cur_ts
+                    self._end_message()
                     stats.rows += i
                     return False
-                next_due = self._next_due()
-                if ts >= next_due:
-                    self._advance(ts)
-                    next_due = self._next_due()
+                next_due = self._boundary(state, cur_ts, ts, next_due)
                 cur_ts = ts
-                self._snapshot_open = False
             kind = kinds[i]
             side = sides[i]
             px = pxs[i]
             if kind == _DELTA:
+                # L2Book.apply_delta inlined for the common cases: most deltas are far
+                # from the touch and cost one dict store and a compare here
+                qty = qtys[i]
                 if side == 1:
                     if px in watch_bid:
-                        on_depth(symbol, 1, px, bids.get(px, 0), qtys[i])
-                elif px in watch_ask:
-                    on_depth(symbol, -1, px, asks.get(px, 0), qtys[i])
-                apply(side, px, qtys[i])
+                        on_depth(symbol, 1, px, bids.get(px, 0), qty)
+                        next_due = self._next_due()
+                    if qty:
+                        bids[px] = qty
+                        book.best_bid = max(book.best_bid, px)
+                    elif px != book.best_bid:
+                        bids.pop(px, None)
+                    else:
+                        apply(1, px, 0)  # the best bid went: the book finds the next one
+                elif side == -1:
+                    if px in watch_ask:
+                        on_depth(symbol, -1, px, asks.get(px, 0), qty)
+                        next_due = self._next_due()
+                    if qty:
+                        asks[px] = qty
+                        book.best_ask = min(book.best_ask, px)
+                    elif px != book.best_ask:
+                        asks.pop(px, None)
+                    else:
+                        apply(-1, px, 0)
+                else:
+                    apply(side, px, qty)  # raises BookError naming the side
             elif kind == _SNAPSHOT:
-                if not self._snapshot_open:
-                    book.clear()
-                    self._snapshot_open = True
-                apply(side, px, qtys[i])
+                self._snapshot_row(book, side, px, qtys[i])
             else:
                 self._cur_ts = ts
                 self._on_trade(symbol, ts, side, px, qtys[i], trade_ids[i])
@@ -249,7 +253,47 @@ class SimLoop:
         stats.rows += n
         return True
 
+    def _enter(self, chunk: MarketChunk) -> _SymbolState:
+        """The state of the chunk's symbol; closes the open message of another symbol."""
+        state = self._symbols.get(chunk.symbol)
+        if state is None:
+            raise SimLoopError(
+                f"market data for {chunk.symbol!r} but no symbol spec; configured: "
+                f"{', '.join(self._symbols)} (add venue.symbols.{chunk.symbol})"
+            )
+        if self._cur_ts < 0:
+            self._start(int(chunk.ts_local[0]))
+        if chunk.symbol != self._cur_symbol and self._cur_ts >= 0 and self._cur_symbol:
+            self._end_message()
+        self._cur_symbol = chunk.symbol
+        return state
+
     # --- between messages -------------------------------------------------------------
+
+    def _boundary(self, state: _SymbolState, cur_ts: int, ts: int, next_due: int) -> int:
+        """The message at `cur_ts` is complete and the one at `ts` begins: close the
+        first (as `_end_message`, inlined: most messages leave the touch alone),
+        deliver what is due before `ts`; returns the next due time."""
+        self._snapshot_open = False
+        if cur_ts >= 0:
+            self.stats.messages += 1
+            book = state.book
+            bb, ba = book.best_bid, book.best_ask
+            top = (bb, book.bids.get(bb, 0), ba, book.asks.get(ba, 0))
+            if top != state.last_top:
+                self._cur_ts = cur_ts
+                self._touch(state, self._cur_symbol, top, cur_ts)
+                next_due = self._next_due()
+        if ts >= next_due:
+            self._advance(ts)
+            next_due = self._next_due()
+        return next_due
+
+    def _snapshot_row(self, book: L2Book, side: int, px: int, qty: int) -> None:
+        if not self._snapshot_open:
+            book.clear()
+            self._snapshot_open = True
+        book.apply_delta(side, px, qty)
 
     def _next_due(self) -> int:
         return min(self.venue.next_ts(), self._next_timer, self._next_sample)
@@ -264,9 +308,14 @@ class SimLoop:
         state = self._symbols[symbol]
         book = state.book
         top = (book.best_bid, book.bids.get(book.best_bid, 0), book.best_ask,
-               book.asks.get(book.best_ask, 0))
-        if top == state.last_top:
-            return
+               book.asks.get(book.best_ask, 0))  # fmt: skip
+        if top != state.last_top:
+            self._touch(state, symbol, top, ts)
+
+    def _touch(
+        self, state: _SymbolState, symbol: str, top: tuple[int, int, int, int], ts: int
+    ) -> None:
+        """The touch changed at the end of the message at `ts`: tell the venue and engine."""
         state.last_top = top
         if top[0] == NO_BID or top[2] == NO_ASK or top[0] >= top[2]:
             # one-sided or crossed (a feed glitch): nothing sound to quote against
@@ -336,6 +385,12 @@ class SimLoop:
             px, qty = state.px_float, state.qty_float
             bid_f, ask_f = px(bid), px(ask)
             append(
-                "book", ts, symbol, bid_f, ask_f, qty(book.bids[bid]), qty(book.asks[ask]),
+                "book",
+                ts,
+                symbol,
+                bid_f,
+                ask_f,
+                qty(book.bids[bid]),
+                qty(book.asks[ask]),
                 px(bid + ask) / 2,
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from pathlib import Path
 
@@ -225,8 +226,8 @@ def test_crossed_skip_drops_the_message_and_rolls_the_book_back() -> None:
     assert list(out.trade_id) == [0, 1, 2, 7, 8]
     assert validator.skipped == {"crossed_book": 4}
     book = validator._book.book
-    assert book.best_bid * 1e-10 == pytest.approx(100.8)
-    assert book.best_ask * 1e-10 == pytest.approx(100.9)
+    assert book.best_bid / 10**validator._decimals == pytest.approx(100.8)
+    assert book.best_ask / 10**validator._decimals == pytest.approx(100.9)
 
 
 def test_crossed_snapshot_skip_keeps_the_previous_book() -> None:
@@ -234,8 +235,8 @@ def test_crossed_snapshot_skip_keeps_the_previous_book() -> None:
     out, validator = run([data], SKIP)
     assert list(out.trade_id) == [0, 1, 4]
     book = validator._book.book
-    assert book.best_ask * 1e-10 == pytest.approx(101.0)
-    assert book.best_bid * 1e-10 == pytest.approx(100.5)
+    assert book.best_ask / 10**validator._decimals == pytest.approx(101.0)
+    assert book.best_bid / 10**validator._decimals == pytest.approx(100.5)
     with pytest.raises(CrossedBook):
         run([data], RAISE)
 
@@ -300,3 +301,23 @@ def test_stats_by_hand() -> None:
     assert stats.to_dict()["start_utc"] == "1970-01-01T00:00:00.001000Z"
     described = describe(split(data, 2, 4), gap_limit_ms=1_000)
     assert described.violations == {"gap": 2, "ts_backwards": 1}
+
+
+def test_finer_prices_later_rescale_the_book_grid() -> None:
+    # 1 decimal in the first chunk, 2 and 3 later: the book keeps its levels
+    data = chunk(
+        [
+            (1, S, 1, 100.0, 1.0),
+            (1, S, -1, 100.5, 1.0),
+            (2, D, 1, 100.25, 1.0),
+            (3, D, -1, 100.375, 1.0),
+            (4, D, -1, 100.2, 1.0),  # below the 100.25 bid: crossed
+        ]
+    )
+    with pytest.raises(CrossedBook, match=re.escape("best bid 100.25 >= best ask 100.2")):
+        run(split(data, 2, 3), RAISE)
+    out, validator = run(split(data, 2, 3), SKIP)
+    assert list(out.trade_id) == [0, 1, 2, 3]
+    assert validator._decimals == 3
+    assert validator._book.book.best_ask == 100_375
+    assert validator._book.book.best_bid == 100_250
