@@ -29,7 +29,9 @@ test: lint
 
 bench: install
 	$(PY) benchmarks/sim_throughput.py
+	$(PY) benchmarks/real_replay.py
 	$(PY) benchmarks/tick_to_quote.py
+	$(PY) benchmarks/synth_throughput.py
 
 update-golden: install
 	MMBOT_UPDATE_GOLDEN=1 $(PY) -m pytest tests/golden -q
