@@ -17,7 +17,7 @@ from bot.cli import app
 from bot.config import ConfigError
 from bot.exitcodes import ExitCode
 from bot.runtime.clock import default_clock
-from bot.runtime.telemetry import LogFormat, configure_logging
+from bot.runtime.telemetry import LogFormat, configure_logging, prefer
 from gates.cli import register as register_gates
 from reports.cli import report_command
 
@@ -28,18 +28,19 @@ app.command("report")(report_command)
 @app.callback()
 def main(
     log_level: Annotated[
-        str, typer.Option(envvar="MMBOT_LOG_LEVEL", help="debug, info, warning or error")
-    ] = "info",
+        str | None, typer.Option(envvar="MMBOT_LOG_LEVEL", help="debug, info, warning or error")
+    ] = None,
     log_format: Annotated[
-        str, typer.Option(envvar="MMBOT_LOG_FORMAT", help="auto, json or console")
-    ] = "auto",
+        str | None, typer.Option(envvar="MMBOT_LOG_FORMAT", help="auto, json or console")
+    ] = None,
 ) -> None:
     """mmbot: market-making rebate bot and its release pipeline. Logs go to stderr."""
     try:
-        configure_logging(cast(LogFormat, log_format), log_level)
+        configure_logging(cast(LogFormat, log_format or "auto"), log_level or "info")
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
+    prefer(log_format, log_level)
 
 
 @app.command("demo")

@@ -13,7 +13,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Iterable, Mapping, MutableMapping
-from typing import Any, Final, Literal, TextIO
+from typing import Any, Final, Literal, TextIO, cast
 
 import structlog
 from pydantic import SecretStr
@@ -152,11 +152,21 @@ def new_run_id(clock: Clock, seed: int | None = None) -> str:
     return f"{compact}-{suffix}"
 
 
+_COMMAND_LINE: dict[str, str] = {}
+
+
+def prefer(fmt: str | None = None, level: str | None = None) -> None:
+    """What the command line said (`mmbot --log-level ...`) wins over any profile."""
+    _COMMAND_LINE.clear()
+    _COMMAND_LINE.update({k: v for k, v in (("fmt", fmt), ("level", level)) if v is not None})
+
+
 def configure_for(settings: Settings, run_id: str | None = None) -> None:
-    """Logging as the settings say, redacting every secret those settings can see."""
+    """Logging as the settings say (unless the command line said otherwise), redacting
+    every secret those settings can see."""
     configure_logging(
-        settings.telemetry.log_format,
-        settings.telemetry.log_level,
+        cast(LogFormat, _COMMAND_LINE.get("fmt", settings.telemetry.log_format)),
+        _COMMAND_LINE.get("level", settings.telemetry.log_level),
         secrets=secret_values(settings),
         run_id=run_id,
     )

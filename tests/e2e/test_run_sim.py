@@ -70,14 +70,22 @@ def test_same_seed_same_journal_bytes(tmp_path: Path) -> None:
     assert len(read_table(a, "fills")) > 0
 
 
-def test_toxic_bursts_trip_the_edge_freeze(tmp_path: Path) -> None:
-    overrides = (*AT_TOUCH, "data.synth.toxic_burst_rate_per_h=30")
-    result = execute(RunSpec(mode="paper", out_dir=tmp_path, synth_seed=3, duration="10m",
-                             overrides=overrides))  # fmt: skip
-    risk = read_table(tmp_path, "risk")
-    freezes = risk[risk.kind == "freeze"]
-    assert len(freezes) > 0 and set(freezes.check) == {"edge"}
-    assert result.summary["freezes"] == len(freezes)
+@pytest.mark.parametrize("seed", [3, 5])
+def test_toxic_bursts_and_only_they_trip_the_edge_freeze(seed: int, tmp_path: Path) -> None:
+    """Same market with and without toxic bursts, same guard: only the toxic one freezes."""
+    freezes = {}
+    for bursts in (0, 30):
+        out = tmp_path / str(bursts)
+        overrides = (f"data.synth.toxic_burst_rate_per_h={bursts}",)
+        result = execute(RunSpec(mode="paper", out_dir=out, profile="demo", synth_seed=seed,
+                                 duration="20m", overrides=overrides))  # fmt: skip
+        risk = read_table(out, "risk")
+        freezes[bursts] = risk[risk.kind == "freeze"]
+        assert result.summary["freezes"] == len(freezes[bursts])
+        assert result.summary["fills"] > 20
+    assert freezes[0].empty
+    assert len(freezes[30]) > 0 and set(freezes[30].check) == {"edge"}
+    assert freezes[30].reason.str.contains("bps").all()
 
 
 def test_cli_run_prints_json_and_refuses_an_occupied_out(tmp_path: Path) -> None:
