@@ -16,7 +16,7 @@ import typer
 
 from bot.config import ConfigError, load_settings
 from bot.exitcodes import ExitCode
-from bot.journal import JournalError
+from bot.journal import JournalError, read_manifest
 from bot.runtime.clock import default_clock
 from gates.kpi import KpiError
 from gates.verdict import Verdict
@@ -34,6 +34,14 @@ def _read_verdict(path: Path) -> Verdict:
         return verdict_from_dict(json.loads(path.read_text()))
     except (OSError, json.JSONDecodeError) as exc:
         raise ReportError(f"{path}: not a verdict JSON file ({exc})") from exc
+
+
+def _journal_run_id(journal: Path) -> str:
+    """The run id the journal's manifest names, else the directory's name."""
+    try:
+        return str(read_manifest(journal).get("run_id") or journal.resolve().name)
+    except JournalError:
+        return journal.resolve().name
 
 
 def report_command(
@@ -57,7 +65,7 @@ def report_command(
         typer.Option("--evidence", help="further verdict.json files to show (repeatable)"),
     ] = None,
     run_id: Annotated[
-        str | None, typer.Option("--run-id", help="default: the journal directory's name")
+        str | None, typer.Option("--run-id", help="default: the journal's run id (run.json)")
     ] = None,
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="a.b=c setting override (repeatable)")
@@ -71,7 +79,7 @@ def report_command(
         settings = load_settings(profile, overrides=overrides or ())
     except ConfigError as exc:
         raise _fail(str(exc), ExitCode.USAGE) from exc
-    run = run_id or journal.resolve().name
+    run = run_id or _journal_run_id(journal)
     try:
         report = render_report(
             stage,

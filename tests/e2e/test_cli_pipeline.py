@@ -69,6 +69,8 @@ def test_report_publishes_markdown_and_self_contained_html(outputs: dict) -> Non
     report = outputs["report"]
     assert report.exit_code == 0, report.stderr
     urls = report.stdout.split()
+    run_id = json.loads(outputs["run"].stdout)["run_id"]
+    assert all(f"/kpi-gate/{run_id}/" in url for url in urls), urls
     html = Path(next(u for u in urls if u.endswith(".html")).removeprefix("file://"))
     page = html.read_text()
     assert page.count("<svg") >= 3
