@@ -1,9 +1,16 @@
 """The accuracy gate: do two runs over the same market window agree, interval by interval?
 
 `accuracy_gate(a, b, cfg)` compares two `interval_series` frames; `a` is the
-reference (shadow, or live) and `b` the run being judged (paper replay). Per
-KPI (net_bps, maker_share, fills, order_latency_ms), over the intervals present
-in both frames where both values are defined:
+reference (shadow, or live) and `b` the run being judged (paper replay).
+
+Which KPIs: shadow vs paper (`COMPARED`, the default) compares net_bps,
+maker_share and fills. order_latency_ms is left out there and reported as a
+PASS check with value None, "not comparable": a shadow run sends no orders, so
+its acks are immediate and its latency is 0 in every interval by construction;
+there is nothing to hold the paper run's latency to. `sim_to_real` (paper vs a
+canary/live journal, whose latency is real) compares it too (`SIM_TO_REAL`).
+
+Per KPI, over the intervals present in both frames where both values are defined:
 
 - MAPE = mean(|b − a| / |a|). Intervals where the reference is 0 have no
   percentage error: they are left out of the MAPE and counted in the check's
@@ -18,6 +25,7 @@ in both frames where both values are defined:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Final
 
 import numpy as np
@@ -28,7 +36,12 @@ from gates.kpi import Journal, interval_series
 from gates.verdict import Check, Status, Verdict
 
 GATE: Final = "accuracy"
-COMPARED: Final = ("net_bps", "maker_share", "fills", "order_latency_ms")
+COMPARED: Final = ("net_bps", "maker_share", "fills")  # shadow (reference) vs paper
+SIM_TO_REAL: Final = (*COMPARED, "order_latency_ms")  # live (reference) vs paper
+NOT_COMPARABLE: Final = {
+    "order_latency_ms": "not comparable: reference is 0 in every interval by construction "
+    "(a shadow run sends no orders)",
+}
 
 
 def _pairs(a: pd.DataFrame, b: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -76,15 +89,21 @@ def _median_delta_check(ref: np.ndarray, got: np.ndarray, cfg: AccuracyConfig) -
     return Check(name, Status.PASS, delta, limit, None)
 
 
-def accuracy_gate(a: pd.DataFrame, b: pd.DataFrame, cfg: AccuracyConfig) -> Verdict:
-    """Judge `b` against the reference `a` (both `interval_series` frames)."""
+def accuracy_gate(
+    a: pd.DataFrame, b: pd.DataFrame, cfg: AccuracyConfig, metrics: Sequence[str] = COMPARED
+) -> Verdict:
+    """Judge `b` against the reference `a` (both `interval_series` frames) on `metrics`;
+    a metric of `NOT_COMPARABLE` left out of them is listed as a PASS with its reason."""
     aligned = int(a.index.intersection(b.index).size)
     checks = []
-    for column in COMPARED:
+    for column in metrics:
         ref, got = _pairs(a, b, column)
         checks.append(_mape_check(column, ref, got, cfg))
         if column == "net_bps":
             checks.append(_median_delta_check(ref, got, cfg))
+    for column, why in NOT_COMPARABLE.items():
+        if column not in metrics:
+            checks.append(Check(column, Status.PASS, None, reason=why, detail={"compared": False}))
     summary = {"aligned_intervals": aligned, "min_windows": cfg.min_windows}
     return Verdict.of(GATE, checks, summary)
 
@@ -95,7 +114,7 @@ def sim_to_real(
     """The paper replay judged against a canary/live journal over the same window."""
     live = interval_series(live_journal, cfg.interval, horizon_ms)
     paper = interval_series(paper_journal, cfg.interval, horizon_ms)
-    verdict = accuracy_gate(live, paper, cfg)
+    verdict = accuracy_gate(live, paper, cfg, SIM_TO_REAL)
     return Verdict("sim_to_real", verdict.status, verdict.checks, verdict.summary)
 
 

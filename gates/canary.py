@@ -14,7 +14,8 @@ judges each metric of `cfg.metrics`:
 A metric fails when it is High and `bad` is "increase", or Low and `bad` is
 "decrease"; a significant shift the good way passes. score = 100 × (weight of
 passing metrics) / (total weight); NoData is not passing (a canary that shows
-nothing has not earned trust). A failing critical metric forces the score to 0.
+nothing has not earned trust). A failing critical metric forces the score to 0,
+and so does a critical metric with NoData: what must be judged was not seen.
 PASS at score ≥ pass_score, MARGINAL (Status.WARN: needs a person) at
 ≥ marginal_score, else FAIL.
 """
@@ -107,6 +108,9 @@ def _metric_check(result: MetricResult, spec: CanaryMetric) -> Check:
     }  # fmt: skip
     if result.classification == "NoData":
         reason = f"NoData: {result.n_baseline} baseline / {result.n_canary} canary samples"
+        if spec.critical:
+            reason += f" (< {MIN_SAMPLES}) [critical: cannot be judged, fails the canary]"
+            return Check(result.metric, Status.FAIL, None, reason=reason, detail=detail)
         return Check(result.metric, Status.WARN, None, reason=reason, detail=detail)
     if result.failed:
         reason = (
@@ -141,7 +145,11 @@ def canary_judge(baseline: pd.DataFrame, canary: pd.DataFrame, cfg: CanaryConfig
     }
     total = sum(spec.weight for spec in cfg.metrics.values())
     passing = sum(cfg.metrics[n].weight for n, r in results.items() if r.passed)
-    critical_failed = [n for n, r in results.items() if r.failed and cfg.metrics[n].critical]
+    critical_failed = [
+        n if r.failed else f"{n} (no data)"
+        for n, r in results.items()
+        if cfg.metrics[n].critical and not r.passed
+    ]
     score = 0.0 if critical_failed or total == 0 else 100.0 * passing / total
     score_check = _score_check(score, cfg, critical_failed)
     checks = [score_check, *(_metric_check(results[n], cfg.metrics[n]) for n in results)]
@@ -184,41 +192,53 @@ def longest_breach_ms(
     return float(((spans["max"] - spans["min"]) + step_ns).max() / 1e6)
 
 
-def _step_ns(series: pd.DataFrame, interval: str | None) -> int:
-    if interval is not None:
-        return int(pd.Timedelta(interval).value)
-    stamps = _index_ns(series)
-    gaps = np.diff(np.sort(stamps))
-    gaps = gaps[gaps > 0]
-    if gaps.size == 0:
-        raise CanaryError("cannot infer the interval from fewer than two rows; pass interval=")
-    return int(gaps.min())
+def _step_ns(series: pd.DataFrame, interval: str) -> int:
+    """The interval in ns, checked against the series: rows closer than one interval
+    mean the series was built on another interval, and durations would be wrong."""
+    try:
+        step = int(pd.Timedelta(interval).value)
+    except ValueError as exc:
+        raise CanaryError(f"interval {interval!r} is not a duration like '1m'") from exc
+    if step <= 0:
+        raise CanaryError(f"interval {interval!r} must be positive")
+    gaps = np.diff(np.sort(_index_ns(series)))
+    if gaps.size and int(gaps.min()) < step:
+        raise CanaryError(
+            f"series rows {int(gaps.min()) / 1e9:g} s apart are closer than the interval "
+            f"{interval!r}: build the series on the interval the triggers are judged on"
+        )
+    return step
+
+
+def _trigger_check(series: pd.DataFrame, trigger: RollbackTrigger, step_ns: int) -> Check:
+    name = f"{trigger.metric} {'<' if trigger.direction == 'min' else '>'} {trigger.bound:g}"
+    column = trigger.metric
+    if column not in series.columns:
+        column = SERIES_COLUMN.get(column, column)
+    if column not in series.columns:
+        return Check(name, Status.FAIL, None, None, trigger.for_ms, "missing")
+    if not np.isfinite(series[column].to_numpy(dtype=float)).any():
+        reason = f"no data: no finite {column} in {len(series)} intervals"
+        return Check(name, Status.FAIL, None, None, trigger.for_ms, reason)
+    breach = longest_breach_ms(series[[column]], column, trigger, step_ns)
+    if breach >= trigger.for_ms:
+        reason = f"beyond for {breach:g} ms ≥ {trigger.for_ms} ms: roll back"
+        return Check(name, Status.FAIL, breach, None, trigger.for_ms, reason)
+    return Check(name, Status.PASS, breach, None, trigger.for_ms)
 
 
 def rollback_triggers(
-    series: pd.DataFrame, triggers: Sequence[RollbackTrigger], interval: str | None = None
+    series: pd.DataFrame, triggers: Sequence[RollbackTrigger], interval: str
 ) -> Verdict:
     """Each trigger fires (FAIL) when its metric stays beyond the bound for ≥ for_ms.
 
-    `series` is an `interval_series` frame (index: interval starts); the interval
-    length is `interval` or, when omitted, the smallest step of the index. A metric
-    missing from the frame fails: a guard that cannot see must not say all clear.
+    `series` is an `interval_series` frame (index: interval starts) built on
+    `interval` (the canary's `CanaryConfig.interval`): every interval beyond the bound
+    counts for one interval of time, even a lone row. A guard that cannot see must not
+    say all clear: a metric missing from the frame, or with no finite value in it,
+    fails ("missing", "no data").
     """
-    checks: list[Check] = []
-    step = _step_ns(series, interval) if len(series) > 1 or interval else 0
-    for trigger in triggers:
-        name = f"{trigger.metric} {'<' if trigger.direction == 'min' else '>'} {trigger.bound:g}"
-        column = trigger.metric
-        if column not in series.columns:
-            column = SERIES_COLUMN.get(column, column)
-        if column not in series.columns:
-            checks.append(Check(name, Status.FAIL, None, reason="missing"))
-            continue
-        breach = longest_breach_ms(series[[column]], column, trigger, step) if step else 0.0
-        fired = breach >= trigger.for_ms
-        reason = f"beyond for {breach:g} ms ≥ {trigger.for_ms} ms: roll back" if fired else ""
-        checks.append(
-            Check(name, Status.FAIL if fired else Status.PASS, breach, None, trigger.for_ms, reason)
-        )
+    step = _step_ns(series, interval)
+    checks = [_trigger_check(series, trigger, step) for trigger in triggers]
     fired_names = [c.name for c in checks if c.status is Status.FAIL]
     return Verdict.of("rollback", checks, {"fired": fired_names})

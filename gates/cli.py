@@ -4,7 +4,14 @@ stdout is data (a rich table, or JSON with `--json`), diagnostics go to stderr.
 The JSON of `mmbot kpi --json` is a stable interface:
 ``{"total": {KPI: value}, "by_symbol": {SYMBOL: {KPI: value}}}`` plus, with
 `--interval`, ``"intervals": [{"start": ISO-8601, COLUMN: value, ...}]``; NaN is
-null, keys are sorted. `mmbot gate kpi` exits 0 on PASS, 1 on FAIL, 2 on WARN.
+null, keys are sorted. `mmbot kpi` takes its horizon H from the profile's
+`gates.horizon_ms` (as `mmbot gate kpi` does); `--horizon-ms` overrides it.
+
+`mmbot gate kpi` judges the KPIs and the journal they come from: the fills and
+orders quality suites run too (rules from the journal's run.json) and the
+command's status is the worst of the three verdicts. Its JSON is the KPI
+verdict's shape with that combined status and reasons, `summary.kpi_status`, and
+a `quality` list of the suites' verdicts. Exit 0 on PASS, 1 on FAIL, 2 on WARN.
 """
 
 from __future__ import annotations
@@ -19,10 +26,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from bot.config import ConfigError, Settings, load_settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError
-from gates.kpi import KPI_NAMES, KpiError, KpiReport, compute_kpis, interval_series, load_journal
-from gates.kpi_gate import kpi_gate
+from gates.kpi import (
+    KPI_NAMES,
+    KpiError,
+    KpiReport,
+    compute_kpis,
+    interval_series,
+    load_journal,
+    nan_to_none,
+)
+from gates.kpi_gate import JournalVerdict, judge_journal
 from gates.verdict import Status, Verdict
 
 EXIT_OF_STATUS = {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.FAIL, Status.WARN: ExitCode.WARN}
@@ -31,6 +47,9 @@ JournalArg = Annotated[
     Path, typer.Argument(help="journal directory (with run.json)", show_default=False)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of a table")]
+ProfileOpt = Annotated[
+    str, typer.Option(help="profile name or YAML path (gates settings: bounds, horizon)")
+]
 
 gate_app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="Judge a run: PASS/WARN/FAIL"
@@ -43,7 +62,7 @@ def _fail(message: str, code: ExitCode) -> typer.Exit:
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=True, allow_nan=False)
+    return json.dumps(nan_to_none(data), indent=2, sort_keys=True, allow_nan=False)
 
 
 def _intervals_json(series: pd.DataFrame) -> list[dict[str, Any]]:
@@ -87,19 +106,31 @@ def _series_table(series: pd.DataFrame) -> Table:
     return table
 
 
+def _settings(profile: str, overrides: list[str] | None = None) -> Settings:
+    try:
+        return load_settings(profile, overrides=tuple(overrides or ()))
+    except ConfigError as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
+
+
 def kpi_command(
     journal: JournalArg,
     as_json: JsonOpt = False,
     interval: Annotated[
         str | None, typer.Option(help="also print per-interval series, e.g. 1m")
     ] = None,
-    horizon_ms: Annotated[int, typer.Option(help="adverse-selection horizon H")] = 1_000,
+    profile: ProfileOpt = "base",
+    horizon_ms: Annotated[
+        int | None,
+        typer.Option(help="adverse-selection horizon H; default: the profile's gates.horizon_ms"),
+    ] = None,
 ) -> None:
     """Every KPI of a journal (DESIGN §6), in total and per symbol."""
+    horizon = horizon_ms if horizon_ms is not None else _settings(profile).gates.horizon_ms
     try:
         loaded = load_journal(journal)
-        report = compute_kpis(loaded, horizon_ms)
-        series = interval_series(loaded, interval, horizon_ms) if interval else None
+        report = compute_kpis(loaded, horizon)
+        series = interval_series(loaded, interval, horizon) if interval else None
     except (JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
     if as_json:
@@ -131,41 +162,33 @@ def _verdict_table(verdict: Verdict) -> Table:
 @gate_app.command("kpi")
 def gate_kpi(
     journal: JournalArg,
-    profile: Annotated[str, typer.Option(help="profile name or YAML path with the bounds")] = (
-        "base"
-    ),
+    profile: ProfileOpt = "base",
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="override a setting: gates.kpi.net_bps.warn=3")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The KPI gate: exit 0 PASS, 1 FAIL, 2 WARN."""
-    from bot.config import ConfigError, load_settings
-
+    """The KPI gate and the journal's quality suites: exit 0 PASS, 1 FAIL, 2 WARN."""
+    settings = _settings(profile, overrides)
     try:
-        settings = load_settings(profile, overrides=tuple(overrides or ()))
-    except ConfigError as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
-    try:
-        report = compute_kpis(load_journal(journal), settings.gates.horizon_ms)
+        verdict = judge_journal(
+            load_journal(journal), settings.gates.kpi, settings.gates.horizon_ms
+        )
     except (JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
-    verdict = kpi_gate(report, settings.gates.kpi)
     if as_json:
-        typer.echo(_dumps(_nan_free(verdict.to_dict())))
+        typer.echo(_dumps(verdict.to_dict()))
     else:
-        Console(width=160).print(_verdict_table(verdict))
+        _print_verdicts(verdict)
     raise typer.Exit(int(EXIT_OF_STATUS[verdict.status]))
 
 
-def _nan_free(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_free(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_nan_free(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+def _print_verdicts(verdict: JournalVerdict) -> None:
+    console = Console(width=160)
+    console.print(_verdict_table(verdict.kpi))
+    for quality in verdict.quality:
+        console.print(_verdict_table(quality))
+    console.print(f"gate kpi: {verdict.status.value}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
@@ -152,12 +153,16 @@ class KpiReport:
 
     def to_json_dict(self) -> dict[str, Any]:
         """`to_dict` with NaN as None: the stable JSON interface of `mmbot kpi --json`."""
-        return _nan_to_none(self.to_dict())
+        return nan_to_none(self.to_dict())
 
 
-def _nan_to_none(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _nan_to_none(v) for k, v in value.items()}
+def nan_to_none(value: Any) -> Any:
+    """A copy of dicts/lists/tuples (lists out) with every non-finite float as None: JSON
+    has no NaN, and a KPI the journal cannot define must read as absent, not as 0."""
+    if isinstance(value, Mapping):
+        return {k: nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [nan_to_none(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -270,16 +275,11 @@ def _mid_at_or_after(book: pd.DataFrame, fills: pd.DataFrame, horizon_ms: int) -
 # --- equity, inventory -------------------------------------------------------------
 
 
-def symbol_equity(journal: Journal) -> pd.DataFrame:
-    """Per symbol, on its book rows: ts_ns, symbol, mid, position, cash, pnl_usd, inventory_usd.
-
-    Mark-to-market: pnl = cash + position·mid, where cash = Σ(−s·p·q) − Σfee over fills
-    at or before the book row (realized + unrealized − fees).
-    """
-    book = journal.table("book")
-    book = book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]]
-    book = _sorted(book.assign(symbol=book["symbol"].astype(str)))
-    fills = _sorted(journal.table("fills"))
+def _marked(marks: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame:
+    """The one mark-to-market: at each mark (ts_ns, symbol, mid) the symbol's position and
+    cash from its fills at or before it; pnl = cash + position·mid, where
+    cash = Σ(−s·p·q) − Σfee (realized + unrealized − fees)."""
+    fills = _sorted(fills)
     flows = pd.DataFrame(
         {
             "ts_ns": fills["ts_ns"].astype("int64"),
@@ -291,17 +291,26 @@ def symbol_equity(journal: Journal) -> pd.DataFrame:
     flows["position"] = flows.groupby("symbol")["d_pos"].cumsum()
     flows["cash"] = flows.groupby("symbol")["d_cash"].cumsum()
     merged = _asof(
-        book,
+        _sorted(marks),
         flows[["ts_ns", "symbol", "position", "cash"]],
         on="ts_ns",
         by="symbol",
         direction="backward",
         allow_exact_matches=True,
     )
-    merged[["position", "cash"]] = merged[["position", "cash"]].fillna(0.0)
+    merged[["position", "cash"]] = merged[["position", "cash"]].astype(float).fillna(0.0)
     merged["inventory_usd"] = merged["position"] * merged["mid"]
     merged["pnl_usd"] = merged["cash"] + merged["inventory_usd"]
     return merged
+
+
+def symbol_equity(journal: Journal) -> pd.DataFrame:
+    """Per symbol, on its book rows: ts_ns, symbol, mid, position, cash, pnl_usd,
+    inventory_usd (see `_marked`)."""
+    book = journal.table("book")
+    book = book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]]
+    marks = book.assign(symbol=book["symbol"].astype(str), ts_ns=book["ts_ns"].astype("int64"))
+    return _marked(marks, journal.table("fills"))
 
 
 def equity_curve(journal: Journal) -> pd.DataFrame:
@@ -347,16 +356,24 @@ def _max_drawdown(pnl: pd.Series) -> float:
 
 
 def _pnl_usd(journal: Journal) -> float:
-    """Realized + unrealized at each symbol's last mid − fees, summed over symbols."""
+    """The run's final mark-to-market, summed over symbols: every fill, marked at the
+    symbol's last mid (NaN if a traded symbol has no mid at all)."""
     fills = journal.table("fills")
     if fills.empty:
         return 0.0
-    side = fills["side"].astype(float)
-    cash = (-side * fills["price"] * fills["qty"] - fills["fee"]).groupby(fills["symbol"]).sum()
-    position = (side * fills["qty"]).groupby(fills["symbol"]).sum()
+    symbols = fills["symbol"].astype(str).unique()
+    # one mark per symbol after every row of the journal, so that no fill is left out
+    end = max(int(frame["ts_ns"].max()) for frame in journal.tables.values() if not frame.empty)
     last_mid = _last_mids(journal)
-    marks = position * last_mid.reindex(position.index)
-    return float((cash + marks).sum(skipna=False))
+    last_mid.index = last_mid.index.astype(str)
+    marks = pd.DataFrame(
+        {
+            "ts_ns": np.full(len(symbols), end, dtype="int64"),
+            "symbol": symbols,
+            "mid": last_mid.reindex(symbols).to_numpy(dtype=float),
+        }
+    )
+    return float(_marked(marks, fills)["pnl_usd"].sum(skipna=False))
 
 
 def _last_mids(journal: Journal) -> pd.Series:
@@ -394,14 +411,58 @@ def _cancel_ratio(orders: pd.DataFrame) -> float:
     return cancels / (placed + cancels)
 
 
+class QuotingGate(Enum):
+    """Whether the risk engine let the bot quote, as the journal's risk rows tell it."""
+
+    OPEN = "open"
+    FROZEN = "frozen"  # lifted by an unfreeze or a resume
+    HALTED = "halted"  # after a kill: only a resume (the operator's reset) lifts it
+
+
+_O, _F, _H = QuotingGate.OPEN, QuotingGate.FROZEN, QuotingGate.HALTED
+# (gate, risk kind) -> gate. Kinds not listed (block, reduce_only) leave quoting as it
+# was; an unfreeze during a halt is journaled by the engine but lifts nothing.
+_GATE_AFTER: Final[Mapping[tuple[QuotingGate, str], QuotingGate]] = {
+    **{(g, "freeze"): (_H if g is _H else _F) for g in QuotingGate},
+    **{(g, "unfreeze"): (_H if g is _H else _O) for g in QuotingGate},
+    **{(g, "resume"): _O for g in QuotingGate},
+    **{(g, "kill"): _H for g in QuotingGate},
+}
+
+
+def _stopped(risk: pd.DataFrame, symbol: str, ts_ns: np.ndarray) -> np.ndarray:
+    """True where quoting of `symbol` was frozen or halted at each time in `ts_ns`.
+
+    The symbol's own risk rows and the global ones ('*' or '') form one stream: a
+    freeze of the whole bot is lifted for this symbol by either kind of unfreeze.
+    A row takes effect at its own timestamp.
+    """
+    rows = risk[risk["symbol"].astype(str).isin([symbol, *GLOBAL_SYMBOLS])]
+    rows = rows.sort_values("ts_ns", kind="stable")
+    # stopped_after[k + 1]: the gate after the k-th row; [0] is before any row (open)
+    gate, stopped_after = _O, np.zeros(len(rows) + 1, dtype=bool)
+    for position, kind in enumerate(rows["kind"].astype(str), start=1):
+        gate = _GATE_AFTER.get((gate, kind), gate)
+        stopped_after[position] = gate is not _O
+    # the last risk row at or before each sample decides
+    seen = np.searchsorted(rows["ts_ns"].to_numpy(dtype="int64"), ts_ns, side="right")
+    return stopped_after[seen]
+
+
 def quoted_samples(journal: Journal) -> pd.DataFrame:
-    """Per book row: ts_ns, symbol and `quoted` — both sides wanted within the distance.
+    """Per book row: ts_ns, symbol and `quoted` — both sides wanted within the distance
+    while the risk engine let the bot quote.
 
     A decision is the set of `quotes` rows sharing (symbol, ts_ns): a full snapshot of
     what the strategy wanted then (a side with no row, or only qty 0 rows, is not
     quoted). At each book sample the latest decision at or before it is taken; its best
     bid must be within max_quote_distance_bps below the sample's mid and its best ask
     within that distance above. Book samples before the first decision are not quoted.
+
+    The engine writes no `quotes` rows while frozen, so the last two-sided decision
+    would otherwise be carried through a freeze: samples between a `risk` freeze and
+    the next unfreeze/resume of the symbol (or of all symbols: '*' or ''), and after a
+    kill until a resume, are not quoted (see `_GATE_AFTER`).
     """
     book = journal.table("book")
     book = _sorted(
@@ -419,8 +480,14 @@ def quoted_samples(journal: Journal) -> pd.DataFrame:
     limit = journal.max_quote_distance_bps
     bid_ok = (merged["mid"] - merged["best_bid"]) / merged["mid"] * BPS <= limit
     ask_ok = (merged["best_ask"] - merged["mid"]) / merged["mid"] * BPS <= limit
+    stopped = np.zeros(len(merged), dtype=bool)
+    symbols = merged["symbol"].to_numpy()
+    stamps = merged["ts_ns"].to_numpy(dtype="int64")
+    for symbol in np.unique(symbols):
+        mine = symbols == symbol
+        stopped[mine] = _stopped(journal.table("risk"), str(symbol), stamps[mine])
     # NaN distances compare False: a missing side is not quoted
-    merged["quoted"] = bid_ok & ask_ok
+    merged["quoted"] = bid_ok & ask_ok & ~stopped
     return merged[["ts_ns", "symbol", "quoted"]]
 
 

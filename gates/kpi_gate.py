@@ -3,16 +3,22 @@
 A bound is crossed strictly ("net_bps WARN < 2.7"): a value equal to a bound is
 on the good side. A KPI that is missing or NaN fails with its name in the
 reasons, never a silent default.
+
+`judge_journal` is the gate at the boundary (`mmbot gate kpi`): KPIs are only as
+good as the journal they come from, so the journal's quality suites run too and
+the judgment is the worst of the KPI verdict and theirs.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Final
+from dataclasses import dataclass
+from typing import Any, Final
 
 from bot.config import Bound
-from gates.kpi import KpiReport
+from gates.kpi import Journal, KpiReport, compute_kpis, nan_to_none
+from gates.quality import check_journal
 from gates.verdict import Check, Status, Verdict
 
 GATE: Final = "kpi"
@@ -47,3 +53,39 @@ def kpi_gate(kpis: KpiReport | Mapping[str, float], bounds: Mapping[str, Bound])
 
 def _plain(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalVerdict:
+    """The KPI verdict and the quality verdicts of the journal it was computed from."""
+
+    kpi: Verdict
+    quality: tuple[Verdict, ...]
+
+    @property
+    def status(self) -> Status:
+        return Status.worst([self.kpi.status, *(q.status for q in self.quality)])
+
+    @property
+    def reasons(self) -> list[str]:
+        return [*self.kpi.reasons, *(r for q in self.quality for r in q.reasons)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The KPI verdict's dict with the combined status and reasons, the KPI verdict's
+        own status in `summary.kpi_status`, and a `quality` list of verdict dicts; JSON-ready
+        (NaN as None)."""
+        data = self.kpi.to_dict()
+        data["status"] = self.status.value
+        data["reasons"] = self.reasons
+        data["summary"] = {**data["summary"], "kpi_status": self.kpi.status.value}
+        data["quality"] = [q.to_dict() for q in self.quality]
+        result: dict[str, Any] = nan_to_none(data)
+        return result
+
+
+def judge_journal(
+    journal: Journal, bounds: Mapping[str, Bound], horizon_ms: int = 1_000
+) -> JournalVerdict:
+    """The KPI gate over a journal, with the fills and orders suites of that journal."""
+    verdict = kpi_gate(compute_kpis(journal, horizon_ms), bounds)
+    return JournalVerdict(verdict, check_journal(journal))

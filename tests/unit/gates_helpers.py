@@ -37,8 +37,12 @@ MANIFEST: dict[str, Any] = {
     "seed": 7,
     "symbols": {SYMBOL: {"tick_size": "0.1", "lot_size": "0.001"}},
     "max_inventory_usd": 1000.0,
-    "fee_tier": "mm1",
-    "settings": {"strategy": {"max_quote_distance_bps": 15.0}},
+    # the fills above keep to these rates within 0.003 bps (quality's tolerance is 0.01)
+    "fee_tier": {"name": "hand", "maker_bps": -1.0, "taker_bps": 3.0},
+    "settings": {
+        "strategy": {"max_quote_distance_bps": 15.0},
+        "risk": {"price_band_bps": 50.0, "max_order_qty": "2.0"},
+    },
 }
 
 # (t_ms, side, price, qty): decisions at 0, 2000, 3000 ... see the quote_uptime test
@@ -71,10 +75,23 @@ ORDERS = [
     (2100, "reject", 0, 0),
 ]
 
-RISK = [(1000, "freeze"), (1100, "unfreeze"), (3000, "block"), (3100, "freeze")]
+# frozen 1.0-1.1 s and 3.1-5.2 s: samples at 1.0, 3.5, 4.0, 4.5 and 5.0 s are not quoted
+RISK = [
+    (1000, "freeze"),
+    (1100, "unfreeze"),
+    (3000, "block"),
+    (3100, "freeze"),
+    (5200, "unfreeze"),
+]
 
 
-def record(recorder: Any, symbol: str = SYMBOL) -> None:
+# without the ack whose stamp is unknown (which the orders quality suite rejects)
+CLEAN_ORDERS = [row for row in ORDERS if not (row[1] == "ack" and row[3] < 0)]
+
+
+def record(
+    recorder: Any, symbol: str = SYMBOL, orders: list[tuple[int, str, int, int]] = ORDERS
+) -> None:
     """Append the hand-made rows to any Recorder (JournalWriter or MemoryJournal)."""
     for t, mid in MIDS.items():
         recorder.append("book", T0 + t * MS, symbol, mid - 0.1, mid + 0.1, 5.0, 5.0, mid)
@@ -85,7 +102,7 @@ def record(recorder: Any, symbol: str = SYMBOL) -> None:
         )  # fmt: skip
     for t, side, price, qty in QUOTES:
         recorder.append("quotes", T0 + t * MS, symbol, side, 0, price, qty, MIDS[t])
-    for t, event, send, ack in ORDERS:
+    for t, event, send, ack in orders:
         send_ns = T0 + send * MS if event == "ack" else 0
         ack_ns = T0 + ack * MS if ack >= 0 and event == "ack" else 0
         recorder.append(
@@ -96,9 +113,13 @@ def record(recorder: Any, symbol: str = SYMBOL) -> None:
         recorder.append("risk", T0 + t * MS, symbol, kind, "edge", "why", "ACTIVE")
 
 
-def write_journal(root: Path) -> Path:
-    writer = JournalWriter(root, MANIFEST)
-    record(writer)
+def write_journal(
+    root: Path,
+    manifest: dict[str, Any] = MANIFEST,
+    orders: list[tuple[int, str, int, int]] = ORDERS,
+) -> Path:
+    writer = JournalWriter(root, manifest)
+    record(writer, orders=orders)
     writer.close()
     return root
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from bot.config import AccuracyConfig
-from gates.accuracy import accuracy_gate, mape, sim_to_real
+from gates.accuracy import SIM_TO_REAL, accuracy_gate, mape, sim_to_real
 from gates.kpi import Journal
 from gates.verdict import Status
 from tests.unit import gates_helpers as h
@@ -37,8 +37,29 @@ def test_identical_runs_pass() -> None:
     a = series()
     verdict = accuracy_gate(a, a.copy(), CFG)
     assert verdict.status is Status.PASS
-    assert all(c.value == 0 for c in verdict.checks)
+    compared = [c for c in verdict.checks if c.name != "order_latency_ms"]
+    assert [c.name for c in compared] == [
+        "net_bps",
+        "net_bps median |delta|",
+        "maker_share",
+        "fills",
+    ]
+    assert all(c.value == 0 for c in compared)
     assert verdict.summary["aligned_intervals"] == 30
+
+
+def test_latency_is_not_compared_shadow_vs_paper_but_is_sim_to_real() -> None:
+    a = series()
+    b = a.copy()
+    b["order_latency_ms"] = a["order_latency_ms"] * 3  # MAPE 200 %: would FAIL if compared
+    latency = next(c for c in accuracy_gate(a, b, CFG).checks if c.name == "order_latency_ms")
+    assert (latency.status, latency.value) == (Status.PASS, None)
+    assert latency.reason.startswith("not comparable: reference is 0 in every interval")
+    judged = accuracy_gate(a, b, CFG, SIM_TO_REAL)
+    assert statuses(judged)["order_latency_ms"] is Status.FAIL
+    assert next(c for c in judged.checks if c.name == "order_latency_ms").value == (
+        pytest.approx(2.0)
+    )
 
 
 def test_twenty_percent_off_warns_and_fifty_fails() -> None:
@@ -68,12 +89,43 @@ def test_too_few_aligned_intervals_fail() -> None:
     assert "net_bps: insufficient data: 10 < 24" in verdict.reasons
 
 
+def stepped(n: int = 40) -> pd.DataFrame:
+    """Clear time structure: fills step up 10 -> 30 and net_bps down 6 -> 2 half-way."""
+    index = pd.date_range("2024-08-09", periods=n, freq="5min", tz="UTC", name="start")
+    half = n // 2
+    return pd.DataFrame(
+        {
+            "net_bps": [6.0] * half + [2.0] * (n - half),
+            "maker_share": 0.95,
+            "fills": [10.0] * half + [30.0] * (n - half),
+            "order_latency_ms": 60.0,
+        },
+        index=index,
+    )
+
+
 def test_only_shared_intervals_are_compared() -> None:
-    a = series(40)
-    b = a.copy()
-    b.index = b.index + pd.Timedelta("50min")  # 30 of 40 intervals overlap, values misaligned
-    verdict = accuracy_gate(a, b, CFG)
-    assert verdict.summary["aligned_intervals"] == 30
+    a = stepped(40)
+    shifted = a.copy()
+    shifted.index = shifted.index + pd.Timedelta("50min")  # 10 intervals late
+    verdict = accuracy_gate(a, shifted, CFG)
+    assert verdict.summary["aligned_intervals"] == 30  # a's intervals 10..39
+    # at a's interval k the shifted copy holds a[k-10]: they differ for k = 20..29 only
+    # fills: |10-30|/30 on 10 of 30 pairs -> MAPE 2/9 = 22.2 %: WARN (15 % <= x < 30 %)
+    # net_bps: |6-2|/2 on 10 of 30 pairs -> MAPE 2/3: FAIL; median |delta| is 0: PASS
+    result = statuses(verdict)
+    fills = next(c for c in verdict.checks if c.name == "fills")
+    net = next(c for c in verdict.checks if c.name == "net_bps")
+    assert (fills.status, fills.value) == (Status.WARN, pytest.approx(2 / 9))
+    assert (net.status, net.value) == (Status.FAIL, pytest.approx(2 / 3))
+    assert result["net_bps median |delta|"] is Status.PASS
+    assert result["maker_share"] is Status.PASS
+    assert verdict.status is Status.FAIL
+    aligned = shifted.copy()
+    aligned.index = aligned.index - pd.Timedelta("50min")  # the same intervals again
+    again = accuracy_gate(a, aligned, CFG)
+    assert again.status is Status.PASS, again.reasons
+    assert again.summary["aligned_intervals"] == 40
 
 
 def test_zero_reference_is_excluded_and_counted() -> None:

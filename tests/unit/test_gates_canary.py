@@ -100,6 +100,28 @@ def test_no_data_is_not_passing() -> None:
     assert no_data.status is Status.WARN and no_data.reason.startswith("NoData")
 
 
+def test_critical_metric_without_data_forces_zero() -> None:
+    cfg = CanaryConfig(
+        metrics={
+            "net_bps": CanaryMetric(bad="decrease", weight=1, critical=True),
+            "fills": CanaryMetric(bad="decrease", weight=19, tolerance=0.25),
+        }
+    )
+    base = samples()
+    canary = samples(seed=4)
+    canary.loc[canary.index[2:], "net_bps"] = math.nan  # 2 < 3 defined samples: NoData
+    verdict = canary_judge(base, canary, cfg)
+    # fills passes: 19 of 20 weight would score 95 = pass_score, a PASS without the rule
+    assert verdict.summary["classification"] == {"net_bps": "NoData", "fills": "Pass"}
+    assert verdict.summary["score"] == 0
+    assert verdict.status is Status.FAIL
+    assert verdict.reasons == [
+        "score: 0.0 < 75 (critical failed: net_bps (no data))",
+        "net_bps: NoData: 60 baseline / 2 canary samples (< 3) "
+        "[critical: cannot be judged, fails the canary]",
+    ]
+
+
 def test_nan_samples_are_ignored_and_constant_samples_pass() -> None:
     base = pd.DataFrame({"net_bps": [3.0, 3.0, 3.0, math.nan]})
     cfg = CanaryConfig(metrics={"net_bps": CanaryMetric(bad="decrease", critical=True)})
@@ -120,18 +142,19 @@ MAKER = RollbackTrigger(metric="maker_share", bound=0.70, direction="min", for_m
 
 def test_trigger_fires_after_continuous_breach() -> None:
     five_low = minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.6, 0.9])  # 5 min below 0.70
-    verdict = rollback_triggers(five_low, [MAKER])
+    verdict = rollback_triggers(five_low, [MAKER], "1min")
     assert verdict.status is Status.FAIL
     assert verdict.checks[0].value == 300_000
     assert verdict.summary["fired"] == ["maker_share < 0.7"]
 
 
 def test_trigger_holds_when_breach_is_short_or_broken() -> None:
-    assert rollback_triggers(minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.9]), [MAKER]).status is Status.PASS
+    four_low = minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.9])
+    assert rollback_triggers(four_low, [MAKER], "1min").status is Status.PASS
     broken = minutes([0.6, 0.6, 0.6, 0.9, 0.6, 0.6, 0.6])  # 3 + 3 minutes
-    assert rollback_triggers(broken, [MAKER]).checks[0].value == 180_000
+    assert rollback_triggers(broken, [MAKER], "1min").checks[0].value == 180_000
     gap = minutes([0.6, 0.6, 0.6, math.nan, 0.6, 0.6])  # no data is not a breach
-    assert rollback_triggers(gap, [MAKER]).status is Status.PASS
+    assert rollback_triggers(gap, [MAKER], "1min").status is Status.PASS
 
 
 def test_trigger_index_gap_breaks_the_run() -> None:
@@ -144,7 +167,7 @@ def test_trigger_index_gap_breaks_the_run() -> None:
 def test_max_direction_and_missing_metric() -> None:
     latency = RollbackTrigger(metric="error_rate", bound=0.05, direction="max", for_ms=60_000)
     frame = minutes([0.01, 0.2, 0.01], column="error_rate")
-    verdict = rollback_triggers(frame, [latency, MAKER])
+    verdict = rollback_triggers(frame, [latency, MAKER], "1min")
     assert [c.status for c in verdict.checks] == [Status.FAIL, Status.FAIL]
     assert verdict.reasons[1] == "maker_share < 0.7: missing"
 
@@ -154,13 +177,36 @@ def test_default_triggers_run_on_an_interval_series() -> None:
     frame = pd.concat(
         [minutes([0.9] * 10), minutes([100.0] * 10, "order_latency_ms")], axis=1
     ).assign(inventory_ratio=0.1, error_rate=0.0)
-    assert rollback_triggers(frame, CFG.rollback).status is Status.PASS
+    assert rollback_triggers(frame, CFG.rollback, CFG.interval).status is Status.PASS
     frame.loc[frame.index[2:6], "order_latency_ms"] = 900.0  # 4 min > 500 ms, for_ms is 3 min
-    verdict = rollback_triggers(frame, CFG.rollback)
-    assert verdict.summary["fired"] == ["order_latency_p95_ms > 500"]
+    verdict = rollback_triggers(frame, CFG.rollback, CFG.interval)
+    [latency] = [t for t in CFG.rollback if t.metric.startswith("order_latency")]
+    assert verdict.summary["fired"] == [f"{latency.metric} > 500"]
 
 
-def test_interval_cannot_be_inferred() -> None:
+def test_series_finer_than_the_interval_is_refused() -> None:
     frame = pd.DataFrame({"maker_share": [0.5, 0.5]}, index=pd.DatetimeIndex(["2024-08-09"] * 2))
-    with pytest.raises(CanaryError, match="interval"):
-        rollback_triggers(frame, [MAKER])
+    with pytest.raises(CanaryError, match="closer than the interval"):
+        rollback_triggers(frame, [MAKER], "1min")
+    with pytest.raises(CanaryError, match="closer than the interval '5min'"):
+        rollback_triggers(minutes([0.9] * 3), [MAKER], "5min")  # a 1-minute series
+    with pytest.raises(CanaryError, match="not a duration"):
+        rollback_triggers(minutes([0.9]), [MAKER], "soon")
+
+
+def test_one_interval_beyond_counts_for_one_interval() -> None:
+    one = minutes([0.1])  # a single row, far below 0.70
+    short = rollback_triggers(one, [MAKER], "1min")
+    assert (short.status, short.checks[0].value) == (Status.PASS, 60_000)  # 1 min < 5 min
+    long = rollback_triggers(one, [MAKER], "5min")
+    assert (long.status, long.checks[0].value) == (Status.FAIL, 300_000)  # 5 min >= 5 min
+    assert long.summary["fired"] == ["maker_share < 0.7"]
+
+
+def test_a_trigger_that_cannot_see_fails() -> None:
+    blind = minutes([math.nan, math.nan, math.nan])  # no fills: no maker share
+    verdict = rollback_triggers(blind, [MAKER], "1min")
+    assert verdict.status is Status.FAIL
+    assert verdict.reasons == ["maker_share < 0.7: no data: no finite maker_share in 3 intervals"]
+    empty = rollback_triggers(minutes([]), [MAKER], "1min")
+    assert empty.status is Status.FAIL and empty.checks[0].reason.startswith("no data")

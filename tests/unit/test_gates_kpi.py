@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bot.journal import MemoryJournal
 from gates.kpi import (
     EXTRA_NAMES,
     KPI_NAMES,
@@ -21,6 +22,7 @@ from gates.kpi import (
     load_journal,
     nearest_rank,
     nearest_rank_by,
+    quoted_samples,
 )
 from tests.unit import gates_helpers as h
 
@@ -90,8 +92,9 @@ def test_run_kpis_match_hand_values(journal: Journal) -> None:
     assert kpis["inventory_ratio_p95"] == pytest.approx(0.2004)
     assert kpis["order_latency_p95_ms"] == pytest.approx(40.0)  # 10, 40, 20, 30 -> 4th
     assert kpis["cancel_ratio"] == pytest.approx(3 / 8)
-    # quoted at 0, 0.5, 2, 2.5, 5, 5.5, 6, 6.5, 7 s: 9 of 15 samples
-    assert kpis["quote_uptime"] == pytest.approx(9 / 15)
+    # both sides within 15 bps at 0, 0.5, 2, 2.5, 5, 5.5, 6, 6.5, 7 s; the 5 s sample is
+    # inside the 3.1-5.2 s freeze (the 5 s decision was carried into it): 8 of 15 samples
+    assert kpis["quote_uptime"] == pytest.approx(8 / 15)
     assert kpis["freezes"] == 2
 
 
@@ -165,8 +168,6 @@ def test_bad_interval_is_a_typed_error(journal: Journal) -> None:
 
 
 def test_two_symbols_split_and_sum(tmp_path: Path) -> None:
-    from bot.journal import MemoryJournal
-
     memory = MemoryJournal()
     h.record(memory, "BTCUSDT")
     h.record(memory, "ETHUSDT")
@@ -185,3 +186,42 @@ def test_two_symbols_split_and_sum(tmp_path: Path) -> None:
     assert curve["pnl_usd"].iloc[-1] == pytest.approx(1.42)
     assert curve["position"].isna().all()  # base units of two symbols do not add
     assert report.total["max_drawdown_usd"] == pytest.approx(2 * 0.93)
+
+
+def risk_frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
+    memory = MemoryJournal()
+    for t, symbol, kind in rows:
+        memory.append("risk", h.T0 + t * h.MS, symbol, kind, "edge", "why", "")
+    return memory.frame("risk")
+
+
+def test_global_freeze_and_kill_stop_quoting() -> None:
+    """Without risk rows the samples at 0, 0.5, 2, 2.5, 5, 5.5, 6, 6.5, 7 s are quoted."""
+    tables = h.memory_tables()
+    tables["risk"] = risk_frame([])
+    free = quoted_samples(Journal.of(tables, h.MANIFEST))
+    quoted_at = [0, 500, 2000, 2500, 5000, 5500, 6000, 6500, 7000]
+    assert free["quoted"].tolist() == [t in quoted_at for t in sorted(h.MIDS)]
+    tables["risk"] = risk_frame(
+        [
+            (0, "ETHUSDT", "freeze"),  # another symbol's freeze: no effect here
+            (2000, "*", "freeze"),  # the whole bot, from the 2 s sample on
+            (2200, "", "unfreeze"),  # '' is global too: 2.5 s is quoted again
+            (6200, "BTCUSDT", "kill"),
+            (6400, "BTCUSDT", "unfreeze"),  # an unfreeze does not lift a kill
+        ]
+    )
+    samples = quoted_samples(Journal.of(tables, h.MANIFEST))
+    assert samples["ts_ns"].tolist() == free["ts_ns"].tolist()
+    stopped = {2000, 6500, 7000}
+    assert samples["quoted"].tolist() == [
+        t in quoted_at and t not in stopped for t in sorted(h.MIDS)
+    ]
+    assert compute_kpis(Journal.of(tables, h.MANIFEST)).total["quote_uptime"] == (
+        pytest.approx(6 / 15)
+    )
+    tables["risk"] = risk_frame([(6200, "*", "kill"), (6700, "*", "resume")])  # operator reset
+    resumed = quoted_samples(Journal.of(tables, h.MANIFEST))
+    assert resumed["quoted"].tolist() == [
+        t in quoted_at and t != 6500 for t in sorted(h.MIDS)
+    ]  # halted at 6.5 s only

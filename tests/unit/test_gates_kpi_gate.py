@@ -97,6 +97,12 @@ def journal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return h.write_journal(tmp_path_factory.mktemp("cli") / "journal")
 
 
+@pytest.fixture(scope="module")
+def clean_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The hand journal without the ack of unknown stamp: its quality suites pass."""
+    return h.write_journal(tmp_path_factory.mktemp("cli") / "clean", orders=h.CLEAN_ORDERS)
+
+
 def test_kpi_json_is_the_stable_interface(app: typer.Typer, journal_dir: Path) -> None:
     result = CliRunner().invoke(app, ["kpi", str(journal_dir), "--json", "--interval", "2s"])
     assert result.exit_code == 0, result.output
@@ -139,13 +145,33 @@ WARNING = [*PASSING, "--set", "gates.kpi.maker_share.warn=0.85"]
     ],
 )
 def test_gate_exit_codes(
-    app: typer.Typer, journal_dir: Path, extra: list[str], code: ExitCode, status: str
+    app: typer.Typer, clean_dir: Path, extra: list[str], code: ExitCode, status: str
 ) -> None:
-    args = ["gate", "kpi", str(journal_dir), "--profile", "base", "--json", *extra]
+    args = ["gate", "kpi", str(clean_dir), "--profile", "base", "--json", *extra]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == code, result.output
     verdict = json.loads(result.stdout)
-    assert verdict["status"] == status
+    assert verdict["status"] == verdict["summary"]["kpi_status"] == status
+    assert [q["status"] for q in verdict["quality"]] == ["PASS", "PASS"]
+
+
+def test_gate_fails_on_journal_quality_the_kpis_cannot_see(
+    app: typer.Typer, journal_dir: Path
+) -> None:
+    """The same KPIs with the unknown-stamp ack (latency leaves it out): orders FAIL."""
+    args = ["gate", "kpi", str(journal_dir), "--json", *PASSING]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == ExitCode.FAIL, result.output
+    verdict = json.loads(result.stdout)
+    assert (verdict["status"], verdict["summary"]["kpi_status"]) == ("FAIL", "PASS")
+    assert [(q["gate"], q["status"]) for q in verdict["quality"]] == [
+        ("quality.fills", "PASS"),
+        ("quality.orders", "FAIL"),
+    ]
+    assert verdict["reasons"] == [
+        "orders.expect_column_pair_values_a_to_be_greater_than_b(ts_ack_ns,ts_send_ns): "
+        f"1 bad rows, e.g. [[0, {h.T0 + 400 * h.MS}]]"
+    ]
 
 
 def test_gate_reasons_name_the_kpis(app: typer.Typer, journal_dir: Path) -> None:
