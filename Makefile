@@ -24,8 +24,11 @@ lint: install
 	$(VENV)/bin/ruff check bot gates reports flows tests benchmarks
 	$(VENV)/bin/mypy bot gates reports
 
+# pytest exits 5 when it collected no test: a failure, not a pass. The check lives in
+# the recipe because make reports any failed recipe as its own exit 2.
 test: lint
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: install
 	$(PY) benchmarks/sim_throughput.py

@@ -33,6 +33,38 @@ from bot.model import Instrument
 
 SECRET_MASK: Final = "**********"
 
+# Every KPI gates/kpi.py computes: the only keys a `gates.kpi` bound may name.
+KPI_NAMES: Final = (
+    "gross_bps",
+    "fee_bps",
+    "adverse_bps",
+    "net_bps",
+    "adverse_p95_bps",
+    "maker_share",
+    "fills",
+    "turnover_usd",
+    "pnl_usd",
+    "max_drawdown_usd",
+    "inventory_ratio_p95",
+    "order_latency_p95_ms",
+    "cancel_ratio",
+    "quote_uptime",
+    "freezes",
+    "adverse_5s_bps",
+    "net_5s_bps",
+)
+# Columns of the per-interval series: what canary metrics and rollback triggers read.
+SERIES_NAMES: Final = (
+    "net_bps",
+    "maker_share",
+    "fills",
+    "order_latency_ms",
+    "inventory_ratio",
+    "pnl_usd",
+    "turnover_usd",
+    "error_rate",
+)
+
 
 class InconsistentSettings(ValueError):
     """A rule across fields broke. `path` is relative to the model that checked it;
@@ -40,11 +72,37 @@ class InconsistentSettings(ValueError):
     that set the latest of them."""
 
     def __init__(
-        self, path: tuple[str, ...], message: str, related: tuple[tuple[str, ...], ...] = ()
+        self,
+        path: tuple[str, ...],
+        message: str,
+        related: tuple[tuple[str, ...], ...] = (),
+        suggestion: tuple[str, ...] | str | None = None,
     ) -> None:
         super().__init__(message)
         self.path = path
         self.related = related
+        # A tuple is a key path relative to the model (the loader prefixes where the
+        # model sits); a str is a value to suggest as it is.
+        self.suggestion = suggestion
+
+
+def _closest(name: str, known: Sequence[str]) -> str | None:
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _check_names(
+    names: Sequence[str], known: Sequence[str], where: tuple[str, ...], what: str
+) -> None:
+    """A name outside `known` would be judged as missing (or never judged): refuse it."""
+    for name in names:
+        if name not in known:
+            close = _closest(name, known)
+            raise InconsistentSettings(
+                (*where, name),
+                f"unknown {what} {name!r}; known: {', '.join(known)}",
+                suggestion=(*where, close) if close else None,
+            )
 
 
 class Section(BaseModel):
@@ -275,6 +333,11 @@ class GateConfig(Section):
     readiness_hold: float = 70
 
     @model_validator(mode="after")
+    def _kpis_are_known(self) -> GateConfig:
+        _check_names(list(self.kpi), KPI_NAMES, ("kpi",), "KPI")
+        return self
+
+    @model_validator(mode="after")
     def _hold_below_ready(self) -> GateConfig:
         if self.readiness_hold > self.readiness_ready:
             raise InconsistentSettings(
@@ -327,11 +390,22 @@ class RollbackTrigger(Section):
     direction: Literal["min", "max"]
     for_ms: int = Field(gt=0)
 
+    @model_validator(mode="after")
+    def _metric_is_a_series(self) -> RollbackTrigger:
+        # A trigger on a column the series lacks fails every canary as "missing".
+        if self.metric not in SERIES_NAMES:
+            raise InconsistentSettings(
+                ("metric",),
+                f"unknown series metric {self.metric!r}; known: {', '.join(SERIES_NAMES)}",
+                suggestion=_closest(self.metric, SERIES_NAMES),
+            )
+        return self
+
 
 def _default_rollback() -> list[RollbackTrigger]:
     return [
         RollbackTrigger(metric="maker_share", bound=0.70, direction="min", for_ms=300_000),
-        RollbackTrigger(metric="order_latency_p95_ms", bound=500, direction="max", for_ms=180_000),
+        RollbackTrigger(metric="order_latency_ms", bound=500, direction="max", for_ms=180_000),
         RollbackTrigger(metric="inventory_ratio", bound=0.60, direction="max", for_ms=120_000),
         RollbackTrigger(metric="error_rate", bound=0.05, direction="max", for_ms=60_000),
     ]
@@ -365,6 +439,11 @@ class CanaryConfig(Section):
     rollback: list[RollbackTrigger] = Field(default_factory=_default_rollback)
 
     @model_validator(mode="after")
+    def _metrics_are_series(self) -> CanaryConfig:
+        _check_names(list(self.metrics), SERIES_NAMES, ("metrics",), "series metric")
+        return self
+
+    @model_validator(mode="after")
     def _marginal_below_pass(self) -> CanaryConfig:
         if self.marginal_score > self.pass_score:
             raise InconsistentSettings(
@@ -380,6 +459,9 @@ class StorageConfig(Section):
     redis_url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str = "us-east-1"
+    s3_retry_attempts: int = Field(
+        default=5, ge=1, description="tries per S3 request, transient errors only"
+    )
     journal_segment_rows: int = Field(default=200_000, gt=0)
 
 
@@ -1011,7 +1093,7 @@ def _parse_override(text: str, data: dict[str, Any]) -> tuple[Path_, Any, str]:
             f"--set {text!r}: expected key=value, e.g. risk.max_inventory_usd=5000", file="cli"
         )
     path = _split_key(dotted, data)
-    shown = SECRET_MASK if _is_secret_path(path) else raw
+    shown = SECRET_MASK if _is_secret_path(path) else mask_url_passwords(raw)
     label = f"cli:--set {dotted}={shown}"
     try:
         value = yaml.load(raw, Loader=_ProfileLoader)  # a SafeLoader subclass
@@ -1033,13 +1115,20 @@ def _one_error(error: Mapping[str, Any], layers: _Layers) -> ConfigError:
         # Blame the file that set the latest of the keys in the rule: that is the edit
         # that broke it (max keeps the first, the rule's own key, on ties).
         source = layers.source_of(max(involved, key=lambda p: layers.rank(layers.source_of(p))))
-        return _error_at(path, str(cause), source, layers)
+        # The rule's message speaks of fields of one model; the key says which one.
+        key = ".".join(path)
+        message = str(cause) if key in str(cause) else f"{key}: {cause}"
+        hint = cause.suggestion
+        suggestion = ".".join((*loc, *hint)) if isinstance(hint, tuple) else hint
+        return _error_at(path, message, source, layers, suggestion)
     source = layers.nearest(loc) if error["type"] == "missing" else layers.source_of(loc)
     key = ".".join(loc)
     if error["type"] == "extra_forbidden":
         return _error_at(loc, f"unknown key {key!r}", source, layers, _suggest(loc))
     message = f"{key}: {error['msg']}"
     shown = error.get("input")
+    if isinstance(shown, str):
+        shown = mask_url_passwords(shown)
     if not _is_secret_path(loc) and isinstance(shown, str | int | float | bool | Decimal):
         message += f" (got {shown!r})"
     return _error_at(loc, message, source, layers)
@@ -1135,9 +1224,14 @@ def diff(a: Resolved, b: Resolved) -> list[Change]:
 _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<password>[^@/\s]+)@")
 
 
+def mask_url_passwords(text: str) -> str:
+    """`scheme://user:PW@host` -> `scheme://user:**********@host`, anywhere in text."""
+    return _URL_PASSWORD.sub(lambda m: f"{m['head']}:{SECRET_MASK}@", text)
+
+
 def _mask(value: Any) -> Any:
     if isinstance(value, str):
-        return _URL_PASSWORD.sub(lambda m: f"{m['head']}:{SECRET_MASK}@", value)
+        return mask_url_passwords(value)
     if isinstance(value, dict):
         return {key: _mask(child) for key, child in value.items()}
     if isinstance(value, list):

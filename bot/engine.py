@@ -92,6 +92,7 @@ class _Market:
         "ask_qty",
         "bid_px",
         "bid_qty",
+        "book_seq",
         "instrument",
         "journaled",
         "last_fill_px",
@@ -130,9 +131,10 @@ class _Market:
         # bumped whenever one of our orders on this symbol is sent, cancelled or
         # changed by a report: the diff's other input besides the wanted set
         self.version = 0
+        self.book_seq = 0  # bumped whenever the touch (prices or sizes) changes
         # (wanted, version, trading state, first ts at which a working order ages
-        # out) of the last diff that asked for nothing; see Engine._cycle
-        self.settled: tuple[tuple[Quote, ...], int, TradingState, int] | None = None
+        # out, book_seq) of the last diff that asked for nothing; see Engine._cycle
+        self.settled: tuple[tuple[Quote, ...], int, TradingState, int, int] | None = None
 
     def mark(self) -> Decimal | None:
         """The price to value the position at: the mid, else the last fill, else None."""
@@ -211,7 +213,10 @@ class Engine:
         self._retired: deque[str] = deque()
         self._fault: str | None = None
         self._stats = _Stats()
-        self._pnl_key: tuple[int, tuple[tuple[float, int, int, int], ...]] | None = None
+        self._book_seq = 0  # touches seen, all symbols
+        self._pnl_fills = -1  # fills and touches when _pnl_value was computed
+        self._pnl_book_seq = -1
+        self._pnl_flat = False
         self._pnl_value = (0.0, 0.0)
         self._handlers: dict[type, Callable[[Any], list[Command]]] = {
             BookUpdate: self._on_book,
@@ -311,8 +316,12 @@ class Engine:
                 commands.extend(self._cycle(m, ts))
             return commands
         m.bid_px, m.bid_qty, m.ask_px, m.ask_qty = bid, ev.bid_qty, ask, ev.ask_qty
+        m.book_seq += 1
+        self._book_seq += 1
         events = self._risk.on_book(ts, m.mid_px, m.symbol)
-        commands = self._risk_events(ts, events) if events else []
+        if not events:
+            return self._cycle(m, ts)
+        commands = self._risk_events(ts, events)
         commands.extend(self._cycle(m, ts))
         return commands
 
@@ -336,6 +345,18 @@ class Engine:
             m.requote_due = True
             return []
         m.requote_due = False
+        settled = m.settled
+        if (
+            settled is not None
+            and settled[4] == m.book_seq
+            and settled[1] == m.version
+            and settled[2] is state
+            and ts < settled[3]
+        ):
+            # Nothing the wanted set depends on moved (touch, volatility: both only
+            # with book_seq; position: only with a fill, which bumps version), so it
+            # and the diff's answer are those of the settled cycle: nothing to do.
+            return []
         symbol = m.symbol
         position = self._portfolio.position_lots(symbol)
         wanted = policy.wanted(ts, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty, position)
@@ -346,18 +367,19 @@ class Engine:
             # quotes rows only when the wanted set changes (bot/journal.py)
             m.journaled = wanted
             self._quote_rows(m, ts, wanted)
-        else:
-            settled = m.settled
-            if (
-                settled is not None
-                and settled[0] is wanted
-                and settled[1] == m.version
-                and settled[2] is state
-                and ts < settled[3]
-            ):
-                # Same wanted set, same orders, none aged out: the diff would again
-                # ask for nothing (exact, not a heuristic; see `_settle`).
-                return []
+        elif (
+            settled is not None
+            and settled[0] is wanted
+            and settled[1] == m.version
+            and settled[2] is state
+            and ts < settled[3]
+        ):
+            # Same wanted set, same orders, none aged out: the diff would again ask
+            # for nothing (exact, not a heuristic; see `_settle`). Only the touch
+            # moved, and it was priced in: the settled cycle now stands for it too.
+            if settled[4] != m.book_seq:
+                m.settled = (wanted, settled[1], state, settled[3], m.book_seq)
+            return []
         cancels, places = diff(
             wanted,
             m.live.values(),
@@ -401,7 +423,7 @@ class Engine:
         """
         oldest = min((o.ts_sent_ns for o in m.live.values() if o.status in WORKING), default=None)
         ages_out = _NEVER if oldest is None else oldest + m.policy.max_quote_age_ns
-        m.settled = (wanted, m.version, state, ages_out)
+        m.settled = (wanted, m.version, state, ages_out, m.book_seq)
 
     def _send_cancel(self, m: _Market, order: Order, ts: int) -> None:
         try:
@@ -583,14 +605,16 @@ class Engine:
 
     def _pnl_and_inventory(self) -> tuple[float, float]:
         # Decimal marks on every timer are costly; the figures change only with a
-        # booked fill (every portfolio change is one) or with a market's mark inputs.
-        key = (
-            self._stats.fills,
-            tuple((m.mid_px, m.bid_px, m.ask_px, m.last_fill_px) for m in self._markets.values()),
-        )
-        if key != self._pnl_key:
-            self._pnl_key = key
-            self._pnl_value = self._marked_pnl_and_inventory()
+        # booked fill (every portfolio change is one; it also sets last_fill_px) or,
+        # when some position is open, with a touch (mids change only with _book_seq).
+        fills = self._stats.fills
+        if fills == self._pnl_fills and (self._pnl_flat or self._book_seq == self._pnl_book_seq):
+            return self._pnl_value
+        self._pnl_fills = fills
+        self._pnl_book_seq = self._book_seq
+        # flat everywhere: pnl is cash minus fees and inventory is 0, whatever the marks
+        self._pnl_flat = not any(self._portfolio.position_lots(s) for s in self._markets)
+        self._pnl_value = self._marked_pnl_and_inventory()
         return self._pnl_value
 
     def _marked_pnl_and_inventory(self) -> tuple[float, float]:
@@ -612,8 +636,10 @@ class Engine:
             d, qd = m.px_div, m.qty_div
             self._rec("book", ts, m.symbol, m.bid_px / d, m.ask_px / d, m.bid_qty / qd,
                       m.ask_qty / qd, m.mid_px / d)  # fmt: skip
+        if ts < m.next_position_ns:
+            return  # (checked before the Decimal mark: this runs on every timer)
         mark = m.mark()
-        if mark is not None and ts >= m.next_position_ns:
+        if mark is not None:
             every = self._position_every_ns
             m.next_position_ns = (ts // every + 1) * every
             self._rec("positions", *self._portfolio.snapshot(ts, m.symbol, mark).row())

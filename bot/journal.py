@@ -38,7 +38,10 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
             ("mid", pa.float64()),
         ]
     ),
-    # the quotes the strategy wanted at each decision (side: +1 bid, -1 ask)
+    # the quotes the strategy wanted (side: +1 bid, -1 ask), one row per quote of a
+    # decision, written only when the wanted set differs from the last one written
+    # for the symbol: a decision that repeats it (same sides, levels, prices, sizes)
+    # adds no rows, so a set holds from its ts_ns until the next decision (as-of)
     "quotes": pa.schema(
         [
             ("ts_ns", pa.int64()),
@@ -113,6 +116,7 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
     ),
 }
 TABLES: Final = tuple(SCHEMAS)
+_APPEND: Final = list.append
 MANIFEST: Final = "run.json"
 
 
@@ -127,41 +131,66 @@ class JournalError(Exception):
 
 
 class TableBuffer:
-    """Rows of one table, kept as tuples and turned into columns at flush.
+    """Rows of one table, kept as one list per column until the flush.
 
-    A tuple append is the cheapest thing the hot path can do; the transpose to
-    columns happens once per segment.
+    Appending a row adds its values to the column lists and allocates nothing the
+    garbage collector tracks (a tuple per row would: on the hot path those tuples
+    triggered collections that were most of the tick-to-quote tail).
     """
 
-    __slots__ = ("_rows", "name")
+    __slots__ = ("_bad_width", "_columns", "_rows", "_width", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._rows: list[tuple[Any, ...]] = []
+        self._width = len(SCHEMAS[name])
+        self._rows = 0
+        self._bad_width: int | None = None  # values in the first row of the wrong width
+        self._columns: list[list[Any]] = []
+        self._reset()
+
+    def _reset(self) -> None:
+        self._rows = 0
+        self._columns = [[] for _ in range(self._width)]
 
     @property
     def rows(self) -> int:
-        return len(self._rows)
+        return self._rows
 
     def append(self, *values: Any) -> None:
-        self._rows.append(values)
+        self.add(values)
+
+    def add(self, values: tuple[Any, ...]) -> None:
+        """`append` for a row already packed as a tuple (the recorders' path)."""
+        if len(values) != self._width:
+            # reported at the flush, like any other problem with the rows' contents
+            if self._bad_width is None:
+                self._bad_width = len(values)
+            self._rows += 1
+            return
+        # one C-level pass: list.append returns None, so any() runs to the end
+        any(map(_APPEND, self._columns, values))
+        self._rows += 1
 
     def columns(self) -> list[list[Any]]:
-        width = len(SCHEMAS[self.name])
-        if not self._rows:
-            return [[] for _ in range(width)]
-        bad = next((row for row in self._rows if len(row) != width), None)
-        if bad is not None:
-            raise JournalError(f"{self.name}: row has {len(bad)} values, table has {width} columns")
-        return [list(column) for column in zip(*self._rows, strict=True)]
+        """Copies of the column lists (the buffer keeps its rows)."""
+        self._check()
+        return [list(column) for column in self._columns]
+
+    def _check(self) -> None:
+        if self._bad_width is not None:
+            raise JournalError(
+                f"{self.name}: row has {self._bad_width} values, table has {self._width} columns"
+            )
 
     def take(self) -> pa.Table:
+        """The rows as a typed table; the buffer starts empty again."""
         schema = SCHEMAS[self.name]
+        self._check()
+        columns = self._columns
         arrays = [
-            pa.array(col, type=field.type)
-            for col, field in zip(self.columns(), schema, strict=True)
+            pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)
         ]
-        self._rows = []
+        self._reset()
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -186,7 +215,7 @@ class JournalWriter:
 
     def append(self, table: str, *values: Any) -> None:
         buffer = self.buffers[table]
-        buffer.append(*values)
+        buffer.add(values)
         if buffer.rows >= self.segment_rows:
             self.flush(table)
 
@@ -213,7 +242,7 @@ class MemoryJournal:
         self.buffers = {name: TableBuffer(name) for name in TABLES}
 
     def append(self, table: str, *values: Any) -> None:
-        self.buffers[table].append(*values)
+        self.buffers[table].add(values)
 
     def frame(self, table: str) -> pd.DataFrame:
         """The rows so far as a DataFrame (the buffer keeps them)."""

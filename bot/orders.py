@@ -273,7 +273,7 @@ class ClientOrderIds:
     """`<prefix>-<counter in base 36>`; the prefix carries the run id, so ids
     stay unique across restarts as long as the shell gives each run a new id."""
 
-    __slots__ = ("_counter", "prefix")
+    __slots__ = ("_counter", "_high", "prefix")
 
     def __init__(self, prefix: str, start: int = 0) -> None:
         if not _PREFIX_OK.match(prefix):
@@ -283,22 +283,28 @@ class ClientOrderIds:
             raise ValueError(f"client id prefix {prefix!r} is longer than {longest} characters")
         self.prefix = prefix
         self._counter = start
+        self._high: str | None = None  # base-36 digits of counter // 36, kept between calls
 
     def next(self) -> str:
         self._counter += 1
         n = self._counter
-        digits = ""
-        while n:
-            n, r = divmod(n, 36)
-            digits = _DIGITS[r] + digits
-        return f"{self.prefix}-{digits}"
+        low = n % 36
+        # the higher digits change once every 36 ids: convert them only then
+        if low == 0 or self._high is None:
+            self._high = _base36(n // 36)
+        return f"{self.prefix}-{self._high}{_DIGITS[low]}"
+
+
+def _base36(n: int) -> str:
+    """Digits of n >= 0 in base 36, no leading zeros ("" for 0)."""
+    digits = ""
+    while n:
+        n, r = divmod(n, 36)
+        digits = _DIGITS[r] + digits
+    return digits
 
 
 # --- diff of wanted vs live quotes ----------------------------------------------------
-
-
-def _within(live_px: int, wanted_px: int, threshold_bps: float) -> bool:
-    return abs(live_px - wanted_px) * 1e4 <= threshold_bps * wanted_px
 
 
 def diff(
@@ -321,42 +327,32 @@ def diff(
     Orders already pending cancel (or done) are left alone: never cancelled twice.
     """
     working = [o for o in live if o.status in WORKING]
-    kept: set[int] = set()
+    kept = [False] * len(working)
     places: list[Place] = []
     for quote in wanted:
+        side, qty, px = quote.side, quote.qty, quote.px
+        # "within the threshold": |live - wanted| * 1e4 <= threshold_bps * wanted
+        limit = threshold_bps * px
         best = -1
         best_gap = -1
         for i, order in enumerate(working):
-            if (
-                i in kept
-                or order.side is not quote.side
-                or order.qty != quote.qty
-                or ts_ns - order.ts_sent_ns >= max_age_ns
-                or not _within(order.px, quote.px, threshold_bps)
-            ):
+            if kept[i] or order.side is not side or order.qty != qty:
                 continue
-            gap = abs(order.px - quote.px)
+            gap = abs(order.px - px)
+            if ts_ns - order.ts_sent_ns >= max_age_ns or gap * 1e4 > limit:
+                continue
             if best < 0 or gap < best_gap:
                 best, best_gap = i, gap
         if best >= 0:
-            kept.add(best)
+            kept[best] = True
         else:
             places.append(
-                Place(
-                    ts_ns,
-                    quote.symbol,
-                    next_id(),
-                    quote.side,
-                    quote.px,
-                    quote.qty,
-                    post_only,
-                    reduce_only,
-                )
+                Place(ts_ns, quote.symbol, next_id(), side, px, qty, post_only, reduce_only)
             )
     cancels = [
         Cancel(ts_ns, order.symbol, order.client_order_id)
-        for i, order in enumerate(working)
-        if i not in kept
+        for order, keep in zip(working, kept, strict=True)
+        if not keep
     ]
     return cancels, places
 

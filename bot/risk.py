@@ -265,7 +265,9 @@ class RiskEngine:
 
     def unfreeze(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
         events = [self._transition(RiskAction.UNFREEZE, ts_ns, check, reason)]
-        events.extend(self._inventory_guard(ts_ns, self._last_inventory))
+        reduce = self._inventory_guard(ts_ns, self._last_inventory)
+        if reduce is not None:
+            events.append(reduce)
         return events
 
     def kill(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
@@ -572,12 +574,17 @@ class RiskEngine:
         if self._state is _F and cooldown is not None and ts_ns >= self._frozen_at_ns + cooldown:
             reason = f"cool-down of {cooldown // NS_PER_MS} ms over"
             events.append(self._transition(RiskAction.UNFREEZE, ts_ns, "cooldown", reason))
-        events.extend(self._pnl_guards(ts_ns, pnl_usd))
-        events.extend(self._stale_guard(ts_ns))
-        events.extend(self._inventory_guard(ts_ns, inventory_usd))
+        # each guard answers one event or None (no list per guard: this runs every timer)
+        for event in (
+            self._pnl_guards(ts_ns, pnl_usd),
+            self._stale_guard(ts_ns),
+            self._inventory_guard(ts_ns, inventory_usd),
+        ):
+            if event is not None:
+                events.append(event)
         return events
 
-    def _pnl_guards(self, ts_ns: int, pnl: float) -> list[RiskEvent]:
+    def _pnl_guards(self, ts_ns: int, pnl: float) -> RiskEvent | None:
         day = ts_ns // NS_PER_DAY
         if self._peak_pnl is None or self._rebase_pnl:
             self._peak_pnl = pnl
@@ -591,24 +598,24 @@ class RiskEngine:
         self._last_pnl = pnl
         self._peak_pnl = max(self._peak_pnl, pnl)
         if self._state is _H:
-            return []
+            return None
         daily = pnl - self._day_start_pnl
         if daily < -self._daily_loss:
             reason = f"daily pnl {daily:.2f} USD < -{self._daily_loss:.2f} limit"
-            return [self._transition(RiskAction.KILL, ts_ns, "daily_loss", reason)]
+            return self._transition(RiskAction.KILL, ts_ns, "daily_loss", reason)
         drawdown = self._peak_pnl - pnl
         if drawdown > self._max_drawdown:
             reason = (
                 f"drawdown {drawdown:.2f} USD from peak {self._peak_pnl:.2f} "
                 f"> max {self._max_drawdown:.2f}"
             )
-            return [self._transition(RiskAction.KILL, ts_ns, "drawdown", reason)]
-        return []
+            return self._transition(RiskAction.KILL, ts_ns, "drawdown", reason)
+        return None
 
-    def _stale_guard(self, ts_ns: int) -> list[RiskEvent]:
+    def _stale_guard(self, ts_ns: int) -> RiskEvent | None:
         # armed per symbol by its first book: before that there is no mid to quote on
         if self._state is not _A and self._state is not _R:
-            return []
+            return None
         for symbol, last in self._last_book_ns.items():
             age = ts_ns - last
             if age >= self._stale_ns:
@@ -616,10 +623,10 @@ class RiskEngine:
                     f"no book for {symbol} since {age // NS_PER_MS} ms "
                     f">= {self._stale_ns // NS_PER_MS} ms"
                 )
-                return [self._transition(RiskAction.FREEZE, ts_ns, "stale_data", reason)]
-        return []
+                return self._transition(RiskAction.FREEZE, ts_ns, "stale_data", reason)
+        return None
 
-    def _inventory_guard(self, ts_ns: int, inventory_usd: float) -> list[RiskEvent]:
+    def _inventory_guard(self, ts_ns: int, inventory_usd: float) -> RiskEvent | None:
         inventory = abs(inventory_usd)
         self._last_inventory = inventory
         if self._state is _A and inventory > self._reduce_enter:
@@ -627,8 +634,8 @@ class RiskEngine:
                 f"inventory {inventory:.2f} USD > {self._reduce_enter:.2f} "
                 f"(ratio x max_inventory_usd)"
             )
-            return [self._transition(RiskAction.REDUCE, ts_ns, "inventory", reason)]
+            return self._transition(RiskAction.REDUCE, ts_ns, "inventory", reason)
         if self._state is _R and inventory <= self._reduce_exit:
             reason = f"inventory {inventory:.2f} USD <= {self._reduce_exit:.2f}"
-            return [self._transition(RiskAction.RESUME, ts_ns, "inventory", reason)]
-        return []
+            return self._transition(RiskAction.RESUME, ts_ns, "inventory", reason)
+        return None

@@ -32,6 +32,7 @@ _NS_PER_MS: Final = 1_000_000
 # Float prices in ticks carry ~1e-9 relative error; without the nudge a price
 # that is exactly on a tick (50000 - 7.5 = 49992.5) could floor one tick away.
 _EPS_TICKS: Final = 1e-6
+_QUOTE_CACHE_SIZE: Final = 4096
 
 
 class StrategyError(ValueError):
@@ -133,6 +134,7 @@ class QuotePolicy:
         "_notional_den",
         "_notional_num",
         "_qty_lots",
+        "_quote_cache",
         "_skew_cap",
         "_skew_per_inv",
         "_spacing_bps",
@@ -192,6 +194,9 @@ class QuotePolicy:
         self._last_inputs: tuple[int, int, int, int, int, float, float] | None = None
         self._last_prices: list[int] = []
         self._last_quotes: tuple[Quote, ...] = ()
+        # Quote objects by (side, level, px): the market revisits the same prices,
+        # and a frozen dataclass costs more to build than a dict lookup
+        self._quote_cache: dict[tuple[int, int, int], Quote] = {}
 
     # --- inputs -------------------------------------------------------------------
 
@@ -288,14 +293,22 @@ class QuotePolicy:
 
     def _quotes(self, prices: list[int]) -> tuple[Quote, ...]:
         """Quote objects of (bid, ask) prices per level, from the best level out."""
-        qty = self._qty_lots
-        symbol = self.symbol
-        buy, sell = self._bid_side, self._ask_side
-        min_lots = self.min_lots_at
+        cache = self._quote_cache
+        if len(cache) > _QUOTE_CACHE_SIZE:
+            cache.clear()  # a trending market leaves old prices behind
         quotes: list[Quote] = []
         for level in range(len(prices) // 2):
             bid, ask = prices[2 * level], prices[2 * level + 1]
             if bid > 0:
-                quotes.append(Quote(symbol, buy, level, bid, max(qty, min_lots(bid))))
-            quotes.append(Quote(symbol, sell, level, ask, max(qty, min_lots(ask))))
+                quote = cache.get((1, level, bid))
+                if quote is None:
+                    quote = cache[1, level, bid] = self._quote(self._bid_side, level, bid)
+                quotes.append(quote)
+            quote = cache.get((-1, level, ask))
+            if quote is None:
+                quote = cache[-1, level, ask] = self._quote(self._ask_side, level, ask)
+            quotes.append(quote)
         return tuple(quotes)
+
+    def _quote(self, side: Side, level: int, px: int) -> Quote:
+        return Quote(self.symbol, side, level, px, max(self._qty_lots, self.min_lots_at(px)))

@@ -8,10 +8,15 @@ commands from here, so that no inner package imports an outer one.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, cast
 
+import click
 import typer
+
+# typer >= 0.22 carries its own copy of click: its errors are not click's classes.
+from typer._click import exceptions as typer_click
 
 from bot.cli import app
 from bot.config import ConfigError
@@ -26,7 +31,7 @@ app.command("report")(report_command)
 
 
 @app.callback()
-def main(
+def root(
     log_level: Annotated[
         str | None, typer.Option(envvar="MMBOT_LOG_LEVEL", help="debug, info, warning or error")
     ] = None,
@@ -80,3 +85,47 @@ def demo(
             + "".join(f"\n    - {reason}" for reason in result.verdict.reasons)
             + "".join(f"\n  report   {url}" for url in result.report_urls)
         )
+
+
+# Click says 2 for a usage error, which is our WARN: a script could not tell a typo from
+# a gate warning. These map to USAGE (64); NoSuchOption and BadParameter are UsageErrors.
+_USAGE_ERRORS: tuple[type[Exception], ...] = (typer_click.UsageError, click.exceptions.UsageError)
+_OTHER_ERRORS: tuple[type[Exception], ...] = (
+    typer_click.ClickException,
+    click.exceptions.ClickException,
+)
+_ABORTS: tuple[type[BaseException], ...] = (
+    typer.Abort,
+    click.exceptions.Abort,
+    KeyboardInterrupt,
+)
+_EXITS: tuple[type[Exception], ...] = (typer.Exit, click.exceptions.Exit)
+
+
+def _exit_code(value: object) -> int:
+    # Non-standalone Click returns the command's return value, or the code of an Exit.
+    return value if isinstance(value, int) and not isinstance(value, bool) else ExitCode.OK
+
+
+def _show(exc: Exception) -> None:
+    # A bare `mmbot` has Typer print the help itself, then raise with an empty message.
+    if exc.format_message():  # type: ignore[attr-defined]  # every ClickException has it
+        exc.show()  # type: ignore[attr-defined]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `mmbot` console script: runs the app and returns the process exit code, with
+    every exit named in ExitCode (usage errors 64, not Click's 2)."""
+    try:
+        return _exit_code(app(args=argv, prog_name="mmbot", standalone_mode=False))
+    except _USAGE_ERRORS as exc:
+        _show(exc)
+        return int(ExitCode.USAGE)
+    except _OTHER_ERRORS as exc:
+        _show(exc)
+        return int(getattr(exc, "exit_code", ExitCode.FAIL))
+    except _ABORTS:
+        typer.echo("Aborted!", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except _EXITS as exc:
+        return _exit_code(exc.exit_code)  # type: ignore[attr-defined]

@@ -56,8 +56,13 @@ class Verdict:
             "summary": self.summary,
             "checks": [
                 {
-                    "name": c.name, "status": c.status.value, "value": c.value,
-                    "warn": c.warn, "fail": c.fail, "reason": c.reason, "detail": c.detail,
+                    "name": c.name,
+                    "status": c.status.value,
+                    "value": c.value,
+                    "warn": c.warn,
+                    "fail": c.fail,
+                    "reason": c.reason,
+                    "detail": c.detail,
                 }
                 for c in self.checks
             ],

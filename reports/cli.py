@@ -18,6 +18,7 @@ from bot.config import ConfigError, load_settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError, read_manifest
 from bot.runtime.clock import default_clock
+from bot.runtime.telemetry import configure_for
 from gates.kpi import KpiError
 from gates.verdict import Verdict
 from reports.publish import ArtifactStore, BadArtifactUrl, PublishError, publish_report
@@ -79,6 +80,9 @@ def report_command(
         settings = load_settings(profile, overrides=overrides or ())
     except ConfigError as exc:
         raise _fail(str(exc), ExitCode.USAGE) from exc
+    # Before anything logs: the redactor must know the secrets these settings carry
+    # (an S3 endpoint password, a Redis URL password, API keys).
+    configure_for(settings)
     run = run_id or _journal_run_id(journal)
     try:
         report = render_report(

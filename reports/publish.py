@@ -30,7 +30,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot.config import SecretsConfig, StorageConfig
+from bot.config import SecretsConfig, StorageConfig, mask_url_passwords
 
 if TYPE_CHECKING:
     from reports.render import Report
@@ -131,7 +131,7 @@ class ArtifactStore(ABC):
         url: str | None,
         storage: StorageConfig,
         secrets: SecretsConfig | None = None,
-        retry: RetryPolicy = RetryPolicy(),
+        retry: RetryPolicy | None = None,
     ) -> ArtifactStore:
         return from_url(url, storage, secrets, retry)
 
@@ -213,7 +213,9 @@ class S3Store(ArtifactStore):
         self.retry = retry
         self._sleep = sleep
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "aws"))
+        # Shown in messages and logs, so a password in the endpoint URL is masked here.
+        endpoint = str(getattr(getattr(client, "meta", None), "endpoint_url", "aws"))
+        self.endpoint = mask_url_passwords(endpoint)
 
     @classmethod
     def connect(
@@ -310,7 +312,9 @@ class S3Store(ArtifactStore):
         try:
             return retrying(request)
         except Exception as exc:
-            raise self._typed(where, exc) from exc
+            # botocore quotes the request URL, endpoint password included, in its messages:
+            # `_typed` masks it, and `from None` keeps the raw text out of tracebacks.
+            raise self._typed(where, exc) from None
 
     def _typed(self, where: str, exc: Exception) -> PublishError:
         from botocore.exceptions import NoCredentialsError, PartialCredentialsError
@@ -323,6 +327,7 @@ class S3Store(ArtifactStore):
                 "secrets.s3_secret_access_key (MMBOT_SECRETS__...) or the AWS_* environment"
             )
         code, status = _error_code(exc)
+        detail = mask_url_passwords(str(exc))
         if code in MISSING_BUCKET_CODES or (status == 404 and code in ("", "404")):
             return BucketNotFound(f"{where}: bucket {self.bucket!r} does not exist")
         if code in CREDENTIAL_CODES:
@@ -331,9 +336,9 @@ class S3Store(ArtifactStore):
             return AccessDenied(f"{where}: access denied; the credentials lack s3:PutObject")
         if is_transient(exc):
             return StoreUnavailable(
-                f"{where}: still failing after {self.retry.attempts} attempts ({code or exc})"
+                f"{where}: still failing after {self.retry.attempts} attempts ({code or detail})"
             )
-        return PublishError(f"{where}: {code or type(exc).__name__}: {exc}")
+        return PublishError(f"{where}: {code or type(exc).__name__}: {detail}")
 
 
 def _log_retry(where: str, state: RetryCallState) -> None:
@@ -341,7 +346,11 @@ def _log_retry(where: str, state: RetryCallState) -> None:
     error = outcome.exception() if outcome is not None else None
     code, status = _error_code(error) if error is not None else ("", 0)
     log.warning(
-        "artifact_put_retry", where=where, attempt=state.attempt_number, code=code, status=status
+        "artifact_put_retry",
+        where=mask_url_passwords(where),
+        attempt=state.attempt_number,
+        code=code,
+        status=status,
     )
 
 
@@ -349,9 +358,11 @@ def from_url(
     url: str | None,
     storage: StorageConfig,
     secrets: SecretsConfig | None = None,
-    retry: RetryPolicy = RetryPolicy(),
+    retry: RetryPolicy | None = None,
 ) -> ArtifactStore:
-    """A store for `file://path` or `s3://bucket/prefix`; None means the configured URL."""
+    """A store for `file://path` or `s3://bucket/prefix`; None means the configured URL.
+    Without `retry`, S3 requests are tried `storage.s3_retry_attempts` times."""
+    retry = retry or RetryPolicy(attempts=storage.s3_retry_attempts)
     target = url or storage.artifacts_url
     parsed = urlparse(target)
     if parsed.scheme == "file":

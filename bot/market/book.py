@@ -53,26 +53,34 @@ class L2Book:
         """One level of a snapshot (after `clear()`); qty 0 levels are ignored."""
         self.apply_delta(side, px, qty)
 
-    def apply_delta(self, side: int, px: int, qty: int) -> None:
-        """Set the level's displayed qty; qty 0 removes the level."""
+    def apply_delta(self, side: int, px: int, qty: int) -> int:
+        """Set the level's displayed qty; qty 0 removes the level. Returns the qty the
+        level had before (0 if absent), for callers that keep an undo log."""
         if side == BID:
             bids = self.bids
+            prev = bids.get(px, 0)
             if qty:
                 bids[px] = qty
                 if px > self.best_bid:
                     self.best_bid = px
-            elif bids.pop(px, 0) and px == self.best_bid:
-                self.best_bid = self._next_bid(px)
-        elif side == ASK:
+            elif prev:
+                del bids[px]
+                if px == self.best_bid:
+                    self.best_bid = self._next_bid(px)
+            return prev
+        if side == ASK:
             asks = self.asks
+            prev = asks.get(px, 0)
             if qty:
                 asks[px] = qty
                 if px < self.best_ask:
                     self.best_ask = px
-            elif asks.pop(px, 0) and px == self.best_ask:
-                self.best_ask = self._next_ask(px)
-        else:
-            raise BookError(f"side must be +1 (bid) or -1 (ask), got {side!r} at px {px}")
+            elif prev:
+                del asks[px]
+                if px == self.best_ask:
+                    self.best_ask = self._next_ask(px)
+            return prev
+        raise BookError(f"side must be +1 (bid) or -1 (ask), got {side!r} at px {px}")
 
     def _next_bid(self, old: int) -> int:
         bids = self.bids

@@ -48,6 +48,7 @@ MAX_DECIMALS = 10
 _ON_GRID = 1e-6
 _INT64_MIN = np.iinfo(np.int64).min
 _KINDS = np.array([k.value for k in Kind], dtype=np.int64)
+_DELTA = int(Kind.DELTA)
 
 
 # --- errors ------------------------------------------------------------------------
@@ -332,13 +333,25 @@ class Validator:
         sides = chunk.side[at].tolist()
         stamps = chunk.ts_local[at].tolist()
         drop: list[tuple[int, int]] = []  # [start, end) of crossed messages (skip mode)
-        apply = self._book.apply
+        check = self._book
+        book = check.book
+        apply = check.apply
+        # the common row, a delta with no snapshot open in its message, is applied
+        # here in one call: the undo entry gets the level's previous size from it
+        set_level = book.apply_delta
+        undo = check.undo
         current = stamps[0]
         for ts, kind, side, key, lot in zip(stamps, kinds, sides, keys, lots, strict=True):
             if ts != current:
-                self._end_message(chunk, rows, current, drop)
+                if book.best_bid >= book.best_ask:  # crossed (the sentinels never are)
+                    self._end_message(chunk, rows, current, drop)
+                else:
+                    check.begin_message()
                 current = ts
-            apply(kind, side, key, lot)
+            if kind == _DELTA and check.saved is None:
+                undo.append((side, key, set_level(side, key, lot)))
+            else:
+                apply(kind, side, key, lot)
         self._end_message(chunk, rows, current, drop)
         if not drop:
             return chunk

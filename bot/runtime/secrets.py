@@ -200,7 +200,8 @@ def secret_values(settings: Settings, env: Mapping[str, str] | None = None) -> s
             continue
         if held is not None:
             values.add(held.get_secret_value())
-    for url in (settings.storage.redis_url, settings.storage.artifacts_url):
+    storage = settings.storage
+    for url in (storage.redis_url, storage.artifacts_url, storage.s3_endpoint_url):
         match = _URL_PASSWORD.search(url or "")
         if match:
             values.add(match["password"])

@@ -47,6 +47,7 @@ NS_PER_MS: Final = 1_000_000
 _DELTA: Final = int(Kind.DELTA)
 _SNAPSHOT: Final = int(Kind.SNAPSHOT)
 _TRADE: Final = int(Kind.TRADE)
+_SIDES: Final = {int(side): side for side in Side}
 
 
 class EngineLike(Protocol):
@@ -279,10 +280,11 @@ class SimLoop:
             self.stats.messages += 1
             book = state.book
             bb, ba = book.best_bid, book.best_ask
-            top = (bb, book.bids.get(bb, 0), ba, book.asks.get(ba, 0))
-            if top != state.last_top:
+            bq, aq = book.bids.get(bb, 0), book.asks.get(ba, 0)
+            last = state.last_top
+            if bb != last[0] or ba != last[2] or bq != last[1] or aq != last[3]:
                 self._cur_ts = cur_ts
-                self._touch(state, self._cur_symbol, top, cur_ts)
+                self._touch(state, self._cur_symbol, (bb, bq, ba, aq), cur_ts)
                 next_due = self._next_due()
         if ts >= next_due:
             self._advance(ts)
@@ -338,7 +340,8 @@ class SimLoop:
             return
         self._trade_seq += 1
         tid = str(trade_id) if trade_id >= 0 else f"t{self._trade_seq}"
-        self._deliver(Trade(ts, symbol, tid, px, qty, Side(side)), ts)
+        aggressor = _SIDES.get(side) or Side(side)  # Side(x) is a slow enum call
+        self._deliver(Trade(ts, symbol, tid, px, qty, aggressor), ts)
 
     def _advance(self, until: int) -> None:
         """Deliver venue reports, timers and book samples due at or before `until`, in order."""

@@ -268,8 +268,14 @@ class SimVenue:
             self._report(OrderReject(at, cmd.symbol, cmd.client_order_id, reason), at)
             return
         order = SimOrder(
-            cmd.symbol, cmd.client_order_id, cmd.side, cmd.px, cmd.qty,
-            post_only=cmd.post_only, ts_send_ns=sent_ns, seq=self._seq,
+            cmd.symbol,
+            cmd.client_order_id,
+            cmd.side,
+            cmd.px,
+            cmd.qty,
+            post_only=cmd.post_only,
+            ts_send_ns=sent_ns,
+            seq=self._seq,
         )
         self.counts["placed"] += 1
         self._report(OrderAck(at, cmd.symbol, cmd.client_order_id, f"{self.name}-{self._seq}"), at)
@@ -359,10 +365,17 @@ class SimVenue:
         resting = self.levels[symbol][-aggressor]
         if not resting:
             return
+        # most trades miss our levels: find the hit ones first, sort only those
         if aggressor == ASK:
-            prices = sorted((p for p in resting if p >= px), reverse=True)
+            hit = [p for p in resting if p >= px]
+            if not hit:
+                return
+            prices = sorted(hit, reverse=True)
         else:
-            prices = sorted(p for p in resting if p <= px)
+            hit = [p for p in resting if p <= px]
+            if not hit:
+                return
+            prices = sorted(hit)
         remaining = qty
         for level_px in prices:
             for order in list(resting[level_px]):
@@ -385,12 +398,14 @@ class SimVenue:
         if best_bid != NO_BID and best_ask != NO_ASK and best_bid >= best_ask:
             return  # the feed itself is crossed: no evidence of where the market traded
         levels = self.levels[symbol]
-        if best_ask != NO_ASK and levels[BID]:
-            for px in sorted((p for p in levels[BID] if p >= best_ask), reverse=True):
+        # called on every touch change: the common answer "nothing crossed" costs
+        # one list comprehension per side, and sorting only runs on a real cross
+        if best_ask != NO_ASK and (crossed := [p for p in levels[BID] if p >= best_ask]):
+            for px in sorted(crossed, reverse=True):
                 for order in list(levels[BID][px]):
                     self._fill(order, order.px, order.leaves, Liquidity.MAKER, ts_ns)
-        if best_bid != NO_BID and levels[ASK]:
-            for px in sorted(p for p in levels[ASK] if p <= best_bid):
+        if best_bid != NO_BID and (crossed := [p for p in levels[ASK] if p <= best_bid]):
+            for px in sorted(crossed):
                 for order in list(levels[ASK][px]):
                     self._fill(order, order.px, order.leaves, Liquidity.MAKER, ts_ns)
 

@@ -73,13 +73,20 @@ class Recording:
 
 
 def make_loop(
-    engine: Recording, *, timer_ms: int = 1_000, faults: FeedFaults | None = None,
-    record_book: bool = False, latency_ms: float = 20,
+    engine: Recording,
+    *,
+    timer_ms: int = 1_000,
+    faults: FeedFaults | None = None,
+    record_book: bool = False,
+    latency_ms: float = 20,
 ) -> tuple[SimLoop, SimVenue, MemoryJournal]:
     book = L2Book()
     venue = SimVenue(
-        {SYM: INST}, {SYM: book}, fee=FeeTier(maker_bps=-0.5, taker_bps=3),
-        latency=JitteredLatency(latency_ms, 10, 20, 0, seed=1), queue=RiskAverseQueue(),
+        {SYM: INST},
+        {SYM: book},
+        fee=FeeTier(maker_bps=-0.5, taker_bps=3),
+        latency=JitteredLatency(latency_ms, 10, 20, 0, seed=1),
+        queue=RiskAverseQueue(),
     )
     journal = MemoryJournal()
     loop = SimLoop(

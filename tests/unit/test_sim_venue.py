@@ -258,8 +258,11 @@ def test_min_qty_rule() -> None:
     book.apply_delta(BID, 19_000, 100)
     book.apply_delta(ASK, 19_001, 100)
     venue = SimVenue(
-        {"XRPUSDT": inst}, {"XRPUSDT": book}, fee=FeeTier(maker_bps=0, taker_bps=0),
-        latency=ZeroLatency(), queue=RiskAverseQueue(),
+        {"XRPUSDT": inst},
+        {"XRPUSDT": book},
+        fee=FeeTier(maker_bps=0, taker_bps=0),
+        latency=ZeroLatency(),
+        queue=RiskAverseQueue(),
     )
     venue.submit(Place(0, "XRPUSDT", "x", Side.BUY, 19_000, 4), 0)
     (reject,) = drain(venue)

@@ -1,0 +1,111 @@
+"""The installed `mmbot` script: every exit is a named ExitCode, usage errors are 64.
+
+Run as a subprocess of the console script itself, so the entry point in
+pyproject.toml is what is tested, not the Typer app behind it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.exitcodes import ExitCode
+from flows.cli import main
+from tests.unit import gates_helpers as h
+
+MMBOT = Path(sys.executable).parent / "mmbot"
+# One bound only, on the fill count (the hand journal has a few fills, never 1000):
+# WARN whatever the other KPIs of the helper journal are.
+WARNING = ["--set", "gates.kpi={fills: {warn: 1000, fail: 0, direction: min}}"]
+
+
+def mmbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MMBOT_")}
+    return subprocess.run(
+        [str(MMBOT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def journal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # the gates' clean hand journal: its quality suites pass, so only the KPIs judge
+    return h.write_journal(tmp_path_factory.mktemp("exit") / "run-7", orders=h.CLEAN_ORDERS)
+
+
+def test_the_console_script_is_flows_cli_main() -> None:
+    assert MMBOT.is_file()
+    assert "from flows.cli import main" in MMBOT.read_text()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "show", "--sourcez"],  # mistyped option
+        ["gate", "kpi"],  # missing argument
+    ],
+)
+def test_usage_errors_exit_64_with_the_reason_on_stderr(args: list[str], tmp_path: Path) -> None:
+    done = mmbot(*args, cwd=tmp_path)
+    assert done.returncode == ExitCode.USAGE == 64, done.stderr
+    assert "Error:" in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--no-such-flag"],  # on the root
+        ["config", "show", "--profile"],  # an option without its value
+        ["no-such-command"],
+        ["kpi", "journal-dir", "--interval"],
+        ["run", "--out", "x", "--synth", "not-a-number"],  # BadParameter
+    ],
+)
+def test_every_usage_error_maps_to_64(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(args) == ExitCode.USAGE
+    assert "Error:" in capsys.readouterr().err
+
+
+def test_help_exits_0(tmp_path: Path) -> None:
+    done = mmbot("--help", cwd=tmp_path)
+    assert done.returncode == ExitCode.OK
+    assert "gate" in done.stdout
+
+
+def test_a_warn_verdict_still_exits_2(journal: Path, tmp_path: Path) -> None:
+    done = mmbot("gate", "kpi", str(journal), "--json", *WARNING, cwd=tmp_path)
+    assert done.returncode == ExitCode.WARN == 2, done.stderr
+    assert json.loads(done.stdout)["status"] == "WARN"
+
+
+def test_a_fail_verdict_exits_1(journal: Path) -> None:
+    assert main(["gate", "kpi", str(journal)]) == ExitCode.FAIL
+
+
+def test_a_command_error_keeps_its_own_code(capsys: pytest.CaptureFixture[str]) -> None:
+    # typer.Exit(64) from inside a command (bad profile) is passed through as is
+    assert main(["config", "show", "--profile", "nope-xyz"]) == ExitCode.USAGE
+    assert "nope-xyz" in capsys.readouterr().err
+
+
+def test_main_returns_codes_without_exiting(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == ExitCode.OK
+    assert main([]) == ExitCode.USAGE  # bare `mmbot`: the help, as a usage error
+    assert "Usage: mmbot" in capsys.readouterr().out
+
+
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real SIGINT would race the interpreter's start-up; a command that raises
+    # KeyboardInterrupt is what the handler sees either way.
+    import bot.config_cli
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bot.config_cli, "resolve", interrupted)
+    assert main(["config", "show"]) == ExitCode.INTERRUPTED == 130
