@@ -260,12 +260,14 @@ class Engine:
             "fault": self._fault,
             "fills": s.fills,
             "maker_fills": s.maker_fills,
-            "maker_share": s.maker_notional / s.notional if s.notional else 0.0,
+            # undefined without a fill: None, never a made-up 0
+            "maker_share": s.maker_notional / s.notional if s.notional else None,
             "turnover_usd": s.notional,
             "pnl_usd": pnl,
             "realized_pnl_usd": float(self._portfolio.realized_pnl()),
             "fees_usd": float(self._portfolio.fees()),
-            "net_bps": pnl / s.notional * 1e4 if s.notional else 0.0,
+            # PnL per turnover: not the KPI net_bps of DESIGN §6 (`mmbot kpi` computes that)
+            "pnl_per_turnover_bps": pnl / s.notional * 1e4 if s.notional else None,
             "places": s.places,
             "cancels": s.cancels,
             "rejects": s.rejects,

@@ -38,7 +38,6 @@ GATE: Final = "canary"
 MIN_SAMPLES: Final = 3
 # trigger metric names that differ from the interval_series column holding them: the
 # per-interval latency column already is the p95 of the interval's acks
-SERIES_COLUMN: Final = {"order_latency_p95_ms": "order_latency_ms"}
 
 Classification = Literal["Pass", "High", "Low", "NoData"]
 
@@ -213,8 +212,6 @@ def _step_ns(series: pd.DataFrame, interval: str) -> int:
 def _trigger_check(series: pd.DataFrame, trigger: RollbackTrigger, step_ns: int) -> Check:
     name = f"{trigger.metric} {'<' if trigger.direction == 'min' else '>'} {trigger.bound:g}"
     column = trigger.metric
-    if column not in series.columns:
-        column = SERIES_COLUMN.get(column, column)
     if column not in series.columns:
         return Check(name, Status.FAIL, None, None, trigger.for_ms, "missing")
     if not np.isfinite(series[column].to_numpy(dtype=float)).any():

@@ -231,6 +231,10 @@ def execute(spec: RunSpec, env: Mapping[str, str] | None = None) -> RunResult:
     return run_bot(spec, settings_for(spec, env))
 
 
+def _fixed(value: float | None, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
 def summary_lines(summary: Mapping[str, Any]) -> Sequence[str]:
     """The few figures a person reads after a run."""
     replay = summary.get("replay", {})
@@ -238,9 +242,10 @@ def summary_lines(summary: Mapping[str, Any]) -> Sequence[str]:
         f"run {summary['run_id']}  mode {summary['mode']}  state {summary['state']}",
         f"data {summary['data_source']}  rows {replay.get('rows', 0):,}  "
         f"book updates {replay.get('book_updates', 0):,}  trades {replay.get('trades', 0):,}",
-        f"fills {summary['fills']}  maker share {summary['maker_share']:.3f}  "
+        f"fills {summary['fills']}  maker share {_fixed(summary['maker_share'], 3)}  "
         f"turnover {summary['turnover_usd']:,.2f} USD",
-        f"pnl {summary['pnl_usd']:.4f} USD  net {summary['net_bps']:.2f} bps (pnl/turnover)  "
+        f"pnl {summary['pnl_usd']:.4f} USD  "
+        f"pnl/turnover {_fixed(summary['pnl_per_turnover_bps'], 2)} bps  "
         f"fees {summary['fees_usd']:.4f} USD",
         f"orders {summary['places']}  cancels {summary['cancels']}  rejects {summary['rejects']}  "
         f"freezes {summary['freezes']}",

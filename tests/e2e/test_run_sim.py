@@ -95,7 +95,7 @@ def test_cli_run_prints_json_and_refuses_an_occupied_out(tmp_path: Path) -> None
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     summary = json.loads(first.stdout.strip().splitlines()[-1])
-    assert summary["mode"] == "shadow" and "net_bps" in summary
+    assert summary["mode"] == "shadow" and "pnl_per_turnover_bps" in summary
     again = runner.invoke(app, args)
     assert again.exit_code == ExitCode.USAGE
     assert runner.invoke(app, [*args, "--force"]).exit_code == 0
