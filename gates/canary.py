@@ -32,6 +32,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 
 from bot.config import CanaryConfig, CanaryMetric, RollbackTrigger
+from gates.kpi import KpiError, interval_ns
 from gates.verdict import Check, Status, Verdict
 
 GATE: Final = "canary"
@@ -195,11 +196,9 @@ def _step_ns(series: pd.DataFrame, interval: str) -> int:
     """The interval in ns, checked against the series: rows closer than one interval
     mean the series was built on another interval, and durations would be wrong."""
     try:
-        step = int(pd.Timedelta(interval).value)
-    except ValueError as exc:
-        raise CanaryError(f"interval {interval!r} is not a duration like '1m'") from exc
-    if step <= 0:
-        raise CanaryError(f"interval {interval!r} must be positive")
+        step = interval_ns(interval)
+    except KpiError as exc:
+        raise CanaryError(str(exc)) from exc
     gaps = np.diff(np.sort(_index_ns(series)))
     if gaps.size and int(gaps.min()) < step:
         raise CanaryError(

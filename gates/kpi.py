@@ -34,27 +34,13 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from bot.config import KPI_NAMES as ALL_KPI_NAMES
 from bot.config import StrategyConfig
 from bot.journal import SCHEMAS, TABLES, read_manifest, read_tables
 
-KPI_NAMES: Final = (
-    "gross_bps",
-    "fee_bps",
-    "adverse_bps",
-    "net_bps",
-    "adverse_p95_bps",
-    "maker_share",
-    "fills",
-    "turnover_usd",
-    "pnl_usd",
-    "max_drawdown_usd",
-    "inventory_ratio_p95",
-    "order_latency_p95_ms",
-    "cancel_ratio",
-    "quote_uptime",
-    "freezes",
-)
 EXTRA_NAMES: Final = ("adverse_5s_bps", "net_5s_bps")
+# the DESIGN §6 KPIs; the names are kept once, in bot/config.py, for validation too
+KPI_NAMES: Final = tuple(name for name in ALL_KPI_NAMES if name not in EXTRA_NAMES)
 LONG_HORIZON_MS: Final = 5_000
 NS_PER_MS: Final = 1_000_000
 BPS: Final = 1e4

@@ -65,6 +65,25 @@ class SimVenueError(Exception):
     """The sim was driven in a way no venue allows (a bug in the caller)."""
 
 
+class UniformDraws:
+    """Seeded uniform draws in [0, 1), generated in blocks: one numpy call per 4096."""
+
+    __slots__ = ("_block", "_i", "_rng")
+
+    def __init__(self, seed: list[int]) -> None:
+        self._rng = np.random.default_rng(seed)
+        self._block: list[float] = []
+        self._i = 0
+
+    def __call__(self) -> float:
+        if self._i >= len(self._block):
+            self._block = self._rng.random(4_096).tolist()
+            self._i = 0
+        value = self._block[self._i]
+        self._i += 1
+        return float(value)
+
+
 class ReportFaults:
     """Seeded faults on the venue's side: rejects, lost acks, late/duplicate/reordered reports.
 
@@ -72,26 +91,16 @@ class ReportFaults:
     change the latency draws of a run.
     """
 
-    __slots__ = ("_block", "_cfg", "_delay_ns", "_i", "_rng", "active")
+    __slots__ = ("_cfg", "_delay_ns", "_draw", "active")
 
     def __init__(self, cfg: FaultConfig, seed: int) -> None:
         self._cfg = cfg
-        self._rng = np.random.default_rng([seed, 1])
-        self._block: list[float] = []
-        self._i = 0
+        self._draw = UniformDraws([seed, 1])
         self._delay_ns = cfg.delay_ms * NS_PER_MS
         self.active = (
             cfg.reject_prob + cfg.timeout_prob + cfg.duplicate_prob + cfg.reorder_prob > 0
             or cfg.delay_ms > 0
         )
-
-    def _draw(self) -> float:
-        if self._i >= len(self._block):
-            self._block = self._rng.random(4_096).tolist()
-            self._i = 0
-        value = self._block[self._i]
-        self._i += 1
-        return float(value)
 
     def reject(self) -> bool:
         return self._cfg.reject_prob > 0 and self._draw() < self._cfg.reject_prob
@@ -116,24 +125,14 @@ class FeedFaults:
     The venue keeps matching on the true book; only the engine's view is spoiled.
     """
 
-    __slots__ = ("_block", "_cfg", "_i", "_last", "_rng", "active", "down_until_ns")
+    __slots__ = ("_cfg", "_draw", "_last", "active", "down_until_ns")
 
     def __init__(self, cfg: FaultConfig, seed: int) -> None:
         self._cfg = cfg
-        self._rng = np.random.default_rng([seed, 2])
-        self._block: list[float] = []
-        self._i = 0
+        self._draw = UniformDraws([seed, 2])
         self._last: BookUpdate | None = None
         self.down_until_ns = -1
         self.active = cfg.stale_book_prob + cfg.crossed_book_prob + cfg.disconnect_prob > 0
-
-    def _draw(self) -> float:
-        if self._i >= len(self._block):
-            self._block = self._rng.random(4_096).tolist()
-            self._i = 0
-        value = self._block[self._i]
-        self._i += 1
-        return float(value)
 
     def spoil(self, update: BookUpdate) -> BookUpdate | None:
         """The update the engine gets instead of `update`, or None during a disconnect."""
