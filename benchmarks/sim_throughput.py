@@ -19,8 +19,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import structlog
 
-from bot.config import load_settings
 from bot.market.synth import generate
+from bot.profiles import load_settings
 from bot.runtime.run import RunSpec, run_bot, settings_for
 
 

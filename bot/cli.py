@@ -12,11 +12,11 @@ from typing import Annotated
 
 import typer
 
-from bot.config import ConfigError
 from bot.config_cli import config_app
 from bot.exitcodes import ExitCode
 from bot.market.cli import market_app
 from bot.market.validate import MarketDataError
+from bot.profiles import ConfigError
 from bot.runtime.run import (
     MODES,
     RunError,

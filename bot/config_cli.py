@@ -13,8 +13,16 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from bot.config import Change, ConfigError, Resolved, diff, redacted_dict, redacted_leaves, resolve
 from bot.exitcodes import ExitCode
+from bot.profiles import (
+    Change,
+    ConfigError,
+    Resolved,
+    diff,
+    redacted_dict,
+    redacted_leaves,
+    resolve,
+)
 
 config_app = typer.Typer(no_args_is_help=True, help="Settings: show, validate, diff profiles")
 

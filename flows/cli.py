@@ -19,8 +19,8 @@ import typer
 from typer._click import exceptions as typer_click
 
 from bot.cli import app
-from bot.config import ConfigError
 from bot.exitcodes import ExitCode
+from bot.profiles import ConfigError
 from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import LogFormat, configure_logging, prefer
 from gates.cli import register as register_gates

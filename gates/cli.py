@@ -26,9 +26,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError
+from bot.profiles import ConfigError, load_settings
 from gates.kpi import (
     KPI_NAMES,
     KpiError,

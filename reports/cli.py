@@ -14,9 +14,9 @@ from typing import Annotated
 
 import typer
 
-from bot.config import ConfigError, load_settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError, read_manifest
+from bot.profiles import ConfigError, load_settings
 from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import configure_for
 from gates.kpi import KpiError

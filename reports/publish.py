@@ -30,7 +30,8 @@ from tenacity import (
     wait_exponential,
 )
 
-from bot.config import SecretsConfig, StorageConfig, mask_url_passwords
+from bot.config import SecretsConfig, StorageConfig
+from bot.profiles import mask_url_passwords
 
 if TYPE_CHECKING:
     from reports.render import Report

@@ -24,8 +24,9 @@ import jinja2
 import pandas as pd
 import structlog
 
-from bot.config import Settings, redacted_dict
+from bot.config import Settings
 from bot.journal import JournalError, read_manifest
+from bot.profiles import redacted_dict
 from bot.runtime.clock import Clock, iso_utc
 from bot.runtime.secrets import secret_values as bot_secret_values
 from gates.accuracy import COMPARED as ACCURACY_COMPARED

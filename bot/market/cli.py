@@ -184,9 +184,10 @@ def synth_market(
     Options given here override the profile. Written under a temporary name and
     renamed at the end, so an interrupted run leaves no finished-looking file.
     """
-    from bot.config import SynthConfig, load_settings
+    from bot.config import SynthConfig
     from bot.market.recorder import write_parquet
     from bot.market.synth import StreamTally, generate
+    from bot.profiles import load_settings
     from bot.runtime.clock import iso_utc
 
     settings = load_settings(profile)
@@ -228,9 +229,9 @@ def synth(
     start: Annotated[str | None, typer.Option(help="UTC start, e.g. 2024-08-08T00:00:00Z")] = None,
 ) -> None:
     """Generate a seeded synthetic L2 + trades stream and print a one-line JSON summary."""
-    from bot.config import ConfigError
     from bot.exitcodes import ExitCode
     from bot.market.synth import SynthConfigError
+    from bot.profiles import ConfigError
 
     _logs_to_stderr()
     try:

@@ -20,13 +20,14 @@ from typing import Any, Final, Literal
 
 import structlog
 
-from bot.config import Settings, instruments, load_settings, redacted_dict
+from bot.config import Settings, instruments
 from bot.engine import Engine
 from bot.journal import MANIFEST, TABLES, JournalWriter
 from bot.market.book import L2Book
 from bot.market.readers import open_market
 from bot.market.schema import MarketChunk
 from bot.market.synth import generate
+from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import parse_duration
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.venues.shadow import ShadowVenue

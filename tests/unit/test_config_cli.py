@@ -10,8 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.config import PACKAGED_PROFILES, SECRET_MASK
+from bot.config import SECRET_MASK
 from bot.exitcodes import ExitCode
+from bot.profiles import PACKAGED_PROFILES
 
 SECRET = "s3cr3t-DO-NOT-PRINT-7f41"
 

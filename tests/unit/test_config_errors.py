@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, Settings, resolve
+from bot.config import Settings
+from bot.profiles import ConfigError, resolve
 
 
 @pytest.fixture

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import (
+from bot.config import SECRET_MASK, Settings
+from bot.profiles import (
     PACKAGED_PROFILES,
-    SECRET_MASK,
-    Settings,
     diff,
     find_profile,
     load_settings,

@@ -10,18 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from bot.cli import app
-from bot.config import (
-    KPI_NAMES,
-    PACKAGED_PROFILES,
-    SECRET_MASK,
-    SERIES_NAMES,
-    CanaryConfig,
-    ConfigError,
-    Settings,
-    mask_url_passwords,
-    resolve,
-)
+from bot.config import KPI_NAMES, SECRET_MASK, SERIES_NAMES, CanaryConfig, Settings
 from bot.exitcodes import ExitCode
+from bot.profiles import PACKAGED_PROFILES, ConfigError, mask_url_passwords, resolve
 
 PASSWORD = "PWzz-do-not-print-93"
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import SECRET_MASK, load_settings
+from bot.config import SECRET_MASK
 from bot.exitcodes import ExitCode
+from bot.profiles import load_settings
 from reports.publish import RetryPolicy, S3Store, StoreUnavailable
 from tests.unit import reports_helpers as h
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.config import load_settings
+from bot.profiles import load_settings
 from bot.runtime.secrets import (
     EnvSecrets,
     FileSecrets,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.config import load_settings
+from bot.profiles import load_settings
 from bot.runtime.secrets import secret_values
 
 

@@ -11,7 +11,7 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from bot.config import load_settings
+from bot.profiles import load_settings
 from bot.runtime.clock import FrozenClock, parse_utc
 from bot.runtime.secrets import secret_values
 from bot.runtime.telemetry import (

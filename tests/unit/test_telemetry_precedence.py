@@ -6,7 +6,7 @@ import io
 
 import structlog
 
-from bot.config import load_settings
+from bot.profiles import load_settings
 from bot.runtime import telemetry
 
 
