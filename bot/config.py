@@ -229,6 +229,9 @@ class SimConfig(Section):
     response_latency_ms: float = Field(default=10.0, ge=0)
     cancel_latency_ms: float = Field(default=20.0, ge=0)
     latency_jitter_ms: float = Field(default=5.0, ge=0)
+    # exchange -> bot latency of the fastest market row: the part of the smallest
+    # ts_local - ts_exch gap that is not clock offset (bot/market/clocks.py)
+    feed_latency_ms: float = Field(default=0.0, ge=0)
     queue_model: Literal["risk_averse", "probabilistic"] = "risk_averse"
     queue_power: float = Field(default=3.0, gt=0)
     partial_fills: bool = True

@@ -571,10 +571,13 @@ class Engine:
         mid_px = m.mid_px if m.mid_px > 0 else float(ev.px)
         self._count_fill(m, ev)
         px_div = m.px_div
+        # the row is the match: the venue's time and mid when it says, not our later view
+        match_ts = ev.match_ts_ns if ev.match_ts_ns >= 0 else ts
+        match_mid = ev.match_mid_px if ev.match_mid_px > 0 else mid_px
         self._rec(
-            "fills", ts, ev.symbol, ev.client_order_id, ev.trade_id, int(ev.side),
+            "fills", match_ts, ev.symbol, ev.client_order_id, ev.trade_id, int(ev.side),
             ev.px / px_div, ev.qty / m.qty_div, ev.px, ev.qty, ev.liquidity.value,
-            float(ev.fee), ev.fee, mid_px / px_div,
+            float(ev.fee), ev.fee, match_mid / px_div,
         )  # fmt: skip
         self._rec(
             "orders", ts, ev.symbol, ev.client_order_id, "fill", int(ev.side),

@@ -89,6 +89,10 @@ class OrderFill:
     qty: int
     liquidity: Liquidity
     fee: Decimal
+    # the venue's match time and its mid then, in ticks (DESIGN §4): `ts_ns` is when
+    # the report reaches the bot. -1 / 0.0: the venue did not say (live exchanges)
+    match_ts_ns: int = -1
+    match_mid_px: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

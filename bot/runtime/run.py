@@ -9,6 +9,7 @@ from market trades, no queue, zero latency).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import shutil
 import sys
@@ -24,6 +25,7 @@ from bot.config import Settings, instruments
 from bot.engine import Engine
 from bot.journal import MANIFEST, TABLES, JournalWriter
 from bot.market.book import L2Book
+from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import open_market
 from bot.market.schema import MarketChunk
 from bot.market.synth import generate
@@ -118,7 +120,9 @@ def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[Mark
     return f"synth:{cfg.symbol}:seed={seed}:{cfg.duration}", generate(cfg, spec_of, seed)
 
 
-def manifest(run_id: str, spec: RunSpec, settings: Settings, source: str) -> dict[str, Any]:
+def manifest(
+    run_id: str, spec: RunSpec, settings: Settings, source: str, clock: ClockOffset | None = None
+) -> dict[str, Any]:
     """run.json: what the gates need to judge the journal without the settings file."""
     tier = settings.fees.tiers[settings.fees.tier]
     return {
@@ -144,6 +148,8 @@ def manifest(run_id: str, spec: RunSpec, settings: Settings, source: str) -> dic
             "taker_bps": tier.taker_bps,
         },
         "queue_model": settings.sim.queue_model if spec.mode == "paper" else "none",
+        # the capture clock's offset that put exchange time on the bot's axis
+        "clock": clock.as_dict() if clock is not None else None,
         "settings": redacted_dict(settings),
     }
 
@@ -190,9 +196,14 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     """Replay, trade against the venue of the mode, write the journal; no printing."""
     run_id = run_id_of(spec, settings)
     source, chunks = market_source(spec, settings)
+    # the first chunk sets the clock offset, which run.json records before the replay
+    first = next(chunks, None)
+    feed_ns = round(settings.sim.feed_latency_ms * 1e6)
+    clock = estimate_offset(first, feed_ns) if first is not None else None
+    chunks = itertools.chain([first] if first is not None else [], chunks)
     _prepare_out(spec.out_dir, spec.force)
     writer = JournalWriter(
-        spec.out_dir, manifest(run_id, spec, settings, source),
+        spec.out_dir, manifest(run_id, spec, settings, source, clock),
         segment_rows=settings.storage.journal_segment_rows,
     )  # fmt: skip
     books = {symbol: L2Book() for symbol in settings.venue.symbols}
@@ -209,6 +220,7 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
                 record_book=False,  # the engine samples the book it saw (bot/engine.py)
                 progress=progress,
                 feed_faults=feed_faults,
+                clock=clock,
             ),
         )  # fmt: skip
         try:

@@ -87,8 +87,9 @@ def _consume(order: SimOrder, qty: int) -> int:
         order.queue_ahead = ahead - qty
         return 0
     order.queue_ahead = 0.0
-    # floor: a fractional lot left by the probabilistic estimate cannot be filled
-    return int(qty - ahead)
+    # round half up, as hftbacktest's queue models do: flooring would drop the
+    # fraction of a lot left by the probabilistic estimate and make fills late
+    return int(qty - ahead + 0.5)
 
 
 class RiskAverseQueue:

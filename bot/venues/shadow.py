@@ -1,7 +1,8 @@
 """The shadow venue: no order leaves the bot; fills are inferred from market trades.
 
 A would-be quote is "filled" when a market trade prints at or through its price
-(no queue: the optimistic bound), up to the trade's size. It keeps the sim
+(no queue: the optimistic bound): at its price up to the trade's size, through
+it in whole. It keeps the sim
 venue's interface and venue rules (tick, lot, minimums, post-only crossing) so
 shadow and paper journals compare like for like; what it drops is the queue,
 the book-crossing fills, fault injection and, by default, latency: orders are

@@ -1,18 +1,25 @@
 """The simulated venue: matching of our orders against replayed L2 data (DESIGN §4).
 
-Time model: the venue lives on the replay's `ts_local` axis (the market data
-reaches the venue and the bot at the same instant); order latency models the
-round trip of our commands. A place sent at t is live at t + entry latency; a
-cancel is effective at t + cancel latency (never before its order arrived: one
-connection keeps order); every report reaches the bot response latency after
-the venue event that caused it.
+Time model: two clocks on one common axis, the bot's local clock. The venue
+sees each market row at its exchange time mapped onto that axis (`ts_exch` plus
+the capture clock's offset, bot/market/clocks.py); the bot sees it later, at the
+row's `ts_local`. The sim loop feeds the venue in that exchange-time order, so
+when an order arrives the book here is the book as it stood at the exchange
+then, which the bot has not seen yet. A place sent at local t is live at t +
+entry latency; a cancel is effective at t + cancel latency (never before its
+order arrived: one connection keeps order); every report reaches the bot
+response latency after the venue event that caused it. A fill report carries
+the match time and the venue's mid then (`match_ts_ns`, `match_mid_px`).
 
 Internal work (arrivals and report deliveries) sits in one heap keyed by
 (ts, seq); the sim loop pops it between market messages with `pop_due(ts)`.
 
 Matching (against the market, never against ourselves):
-- a trade THROUGH our price fills us (up to the trade's qty with partial fills);
+- a trade THROUGH our price fills the whole remaining order: the print is the
+  last level of a sweep, so every level before it, ours included, was taken;
 - a trade AT our price reaches us only after it exhausts `queue_ahead`;
+- a snapshot (Tardis writes one after a reconnect) puts our orders back behind
+  the displayed size at their price;
 - the book moving through our resting price (best ask <= our bid) fills us;
 - a post-only order that would cross on arrival is rejected, as Bybit does.
 """
@@ -191,11 +198,15 @@ class SimVenue:
             s: {BID: {}, ASK: {}} for s in self.instruments
         }
         self.live: dict[str, SimOrder] = {}
+        # mid (ticks) of each symbol's last sound touch: the venue's view fills carry
+        self.mids: dict[str, float] = {}
         self._arrival: dict[str, int] = {}
         self._heap: list[tuple[int, int, int, object]] = []
         self._seq = 0
         self._fill_seq = 0
-        self.counts = {"placed": 0, "rejected": 0, "cancelled": 0, "fills": 0}
+        self.counts = {
+            "placed": 0, "rejected": 0, "post_only_rejects": 0, "cancelled": 0, "fills": 0
+        }  # fmt: skip
 
     # --- commands in --------------------------------------------------------------
 
@@ -263,6 +274,8 @@ class SimVenue:
             reason = "injected fault: venue rejected the order"
         if reason is not None:
             self.counts["rejected"] += 1
+            if reason.startswith(POST_ONLY_REJECT):
+                self.counts["post_only_rejects"] += 1
             log.debug("order_rejected", client_order_id=cmd.client_order_id, reason=reason)
             self._report(OrderReject(at, cmd.symbol, cmd.client_order_id, reason), at)
             return
@@ -377,11 +390,15 @@ class SimVenue:
             prices = sorted(hit)
         remaining = qty
         for level_px in prices:
+            through = level_px != px
             for order in list(resting[level_px]):
+                if through:
+                    # the print is the last level of a sweep: ours, before it, went whole
+                    self._fill(order, order.px, order.leaves, Liquidity.MAKER, ts_ns)
+                    continue
                 if remaining <= 0:
                     return
-                # traded through: the whole level ahead of us went
-                reach = self.queue.on_trade(order, remaining) if level_px == px else remaining
+                reach = self.queue.on_trade(order, remaining)
                 if reach <= 0:
                     continue
                 lots = min(reach, order.leaves) if self.partial_fills else order.leaves
@@ -389,27 +406,44 @@ class SimVenue:
                 self._fill(order, order.px, lots, Liquidity.MAKER, ts_ns)
 
     def on_touch(self, symbol: str, ts_ns: int) -> None:
-        """After a message moved the touch: fill orders the opposite side now crosses."""
-        if not self.fill_on_book_cross:
-            return
+        """After a message moved the touch: fill orders the opposite side now crosses,
+        then take the new touch's mid as the market fills are priced against."""
         book = self.books[symbol]
         best_bid, best_ask = book.best_bid, book.best_ask
-        if best_bid != NO_BID and best_ask != NO_ASK and best_bid >= best_ask:
-            return  # the feed itself is crossed: no evidence of where the market traded
+        if best_bid == NO_BID or best_ask == NO_ASK or best_bid >= best_ask:
+            return  # one-sided, or the feed itself is crossed: no evidence of a market
+        if self.fill_on_book_cross:
+            self._fill_crossed(symbol, best_bid, best_ask, ts_ns)
+        self.mids[symbol] = (best_bid + best_ask) / 2
+
+    def _fill_crossed(self, symbol: str, best_bid: int, best_ask: int, ts_ns: int) -> None:
         levels = self.levels[symbol]
         # called on every touch change: the common answer "nothing crossed" costs
         # one list comprehension per side, and sorting only runs on a real cross
-        if best_ask != NO_ASK and (crossed := [p for p in levels[BID] if p >= best_ask]):
+        if crossed := [p for p in levels[BID] if p >= best_ask]:
             for px in sorted(crossed, reverse=True):
                 for order in list(levels[BID][px]):
                     self._fill(order, order.px, order.leaves, Liquidity.MAKER, ts_ns)
-        if best_bid != NO_BID and (crossed := [p for p in levels[ASK] if p <= best_bid]):
+        if crossed := [p for p in levels[ASK] if p <= best_bid]:
             for px in sorted(crossed):
                 for order in list(levels[ASK][px]):
                     self._fill(order, order.px, order.leaves, Liquidity.MAKER, ts_ns)
 
+    def on_snapshot(self, symbol: str) -> None:
+        """A snapshot replaced the book: our orders restart behind its displayed size."""
+        book = self.books[symbol]
+        on_new = self.queue.on_new
+        for side, by_px in self.levels[symbol].items():
+            for px, orders in by_px.items():
+                level_qty = book.qty_at(side, px)
+                for order in orders:
+                    on_new(order, level_qty)
+
     def _fill(self, order: SimOrder, px: int, lots: int, liquidity: Liquidity, at: int) -> None:
         inst = self.instruments[order.symbol]
+        # the market the match met: the touch before the message that filled us (a
+        # book moving through our price is adverse selection, not spread captured)
+        mid = self.mids.get(order.symbol, 0.0)
         rate = self.maker_rate if liquidity is Liquidity.MAKER else self.taker_rate
         fee = inst.notional(px, lots) * rate
         order.leaves -= lots
@@ -419,8 +453,9 @@ class SimVenue:
         if order.leaves == 0 and order.client_order_id in self.live:
             self._unrest(order)
         fill = OrderFill(
-            at, order.symbol, order.client_order_id, trade_id, order.side, px, lots, liquidity, fee
-        )
+            at, order.symbol, order.client_order_id, trade_id, order.side, px, lots, liquidity,
+            fee, match_ts_ns=at, match_mid_px=mid,
+        )  # fmt: skip
         self._report(fill, at)
 
     # --- state for the loop and for tests -----------------------------------------
