@@ -255,7 +255,7 @@ class SimLoop:
         if self._cur_ts >= 0:
             self._end_message()
             # what the venue saw reaches the bot; reports already on their way arrive
-            self._advance(max(self._cur_ts, self._last_local))
+            self._advance(max([self._cur_ts, *(local for local, _, _ in self._feed)]))
         self.stats.last_ts_ns = max(self._cur_ts, 0)
 
     # --- venue-time order ---------------------------------------------------------------

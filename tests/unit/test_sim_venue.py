@@ -150,6 +150,18 @@ def test_trades_are_not_counted_twice_by_the_following_depth_decrease() -> None:
     assert order.queue_ahead == 6
 
 
+@pytest.mark.parametrize(("ahead", "reach"), [(9.6, 2), (9.4, 3), (9.5, 3), (12.0, 0)])
+def test_a_fractional_queue_residual_is_rounded_not_floored(ahead: float, reach: int) -> None:
+    # 12 - 9.4 = 2.6 lots reach us: 3, where flooring gave 2 (and 2.5 rounds up, as
+    # hftbacktest's f64::round does)
+    for model in (RiskAverseQueue(), ProbabilisticQueue()):
+        order = SimOrder(SYM, "x", Side.BUY, BID_PX, 5)
+        model.on_new(order, 0)
+        order.queue_ahead = ahead
+        assert model.on_trade(order, 12) == reach
+        assert order.queue_ahead == max(ahead - 12, 0.0)
+
+
 def test_no_queue_model_takes_every_trade() -> None:
     order = SimOrder(SYM, "x", Side.BUY, BID_PX, 1)
     q = NoQueue()
@@ -179,16 +191,41 @@ def test_trade_through_fills_regardless_of_queue() -> None:
     assert "b1" not in venue.live
 
 
-def test_partial_fill_through_is_capped_by_trade_qty() -> None:
+def test_trade_through_fills_the_whole_order_not_the_print_size() -> None:
+    # the case: a 10-lot bid and a 0.002 (2-lot) print one tick below it
+    venue, _ = make_venue()
+    venue.submit(place("b1", Side.BUY, BID_PX, 10), 0)
+    drain(venue)
+    venue.on_trade(SYM, 1, ASK, BID_PX - 1, 2)
+    (fill,) = fills(drain(venue))
+    assert (fill.qty, fill.px, fill.liquidity) == (10, BID_PX, Liquidity.MAKER)
+    assert "b1" not in venue.live
+
+
+def test_trade_at_our_price_is_capped_by_the_print_after_the_queue() -> None:
     venue, _ = make_venue()
     venue.submit(place("s1", Side.SELL, ASK_PX, 8), 0)
     drain(venue)
-    venue.on_trade(SYM, 1, BID, ASK_PX + 1, 3)
-    venue.on_trade(SYM, 2, BID, ASK_PX + 1, 3)
+    # 10 lots ahead at the best ask: the first print only eats the queue
+    venue.on_trade(SYM, 1, BID, ASK_PX, 10)
+    assert fills(drain(venue)) == []
+    venue.on_trade(SYM, 2, BID, ASK_PX, 3)
+    venue.on_trade(SYM, 3, BID, ASK_PX, 3)
     got = fills(drain(venue))
     assert [f.qty for f in got] == [3, 3]
     assert len({f.trade_id for f in got}) == 2
     assert venue.live["s1"].leaves == 2
+
+
+def test_a_sweep_fills_through_levels_whole_and_our_order_at_the_print_by_queue() -> None:
+    venue, _ = make_venue()
+    venue.submit(place("near", Side.BUY, BID_PX, 4), 0)
+    venue.submit(place("deep", Side.BUY, BID_PX - 1, 4), 0)
+    drain(venue)
+    # the sweep's last print is at our deeper level, 20 lots displayed ahead of us
+    venue.on_trade(SYM, 1, ASK, BID_PX - 1, 21)
+    got = {f.client_order_id: f.qty for f in fills(drain(venue))}
+    assert got == {"near": 4, "deep": 1}
 
 
 def test_without_partial_fills_the_whole_order_fills() -> None:
@@ -211,6 +248,41 @@ def test_book_moving_through_a_resting_order_fills_it() -> None:
     venue.on_touch(SYM, 10)
     (fill,) = fills(drain(venue))
     assert (fill.qty, fill.ts_ns) == (2, 10)
+
+
+def test_a_snapshot_puts_our_orders_behind_its_displayed_size() -> None:
+    venue, book = make_venue()
+    venue.submit(place("b1", Side.BUY, BID_PX, 5), 0)
+    venue.submit(place("b2", Side.BUY, BID_PX - 2, 5), 0)
+    drain(venue)
+    venue.on_trade(SYM, 1, ASK, BID_PX, 9)  # 1 lot left ahead of b1
+    assert venue.live["b1"].queue_ahead == 1
+    book.clear()  # a reconnect: the new snapshot shows 7 lots at b1's price, none at b2's
+    book.apply_delta(BID, BID_PX, 7)
+    book.apply_delta(ASK, ASK_PX, 7)
+    venue.on_snapshot(SYM)
+    assert (venue.live["b1"].queue_ahead, venue.live["b2"].queue_ahead) == (7, 0)
+    venue.on_trade(SYM, 2, ASK, BID_PX, 7)  # the stale position would have filled 5 here
+    assert fills(drain(venue)) == []
+
+
+def test_a_fill_carries_the_match_time_and_the_venues_mid_then() -> None:
+    lat = JitteredLatency(entry_ms=20, response_ms=10, cancel_ms=15, jitter_ms=0, seed=1)
+    venue, book = make_venue(latency=lat)
+    venue.on_touch(SYM, 0)  # the venue's touch: 600000 / 600001
+    venue.submit(place("b1", Side.BUY, BID_PX, 2), 0)
+    drain(venue, 20 * MS)
+    # a message moves the ask through our bid: the match meets the touch before it
+    for i in range(3):
+        book.apply_delta(ASK, ASK_PX + i, 0)
+        book.apply_delta(BID, BID_PX - i, 0)
+    book.apply_delta(ASK, BID_PX - 5, 5)
+    book.apply_delta(BID, BID_PX - 6, 5)
+    venue.on_touch(SYM, 25 * MS)
+    (fill,) = fills(drain(venue))
+    assert (fill.match_ts_ns, fill.ts_ns) == (25 * MS, 35 * MS)
+    assert fill.match_mid_px == (BID_PX + ASK_PX) / 2
+    assert venue.mids[SYM] == BID_PX - 5.5  # the next fill meets the new touch
 
 
 # --- rejects ------------------------------------------------------------------------
