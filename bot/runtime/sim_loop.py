@@ -8,7 +8,11 @@ is always the venue's book; what the engine gets (top-of-book changes, trades)
 waits in a feed queue until its local time.
 
 Ordering rule: exchange stamps go backwards across the book and trade streams,
-so each chunk is stably sorted by venue time. Rows near a chunk's end wait for
+so each chunk is stably sorted by venue time. Within one stream the receipt
+order stands (one connection delivers in the venue's order): a stamp going
+backwards inside the book or the trade stream is lifted to the stream's latest
+(never on the real captures; the synthetic feed jitters each row's stamp), so
+exchange time decides only between the streams. Rows near a chunk's end wait for
 the next chunk unless no later row can come before them: a later row has
 `ts_local` >= the chunk's last `ts_local` L, so assuming its feed lag is no more
 than the largest lag seen so far (`ts_local` - venue time), rows at or before L -
@@ -138,6 +142,8 @@ class _SymbolState:
     # rows held back for the next chunk (see "Ordering rule"), already in ticks/lots
     carry: _Rows | None = None
     venue_ts: int = -1  # the venue time of the last row replayed
+    book_ts: int = -1  # the latest venue time of the book stream, then of the trades
+    trade_ts: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,7 +271,9 @@ class SimLoop:
         by venue time; the rest is held back in `state.carry` (see "Ordering rule")."""
         if self.clock is None:
             self.clock = estimate_offset(chunk)
-        venue = self.clock.to_venue(chunk.ts_exch, chunk.ts_local)
+        venue = self._in_stream_order(
+            chunk, state, self.clock.to_venue(chunk.ts_exch, chunk.ts_local)
+        )
         self._max_lag = max(self._max_lag, int(np.max(chunk.ts_local - venue)))
         rows = _Rows(venue, chunk.ts_local, chunk.kind, chunk.side, self._ticks(chunk, state),
                      np.rint(chunk.qty / state.lot).astype(np.int64), chunk.trade_id)  # fmt: skip
@@ -277,6 +285,23 @@ class SimLoop:
         safe = int(np.searchsorted(rows.ts_venue, int(chunk.ts_local[-1]) - self._max_lag, "right"))
         state.carry = rows.take(slice(safe, None))
         return rows.take(slice(0, safe))
+
+    @staticmethod
+    def _in_stream_order(chunk: MarketChunk, state: _SymbolState, venue: np.ndarray) -> np.ndarray:
+        """Venue times that never go backwards within the book or the trade stream."""
+        trades = chunk.kind == _TRADE
+        for in_stream, is_book in ((~trades, True), (trades, False)):
+            times = venue[in_stream]
+            if len(times) == 0:
+                continue
+            times = np.maximum.accumulate(np.maximum(times, state.book_ts if is_book else
+                                                     state.trade_ts))  # fmt: skip
+            venue[in_stream] = times
+            if is_book:
+                state.book_ts = int(times[-1])
+            else:
+                state.trade_ts = int(times[-1])
+        return venue
 
     def _ticks(self, chunk: MarketChunk, state: _SymbolState) -> np.ndarray:
         """Prices in whole ticks; a price off the grid is an error, never rounded away."""
