@@ -176,6 +176,19 @@ def test_the_venue_sees_a_trade_before_a_book_row_the_bot_received_first() -> No
     assert loop.stats.late_rows == 0
 
 
+def test_within_one_stream_the_receipt_order_stands() -> None:
+    # the book stream's second row carries an earlier stamp (a jittered feed): it still
+    # follows the first, or the level added then removed would be left standing
+    rows = [*snapshot(0, 0),
+            (10, 10, D, -1, 100.3, 1.0), (12, 8, D, -1, 100.3, 0.0),
+            (11, 9, T, 1, 100.1, 0.001)]  # fmt: skip
+    _, venue, loop = replay([chunk(rows)], ClockOffset(0, 0, 0, 1))
+    book = venue.books[SYM]
+    assert 1003 not in book.asks and loop.stats.crossed_messages == 0
+    # the trade stream is ordered against the book by its own stamp: 9 < the lifted 10
+    assert venue.seen == [("touch", 0), ("trade", 9)]
+
+
 def test_rows_near_a_chunk_end_wait_for_an_earlier_row_of_the_next_chunk() -> None:
     first = [*snapshot(0, 0), (30, 5, D, -1, 100.2, 3.0), (40, 40, D, -1, 100.1, 4.0)]
     second = [(45, 30, T, -1, 99.9, 0.5)]  # lag 15 ms <= the 25 ms seen: before the 40 row
