@@ -38,6 +38,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Protocol
 
@@ -83,6 +84,13 @@ class SimLoopError(Exception):
     """Market data the loop cannot replay (unknown symbol, bad units)."""
 
 
+def _utc(ts_ns: int) -> str:
+    """A data timestamp as ISO 8601 UTC (a conversion, not a clock read)."""
+    seconds, ns = divmod(ts_ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{ns:09d}Z"
+
+
 class OffTickError(SimLoopError):
     """A price that is not a whole number of the instrument's ticks."""
 
@@ -91,8 +99,8 @@ class OffTickError(SimLoopError):
         self.ts_local, self.ts_exch = ts_local, ts_exch
         super().__init__(
             f"{symbol}: price {price!r} is off the tick grid {tick} ({price / float(tick):.6f} "
-            f"ticks) in the row at ts_local={ts_local} ts_exch={ts_exch} ns: wrong tick_size "
-            f"in venue.symbols.{symbol}, or bad data"
+            f"ticks) in the row at {_utc(ts_local)} (ts_local={ts_local} ts_exch={ts_exch} "
+            f"ns): wrong tick_size in venue.symbols.{symbol}, or bad data"
         )
 
 

@@ -231,7 +231,7 @@ def test_a_price_off_the_tick_grid_is_an_error_naming_symbol_price_tick_and_time
         replay([chunk(rows)])
     assert (err.value.symbol, err.value.price, err.value.tick) == (SYM, 99.95, Decimal("0.1"))
     assert (err.value.ts_local, err.value.ts_exch) == (T0 + 7 * MS, T0 + 3 * MS)
-    for text in (SYM, "99.95", "0.1", str(T0 + 7 * MS)):
+    for text in (SYM, "99.95", "0.1", str(T0 + 7 * MS), "2023-11-14T22:13:20.007000000Z"):
         assert text in str(err.value)
     # the same prices on the grid replay
     replay([chunk([*snapshot(0, 0), (7, 3, D, 1, 99.8, 1.0)])])
