@@ -291,7 +291,7 @@ class SimLoop:
             )
         rows = rows.take(np.argsort(rows.ts_venue, kind="stable"))
         safe = int(np.searchsorted(rows.ts_venue, int(chunk.ts_local[-1]) - self._max_lag, "right"))
-        state.carry = rows.take(slice(safe, None))
+        state.carry = rows.take(slice(safe, None)) if safe < len(rows) else None
         return rows.take(slice(0, safe))
 
     @staticmethod
