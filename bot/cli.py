@@ -14,6 +14,7 @@ import typer
 
 from bot.config_cli import config_app
 from bot.exitcodes import ExitCode
+from bot.journal import MANIFEST, partial_path
 from bot.market.cli import market_app
 from bot.market.validate import MarketDataError
 from bot.profiles import ConfigError
@@ -25,6 +26,7 @@ from bot.runtime.run import (
     run_bot,
     settings_for,
     summary_lines,
+    terminate_as_interrupt,
 )
 from bot.runtime.sim_loop import SimLoopError
 from bot.runtime.telemetry import configure_for
@@ -34,6 +36,12 @@ app = typer.Typer(
 )
 app.add_typer(market_app, name="market")
 app.add_typer(config_app, name="config")
+
+
+def _tell_partial(partial: Path) -> None:
+    """After an error line: where the rows of a run stopped mid-way are (if it started)."""
+    if (partial / MANIFEST).exists():
+        typer.echo(f"partial journal at {partial}", err=True)
 
 
 @app.command("run")
@@ -67,15 +75,22 @@ def run(
         mode=run_mode, out_dir=out, profile=profile, data=data, synth_seed=synth,
         duration=duration, overrides=tuple(set_ or ()), force=force, progress=progress,
     )  # fmt: skip
+    partial = partial_path(out)
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        result = run_bot(spec, settings)
+        with terminate_as_interrupt():
+            result = run_bot(spec, settings)
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted; partial journal at {partial}", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED) from exc
     except (ConfigError, RunError, SimLoopError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        _tell_partial(partial)
         raise typer.Exit(ExitCode.USAGE) from exc
     except MarketDataError as exc:
         typer.echo(f"error: {exc}", err=True)
+        _tell_partial(partial)
         raise typer.Exit(ExitCode.DATA) from exc
     if as_json:
         typer.echo(json.dumps(result.summary, sort_keys=True, default=str))
