@@ -44,7 +44,7 @@ from bot.market.schema import MarketChunk
 from bot.market.synth import generate
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import parse_duration
-from bot.runtime.data_span import DataSpan, file_span, span_text
+from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
@@ -148,6 +148,13 @@ def data_span_ns(spec: RunSpec, settings: Settings) -> int | None:
     return None if span is None else span.ns
 
 
+def _slack_ns(duration_ns: int) -> int:
+    """How far a duration and a data span may differ unremarked: a file's first-to-last
+    row span falls a little short of the time it was recorded for (a 1 h file spans
+    59:59.9), so 1 % of the duration, at least a second."""
+    return max(NS_PER_S, duration_ns // 100)
+
+
 def warn_duration(duration: str, span_ns: int | None, source: str) -> bool:
     """Warn when the run's duration and the data's span differ; False if the span is
     unknown (the replay then tells: `warn_replayed`)."""
@@ -155,12 +162,12 @@ def warn_duration(duration: str, span_ns: int | None, source: str) -> bool:
         return False
     want = parse_duration(duration)
     data = span_text(span_ns)
-    if want > span_ns:
+    if want > span_ns + _slack_ns(want):
         log.warning(
             "duration_exceeds_data", duration=duration, data_span=data, source=source,
-            detail=f"duration {duration} is longer than the data ({data}); the run ends with it",
+            detail=f"duration {duration} is longer than the data ({data})",
         )  # fmt: skip
-    elif want < span_ns:
+    elif want < span_ns - _slack_ns(want):
         log.warning(
             "duration_cuts_data", duration=duration, data_span=data, source=source,
             detail=f"duration {duration} stops before the end of the data ({data})",
@@ -170,14 +177,15 @@ def warn_duration(duration: str, span_ns: int | None, source: str) -> bool:
 
 def warn_replayed(duration: str, stats: LoopStats, source: str) -> None:
     """After a replay whose data span was unknown up front: what the replay showed."""
-    replayed = span_text(stats.last_ts_ns - stats.first_ts_ns)
+    span = stats.last_ts_ns - stats.first_ts_ns
+    replayed = span_text(span)
     if stats.stopped_early:
         log.warning(
             "duration_cuts_data", duration=duration, replayed=replayed, source=source,
             detail=f"duration {duration} stops before the end of the data (its span is "
             "unknown without reading it all: a compressed file)",
         )  # fmt: skip
-    elif stats.last_ts_ns - stats.first_ts_ns < parse_duration(duration):
+    elif span + _slack_ns(parse_duration(duration)) < parse_duration(duration):
         log.warning(
             "duration_exceeds_data", duration=duration, data_span=replayed, source=source,
             detail=f"duration {duration} is longer than the data ({replayed})",
