@@ -26,7 +26,6 @@ from bot.runtime.run import (
     run_bot,
     settings_for,
     summary_lines,
-    terminate_as_interrupt,
 )
 from bot.runtime.sim_loop import SimLoopError
 from bot.runtime.telemetry import configure_for
@@ -79,10 +78,11 @@ def run(
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        with terminate_as_interrupt():
-            result = run_bot(spec, settings)
+        result = run_bot(spec, settings)
     except KeyboardInterrupt as exc:
-        typer.echo(f"interrupted; partial journal at {partial}", err=True)
+        started = (partial / MANIFEST).exists()
+        where = f"partial journal at {partial}" if started else "no journal was started"
+        typer.echo(f"interrupted; {where}", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED) from exc
     except (ConfigError, RunError, SimLoopError) as exc:
         typer.echo(f"error: {exc}", err=True)

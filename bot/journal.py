@@ -22,6 +22,7 @@ units; money (pnl, fee, notional) in quote currency (USD for USDT pairs).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -299,8 +300,11 @@ class JournalWriter:
         directory = self.root / table
         directory.mkdir(exist_ok=True)
         path = directory / f"part-{self._parts[table]:05d}.parquet"
-        # Fixed writer options and no pandas metadata: same rows -> same bytes.
-        pq.write_table(buffer.take(), path, compression="zstd", store_schema=False)
+        # Fixed writer options and no pandas metadata: same rows -> same bytes. Written
+        # under another name and renamed: a process killed mid-write leaves no torn part.
+        part = path.with_name(path.name + ".tmp")
+        pq.write_table(buffer.take(), part, compression="zstd", store_schema=False)
+        os.replace(part, path)
         self._parts[table] += 1
 
     def flush_all(self) -> None:

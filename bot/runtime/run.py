@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,6 +298,8 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
+    In the main thread SIGTERM stops it as Ctrl-C does (KeyboardInterrupt), at the
+    next chunk of data.
     """
     run_id = run_id_of(spec, settings)
     source, chunks = market_source(spec, settings)
@@ -325,7 +327,8 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
             ),
         )  # fmt: skip
         try:
-            stats = loop.run(chunks)
+            with _stop_on_signal() as stop:
+                stats = loop.run(stop.chunks(chunks))
         except BaseException as exc:  # Ctrl-C, SIGTERM, bad data: keep what was journaled
             with _signals_ignored():
                 writer.flush_all()
@@ -386,18 +389,41 @@ def _signals_ignored() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+class StopRequest:
+    """Ctrl-C / SIGTERM during a replay: the first asks the run to stop at the next chunk
+    boundary (so no journal segment is cut half-written), a second stops it at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def chunks(self, chunks: Iterable[MarketChunk]) -> Iterator[MarketChunk]:
+        for chunk in chunks:
+            if self.signal is not None:
+                raise KeyboardInterrupt(signal.Signals(self.signal).name)
+            yield chunk
+        if self.signal is not None:  # came during the last chunk: the run still stopped
+            raise KeyboardInterrupt(signal.Signals(self.signal).name)
+
+
 @contextmanager
-def terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt for the block, as Ctrl-C does, so that a run
-    stopped by `kill` flushes its partial journal too (main thread only)."""
+def _stop_on_signal() -> Iterator[StopRequest]:
+    """SIGINT and SIGTERM become a `StopRequest` for the block. Handlers can only be set
+    in the main thread; elsewhere (a flow's worker thread) signals keep their handlers."""
+    stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
-    old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield stop
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
 
 
 def execute(spec: RunSpec, env: Mapping[str, str] | None = None) -> RunResult:
