@@ -303,9 +303,9 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     """
     run_id = run_id_of(spec, settings)
     source, chunks = market_source(spec, settings)
+    partial = _prepare_out(spec.out_dir, spec.force)
     duration = settings.run.duration
     span_known = warn_duration(duration, data_span_ns(spec, settings), source)
-    partial = _prepare_out(spec.out_dir, spec.force)
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source),
         segment_rows=settings.storage.journal_segment_rows,
@@ -326,11 +326,12 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
                 feed_faults=feed_faults,
             ),
         )  # fmt: skip
+        stop = StopRequest()
         try:
-            with _stop_on_signal() as stop:
+            with _signal_handler(stop):
                 stats = loop.run(stop.chunks(chunks))
         except BaseException as exc:  # Ctrl-C, SIGTERM, bad data: keep what was journaled
-            with _signals_ignored():
+            with _signal_handler(signal.SIG_IGN):  # a second Ctrl-C must not cut the flush
                 writer.flush_all()
             log.warning("run_stopped", run_id=run_id, partial=str(partial),
                         error=type(exc).__name__)  # fmt: skip
@@ -375,18 +376,18 @@ def journal_figures(root: Path) -> dict[str, Any]:
 
 
 @contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Ctrl-C and SIGTERM do nothing for the block (a second Ctrl-C must not cut the
-    flush of a partial journal short). Handlers can only be set in the main thread."""
+def _signal_handler(handler: Any) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM during the block. Handlers can only be set in the
+    main thread; elsewhere (a flow's worker thread) signals keep theirs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
 
 
 class StopRequest:
@@ -410,22 +411,6 @@ class StopRequest:
             raise KeyboardInterrupt(signal.Signals(self.signal).name)
 
 
-@contextmanager
-def _stop_on_signal() -> Iterator[StopRequest]:
-    """SIGINT and SIGTERM become a `StopRequest` for the block. Handlers can only be set
-    in the main thread; elsewhere (a flow's worker thread) signals keep their handlers."""
-    stop = StopRequest()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in old.items():
-            signal.signal(sig, handler)
-
-
 def execute(spec: RunSpec, env: Mapping[str, str] | None = None) -> RunResult:
     return run_bot(spec, settings_for(spec, env))
 
@@ -435,7 +420,7 @@ def _fixed(value: float | None, digits: int) -> str:
 
 
 def _blocks(summary: Mapping[str, Any]) -> str:
-    """'1,284 (top: notional)': the count and the check that blocked most."""
+    """'1,284 (top: max_order_notional)': the count and the check that blocked most."""
     by_check = summary.get("blocks_by_check") or {}
     top = f" (top: {next(iter(by_check))})" if by_check else ""
     return f"{summary['blocks']:,}{top}"
