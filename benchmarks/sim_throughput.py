@@ -3,7 +3,10 @@
 Generates `--hours` of synthetic BTCUSDT (50 book updates/s + 5 trades/s) once
 to a temporary Parquet file, then times the replay: Parquet reader -> sim loop
 -> sim venue -> engine -> journal (written to a temporary directory). Prints
-one JSON line last: events, wall_s, events_per_s, peak_rss_mb.
+one JSON line last: events, wall_s, events_per_s, peak_rss_mb, and rss_mb: the
+resident set at each tenth of the replay's wall time (the replay runs at a steady
+rate, so a tenth of the wall time is about a tenth of the data hours; a flat list
+means the journal buffers do not grow with the run).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -40,6 +44,37 @@ def write_synth(path: Path, hours: float, seed: int) -> int:
     return rows
 
 
+class RssSampler:
+    """The process's resident set every `every_s` of wall time, in a daemon thread."""
+
+    def __init__(self, every_s: float = 0.25) -> None:
+        self.every_s = every_s
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        page = resource.getpagesize()
+        with open("/proc/self/statm") as statm:
+            while not self._stop.wait(self.every_s):
+                statm.seek(0)
+                self.samples.append(int(statm.read().split()[1]) * page / 2**20)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def tenths(self) -> list[float]:
+        n = len(self.samples)
+        if n == 0:
+            return []
+        return [round(self.samples[min(n - 1, n * k // 10)], 1) for k in range(1, 11)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=6.0)
@@ -59,7 +94,8 @@ def main() -> None:
                        overrides=("data.validation.on_error=skip",))  # fmt: skip
         settings = settings_for(spec)
         start = time.perf_counter()
-        result = run_bot(spec, settings)
+        with RssSampler() as rss:
+            result = run_bot(spec, settings)
         wall = time.perf_counter() - start
     events = result.stats.rows
     print(f"generated={rows} replayed={events}", file=sys.stderr)
@@ -68,6 +104,7 @@ def main() -> None:
     print(json.dumps({
         "events": events, "wall_s": round(wall, 3), "events_per_s": round(events / wall),
         "peak_rss_mb": round(peak_kb / 1024, 1), "hours": args.hours,
+        "rss_mb": rss.tenths(),
     }))  # fmt: skip
 
 

@@ -14,6 +14,7 @@ import typer
 
 from bot.config_cli import config_app
 from bot.exitcodes import ExitCode
+from bot.journal import MANIFEST, partial_path
 from bot.market.cli import market_app
 from bot.market.validate import MarketDataError
 from bot.profiles import ConfigError
@@ -34,6 +35,12 @@ app = typer.Typer(
 )
 app.add_typer(market_app, name="market")
 app.add_typer(config_app, name="config")
+
+
+def _tell_partial(partial: Path) -> None:
+    """After an error line: where the rows of a run stopped mid-way are (if it started)."""
+    if (partial / MANIFEST).exists():
+        typer.echo(f"partial journal at {partial}", err=True)
 
 
 @app.command("run")
@@ -67,15 +74,23 @@ def run(
         mode=run_mode, out_dir=out, profile=profile, data=data, synth_seed=synth,
         duration=duration, overrides=tuple(set_ or ()), force=force, progress=progress,
     )  # fmt: skip
+    partial = partial_path(out)
     try:
         settings = settings_for(spec)
         configure_for(settings)
         result = run_bot(spec, settings)
+    except KeyboardInterrupt as exc:
+        started = (partial / MANIFEST).exists()
+        where = f"partial journal at {partial}" if started else "no journal was started"
+        typer.echo(f"interrupted; {where}", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED) from exc
     except (ConfigError, RunError, SimLoopError) as exc:
         typer.echo(f"error: {exc}", err=True)
+        _tell_partial(partial)
         raise typer.Exit(ExitCode.USAGE) from exc
     except MarketDataError as exc:
         typer.echo(f"error: {exc}", err=True)
+        _tell_partial(partial)
         raise typer.Exit(ExitCode.DATA) from exc
     if as_json:
         typer.echo(json.dumps(result.summary, sort_keys=True, default=str))

@@ -6,6 +6,13 @@ Layout of a journal directory::
     run.json                      run manifest (mode, profile, seed, symbols, redacted config)
     <table>/part-00000.parquet    one file per table per segment
 
+A journal is whole once `run.json` says `"journal": {"complete": true, "parts": {..}}`:
+the writer sets it on `close()`, after the last segment is on disk, with the number
+of part files of each table. A run writes into `<out>.partial`
+and renames it to `<out>` when it ends (bot/runtime/run.py); the readers refuse a
+`.partial` directory or a manifest without the marker (`IncompleteJournal`), so no
+gate judges a run that was interrupted or stopped by an error.
+
 Units: timestamps int64 ns UTC; prices in quote currency; quantities in base
 units; money (pnl, fee, notional) in quote currency (USD for USDT pairs).
 `px_ticks` / `qty_lots` keep the exact integers so PnL recomputes exactly, and
@@ -15,7 +22,9 @@ units; money (pnl, fee, notional) in quote currency (USD for USDT pairs).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol
 
@@ -118,6 +127,15 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
 TABLES: Final = tuple(SCHEMAS)
 _APPEND: Final = list.append
 MANIFEST: Final = "run.json"
+WHOLE: Final = "journal"  # the manifest key: {"complete": bool, "parts": {table: n}}
+PARTIAL_SUFFIX: Final = ".partial"
+# A table's buffer is flushed at whichever bound it meets first. Rows alone let the
+# slow tables (orders, positions) grow for a whole day; bytes bound the memory a
+# buffer holds, data time bounds how much a crash of the process could lose.
+SEGMENT_ROWS: Final = 200_000
+SEGMENT_BYTES: Final = 16 * 1024 * 1024
+SEGMENT_NS: Final = 3_600 * 1_000_000_000
+_SLOT_BYTES: Final = 8  # a column list's pointer to the value object
 
 
 class Recorder(Protocol):
@@ -130,6 +148,16 @@ class JournalError(Exception):
     """A journal that cannot be written or read as the contract says."""
 
 
+class IncompleteJournal(JournalError):
+    """A journal whose run did not finish: interrupted, or stopped by an error."""
+
+
+def partial_path(out: Path) -> Path:
+    """Where a run writes the journal it will rename to `out` when it ends."""
+    out = Path(out)
+    return out.with_name(out.name + PARTIAL_SUFFIX)
+
+
 class TableBuffer:
     """Rows of one table, kept as one list per column until the flush.
 
@@ -138,14 +166,16 @@ class TableBuffer:
     triggered collections that were most of the tick-to-quote tail).
     """
 
-    __slots__ = ("_bad_width", "_columns", "_rows", "_width", "name")
+    __slots__ = ("_bad_width", "_columns", "_row_bytes", "_rows", "_width", "first_ts", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._width = len(SCHEMAS[name])
         self._rows = 0
+        self._row_bytes = 0  # estimated from the first row of the run (see `row_bytes`)
         self._bad_width: int | None = None  # values in the first row of the wrong width
         self._columns: list[list[Any]] = []
+        self.first_ts: Any = 0  # ts_ns (column 0) of the first row since the last take
         self._reset()
 
     def _reset(self) -> None:
@@ -156,11 +186,25 @@ class TableBuffer:
     def rows(self) -> int:
         return self._rows
 
+    @property
+    def row_bytes(self) -> int:
+        """Memory one buffered row holds, estimated once from the run's first row (its
+        value objects and their list slots): 0 before any row. One estimate per run
+        keeps the flush points, and so the segment files, the same for the same rows."""
+        return self._row_bytes
+
+    def _first_row(self, values: tuple[Any, ...]) -> None:
+        if not self._row_bytes:
+            self._row_bytes = sum(sys.getsizeof(v) + _SLOT_BYTES for v in values) or 1
+        self.first_ts = values[0] if values else 0
+
     def append(self, *values: Any) -> None:
         self.add(values)
 
     def add(self, values: tuple[Any, ...]) -> None:
         """`append` for a row already packed as a tuple (the recorders' path)."""
+        if not self._rows:
+            self._first_row(values)
         if len(values) != self._width:
             # reported at the flush, like any other problem with the rows' contents
             if self._bad_width is None:
@@ -197,27 +241,57 @@ class TableBuffer:
 class JournalWriter:
     """Appends rows to per-table buffers and writes a Parquet part per segment.
 
-    Memory stays flat: a table is flushed once it holds `segment_rows` rows,
-    and everything left is flushed on `close()`.
+    Memory stays flat: a table is flushed once its buffer holds `segment_rows` rows,
+    or about `segment_bytes` of row objects, or rows spanning `segment_ns` of data
+    time (ts_ns); `flush_all()` writes what is left and `close()` also marks the
+    manifest complete. A writer that is never closed leaves an incomplete journal.
     """
 
     def __init__(
-        self, root: Path, manifest: Mapping[str, Any], segment_rows: int = 200_000
+        self,
+        root: Path,
+        manifest: Mapping[str, Any],
+        segment_rows: int = SEGMENT_ROWS,
+        segment_bytes: int = SEGMENT_BYTES,
+        segment_ns: int = SEGMENT_NS,
     ) -> None:
+        if min(segment_rows, segment_bytes, segment_ns) <= 0:
+            raise JournalError(
+                f"segment bounds must be positive: rows={segment_rows} "
+                f"bytes={segment_bytes} ns={segment_ns}"
+            )
         self.root = Path(root)
         self.segment_rows = segment_rows
+        self.segment_bytes = segment_bytes
+        self.segment_ns = segment_ns
         self.root.mkdir(parents=True, exist_ok=True)
+        self._manifest = {k: v for k, v in manifest.items() if k != WHOLE}
+        self._write_manifest({**self._manifest, WHOLE: {"complete": False}})
+        self.buffers = {name: TableBuffer(name) for name in TABLES}
+        # per table: rows that fill a segment, set once its first row's size is known
+        self._limits = dict.fromkeys(TABLES, 0)
+        self._parts = dict.fromkeys(TABLES, 0)
+
+    def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
         (self.root / MANIFEST).write_text(
             json.dumps(manifest, indent=2, sort_keys=True, default=str)
         )
-        self.buffers = {name: TableBuffer(name) for name in TABLES}
-        self._parts = dict.fromkeys(TABLES, 0)
 
     def append(self, table: str, *values: Any) -> None:
         buffer = self.buffers[table]
         buffer.add(values)
-        if buffer.rows >= self.segment_rows:
+        try:
+            late = values[0] - buffer.first_ts >= self.segment_ns
+        except (TypeError, IndexError):
+            late = False  # a bad ts_ns is reported at the flush with the other row checks
+        if late or buffer.rows >= (self._limits[table] or self._limit(buffer)):
             self.flush(table)
+
+    def _limit(self, buffer: TableBuffer) -> int:
+        """Rows of this table that reach the first of the row and byte bounds."""
+        limit = max(1, min(self.segment_rows, self.segment_bytes // buffer.row_bytes))
+        self._limits[buffer.name] = limit
+        return limit
 
     def flush(self, table: str) -> None:
         buffer = self.buffers[table]
@@ -226,13 +300,24 @@ class JournalWriter:
         directory = self.root / table
         directory.mkdir(exist_ok=True)
         path = directory / f"part-{self._parts[table]:05d}.parquet"
-        # Fixed writer options and no pandas metadata: same rows -> same bytes.
-        pq.write_table(buffer.take(), path, compression="zstd", store_schema=False)
+        # Fixed writer options and no pandas metadata: same rows -> same bytes. Written
+        # under another name and renamed: a process killed mid-write leaves no torn part.
+        part = path.with_name(path.name + ".tmp")
+        pq.write_table(buffer.take(), part, compression="zstd", store_schema=False)
+        os.replace(part, path)
         self._parts[table] += 1
 
-    def close(self) -> None:
+    def flush_all(self) -> None:
+        """Every buffered row to disk; the manifest stays incomplete (an interrupted run)."""
         for name in TABLES:
             self.flush(name)
+
+    def close(self, extra: Mapping[str, Any] | None = None) -> None:
+        """Flush everything, then mark the manifest complete (with `extra` keys added):
+        the marker is written last, so a journal that has it has all its segments."""
+        self.flush_all()
+        whole = {"complete": True, "parts": dict(self._parts)}
+        self._write_manifest({**self._manifest, **(extra or {}), WHOLE: whole})
 
 
 class MemoryJournal:
@@ -250,24 +335,114 @@ class MemoryJournal:
         return pd.DataFrame(dict(zip(SCHEMAS[table].names, columns, strict=True)))
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    path = Path(root) / MANIFEST
+def read_manifest(root: Path, allow_partial: bool = False) -> dict[str, Any]:
+    """run.json of a whole journal; `allow_partial` also reads an unfinished one
+    (to inspect what an interrupted run left, never to judge it)."""
+    root = Path(root)
+    path = root / MANIFEST
     if not path.is_file():
         raise JournalError(f"{root}: not a journal directory (no {MANIFEST})")
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JournalError(f"{path}: not a readable manifest ({exc})") from exc
+    if not isinstance(data, dict):
+        raise JournalError(f"{path}: not a manifest (a JSON object), got {type(data).__name__}")
+    if not allow_partial:
+        _check_whole(root, data)
     return data
 
 
-def read_table(root: Path, table: str) -> pd.DataFrame:
-    """One journal table as a DataFrame with the contract's columns, possibly empty."""
+def _check_whole(root: Path, manifest: Mapping[str, Any]) -> None:
+    """IncompleteJournal unless the run finished and every part it wrote is there."""
+    if root.name.endswith(PARTIAL_SUFFIX):
+        raise IncompleteJournal(
+            f"{root}: partial journal of a run that did not finish; rerun it to judge it"
+        )
+    whole = manifest.get(WHOLE)
+    if not isinstance(whole, Mapping) or whole.get("complete") is not True:
+        raise IncompleteJournal(
+            f"{root}: incomplete journal ({MANIFEST} lacks {WHOLE}.complete=true: the run "
+            "was interrupted or stopped by an error); rerun it to judge it"
+        )
+    for table, listed in dict(whole.get("parts") or {}).items():
+        found = len(list((root / table).glob("part-*.parquet")))
+        if found != listed:
+            raise IncompleteJournal(
+                f"{root}: table {table} has {found} part files, {MANIFEST} lists {listed}"
+            )
+
+
+def read_table(
+    root: Path, table: str, columns: Sequence[str] | None = None, allow_partial: bool = True
+) -> pd.DataFrame:
+    """One journal table as a DataFrame with the contract's columns (or `columns` of
+    them), possibly empty.
+
+    Reads an unfinished journal too unless `allow_partial` is False; the judging path
+    (`read_tables`) refuses one.
+    """
     if table not in SCHEMAS:
         raise JournalError(f"unknown journal table {table!r}; tables are {', '.join(TABLES)}")
+    if not allow_partial:
+        read_manifest(root)
+    schema = SCHEMAS[table]
+    if columns is not None:
+        unknown = [c for c in columns if c not in schema.names]
+        if unknown:
+            raise JournalError(f"table {table} has no columns {unknown}")
+        schema = pa.schema([schema.field(c) for c in columns])
     directory = Path(root) / table
     parts = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
     if not parts:
-        return SCHEMAS[table].empty_table().to_pandas()
-    return pa.concat_tables(pq.read_table(p, schema=SCHEMAS[table]) for p in parts).to_pandas()
+        return schema.empty_table().to_pandas()
+    return pa.concat_tables(
+        pq.read_table(p, schema=schema, columns=schema.names) for p in parts
+    ).to_pandas()
 
 
-def read_tables(root: Path, tables: Iterable[str] = TABLES) -> dict[str, pd.DataFrame]:
+def read_tables(
+    root: Path, tables: Iterable[str] = TABLES, allow_partial: bool = False
+) -> dict[str, pd.DataFrame]:
+    """The tables of a whole journal (IncompleteJournal for an unfinished one)."""
+    if not allow_partial:
+        read_manifest(root)
     return {name: read_table(root, name) for name in tables}
+
+
+def last_mids(book: pd.DataFrame, fills: pd.DataFrame) -> pd.Series:
+    """Last book mid per symbol; the last fill mid for a symbol without book rows."""
+    book = book.dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
+    fills = fills.dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
+    from_book = book.groupby("symbol")["mid"].last()
+    from_fills = fills.groupby("symbol")["mid"].last()
+    mids = from_book.combine_first(from_fills).astype(float)
+    mids.index = mids.index.astype(str)
+    return mids
+
+
+def final_pnl_usd(fills: pd.DataFrame, book: pd.DataFrame) -> float:
+    """The run's mark-to-market PnL (DESIGN §6 pnl_usd) from its journal rows: per
+    symbol, cash Σ(−s·p·q) − Σfee plus the position Σ(s·q) at the symbol's last mid
+    (`last_mids`), summed over symbols; NaN if a traded symbol has no mid at all.
+
+    The one definition: `mmbot run` prints it and the KPI `pnl_usd` is it.
+    """
+    if fills.empty:
+        return 0.0
+    ordered = fills.sort_values("ts_ns", kind="stable")
+    side = ordered["side"].astype(float)
+    qty = ordered["qty"].astype(float)
+    flows = pd.DataFrame(
+        {
+            "symbol": ordered["symbol"].astype(str),
+            "position": side * qty,
+            "cash": -side * ordered["price"].astype(float) * qty - ordered["fee"].astype(float),
+        }
+    )
+    sums = flows.groupby("symbol", sort=True)[["position", "cash"]].sum()
+    mids = last_mids(book, fills).reindex(sums.index)
+    total = 0.0
+    for cash, position, mid in zip(sums["cash"], sums["position"], mids, strict=True):
+        total += cash + position * mid  # NaN mid -> NaN total: a PnL the journal lacks
+    return total

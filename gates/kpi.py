@@ -36,7 +36,7 @@ import pandas as pd
 
 from bot.config import KPI_NAMES as ALL_KPI_NAMES
 from bot.config import StrategyConfig
-from bot.journal import SCHEMAS, TABLES, read_manifest, read_tables
+from bot.journal import SCHEMAS, TABLES, final_pnl_usd, read_manifest, read_tables
 
 EXTRA_NAMES: Final = ("adverse_5s_bps", "net_5s_bps")
 # the DESIGN §6 KPIs; the names are kept once, in bot/config.py, for validation too
@@ -342,33 +342,9 @@ def _max_drawdown(pnl: pd.Series) -> float:
 
 
 def _pnl_usd(journal: Journal) -> float:
-    """The run's final mark-to-market, summed over symbols: every fill, marked at the
-    symbol's last mid (NaN if a traded symbol has no mid at all)."""
-    fills = journal.table("fills")
-    if fills.empty:
-        return 0.0
-    symbols = fills["symbol"].astype(str).unique()
-    # one mark per symbol after every row of the journal, so that no fill is left out
-    end = max(int(frame["ts_ns"].max()) for frame in journal.tables.values() if not frame.empty)
-    last_mid = _last_mids(journal)
-    last_mid.index = last_mid.index.astype(str)
-    marks = pd.DataFrame(
-        {
-            "ts_ns": np.full(len(symbols), end, dtype="int64"),
-            "symbol": symbols,
-            "mid": last_mid.reindex(symbols).to_numpy(dtype=float),
-        }
-    )
-    return float(_marked(marks, fills)["pnl_usd"].sum(skipna=False))
-
-
-def _last_mids(journal: Journal) -> pd.Series:
-    """Last book mid per symbol; the last fill mid for a symbol without book rows."""
-    book = journal.table("book").dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
-    fills = journal.table("fills").dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
-    from_book = book.groupby("symbol")["mid"].last()
-    from_fills = fills.groupby("symbol")["mid"].last()
-    return from_book.combine_first(from_fills).astype(float)
+    """The run's final mark-to-market, summed over symbols: `final_pnl_usd`, the one
+    definition, which `mmbot run` prints too."""
+    return final_pnl_usd(journal.table("fills"), journal.table("book"))
 
 
 # --- orders, quotes, risk ------------------------------------------------------------

@@ -4,6 +4,10 @@ a journal and a summary. `mmbot run` is a thin command over `execute`.
 Modes here are the two that send nothing to an exchange: `paper` (the
 simulated venue: queue, latency, fees, faults) and `shadow` (fills inferred
 from market trades, no queue, zero latency).
+
+A run writes its journal to `<out>.partial` and renames it to `<out>` once the
+manifest is marked complete. A run stopped by Ctrl-C, SIGTERM or a data error
+flushes what it has and leaves `<out>.partial`, which no gate accepts.
 """
 
 from __future__ import annotations
@@ -11,9 +15,13 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +31,14 @@ import structlog
 
 from bot.config import Settings, instruments
 from bot.engine import Engine
-from bot.journal import MANIFEST, TABLES, JournalWriter
+from bot.journal import (
+    MANIFEST,
+    TABLES,
+    JournalWriter,
+    final_pnl_usd,
+    partial_path,
+    read_table,
+)
 from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import open_market
@@ -31,6 +46,7 @@ from bot.market.schema import MarketChunk
 from bot.market.synth import generate
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import parse_duration
+from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
@@ -92,14 +108,18 @@ def run_id_of(spec: RunSpec, settings: Settings) -> str:
     return f"{spec.mode}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
+def _data_path(spec: RunSpec, settings: Settings) -> Path | None:
+    """The file or directory to replay (`--data`, else the profile's); None: synthesise."""
+    if spec.data is not None:
+        return spec.data
+    data = settings.data
+    return Path(data.path) if data.source == "replay" and data.path else None
+
+
 def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[MarketChunk]]:
     """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's."""
     data = settings.data
-    path = (
-        spec.data
-        if spec.data is not None
-        else (Path(data.path) if data.source == "replay" and data.path else None)
-    )
+    path = _data_path(spec, settings)
     if path is not None:
         if not path.exists():
             raise RunError(f"--data {path}: no such file or directory")
@@ -118,6 +138,60 @@ def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[Mark
             f"(configured: {', '.join(settings.venue.symbols)})"
         )
     return f"synth:{cfg.symbol}:seed={seed}:{cfg.duration}", generate(cfg, spec_of, seed)
+
+
+def data_span_ns(spec: RunSpec, settings: Settings) -> int | None:
+    """The data time the source holds, known before the replay: the synthetic market's
+    duration, a file's own metadata; None when only a pass over the rows could tell."""
+    path = _data_path(spec, settings)
+    if path is None:
+        return parse_duration(settings.data.synth.duration)
+    span = file_span(path, settings.data.format)
+    return None if span is None else span.ns
+
+
+def _slack_ns(duration_ns: int) -> int:
+    """How far a duration and a data span may differ unremarked: a file's first-to-last
+    row span falls a little short of the time it was recorded for (a 1 h file spans
+    59:59.9), so 1 % of the duration, at least a second."""
+    return max(NS_PER_S, duration_ns // 100)
+
+
+def warn_duration(duration: str, span_ns: int | None, source: str) -> bool:
+    """Warn when the run's duration and the data's span differ; False if the span is
+    unknown (the replay then tells: `warn_replayed`)."""
+    if span_ns is None:
+        return False
+    want = parse_duration(duration)
+    data = span_text(span_ns)
+    if want > span_ns + _slack_ns(want):
+        log.warning(
+            "duration_exceeds_data", duration=duration, data_span=data, source=source,
+            detail=f"duration {duration} is longer than the data ({data})",
+        )  # fmt: skip
+    elif want < span_ns - _slack_ns(want):
+        log.warning(
+            "duration_cuts_data", duration=duration, data_span=data, source=source,
+            detail=f"duration {duration} stops before the end of the data ({data})",
+        )  # fmt: skip
+    return True
+
+
+def warn_replayed(duration: str, stats: LoopStats, source: str) -> None:
+    """After a replay whose data span was unknown up front: what the replay showed."""
+    span = stats.last_ts_ns - stats.first_ts_ns
+    replayed = span_text(span)
+    if stats.stopped_early:
+        log.warning(
+            "duration_cuts_data", duration=duration, replayed=replayed, source=source,
+            detail=f"duration {duration} stops before the end of the data (its span is "
+            "unknown without reading it all: a compressed file)",
+        )  # fmt: skip
+    elif span + _slack_ns(parse_duration(duration)) < parse_duration(duration):
+        log.warning(
+            "duration_exceeds_data", duration=duration, data_span=replayed, source=source,
+            detail=f"duration {duration} is longer than the data ({replayed})",
+        )  # fmt: skip
 
 
 def manifest(
@@ -154,16 +228,49 @@ def manifest(
     }
 
 
-def _prepare_out(out_dir: Path, force: bool) -> None:
-    if (out_dir / MANIFEST).exists():
+def _prepare_out(out_dir: Path, force: bool) -> Path:
+    """The `.partial` directory to write into, empty; refuses to replace a journal (or
+    the partial one of an interrupted run) without `force`. An old journal in `out_dir`
+    stays until the new run is complete (`_publish`)."""
+    partial = partial_path(out_dir)
+    if (out_dir / MANIFEST).exists() and not force:
+        raise RunError(f"--out {out_dir} already holds a journal; pass --force to replace it")
+    if partial.exists():
+        if not (partial / MANIFEST).exists():
+            raise RunError(f"{partial} exists and is not a partial journal; move it away")
         if not force:
-            raise RunError(f"--out {out_dir} already holds a journal; pass --force to replace it")
-        # only what a journal consists of: never anything else the user keeps there
-        for name in TABLES:
-            shutil.rmtree(out_dir / name, ignore_errors=True)
-        for name in (MANIFEST, SUMMARY):
-            (out_dir / name).unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
+            raise RunError(
+                f"{partial} holds the partial journal of an interrupted run; "
+                "pass --force to replace it"
+            )
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _clear_journal(out_dir: Path) -> None:
+    """Remove what a journal consists of, manifest first: never anything else kept there."""
+    for name in (MANIFEST, SUMMARY):
+        (out_dir / name).unlink(missing_ok=True)
+    for name in TABLES:
+        shutil.rmtree(out_dir / name, ignore_errors=True)
+
+
+def _publish(partial: Path, out_dir: Path) -> None:
+    """`partial` becomes `out_dir`: one rename when `out_dir` is absent or empty once its
+    old journal is gone; else the entries move in one by one, the manifest last, so a
+    reader never sees a complete manifest over half the tables."""
+    if out_dir.exists():
+        _clear_journal(out_dir)
+        if not any(out_dir.iterdir()):
+            out_dir.rmdir()
+    if not out_dir.exists():
+        os.replace(partial, out_dir)
+        return
+    entries = sorted(partial.iterdir(), key=lambda p: p.name == MANIFEST)
+    for entry in entries:
+        os.replace(entry, out_dir / entry.name)
+    partial.rmdir()
 
 
 @contextmanager
@@ -193,7 +300,13 @@ def _venue(
 
 
 def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
-    """Replay, trade against the venue of the mode, write the journal; no printing."""
+    """Replay, trade against the venue of the mode, write the journal; no printing.
+
+    Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
+    after the rows so far are flushed to the journal left at `partial_path(out)`.
+    In the main thread SIGTERM stops it as Ctrl-C does (KeyboardInterrupt), at the
+    next chunk of data.
+    """
     run_id = run_id_of(spec, settings)
     source, chunks = market_source(spec, settings)
     # the first chunk sets the clock offset, which run.json records before the replay
@@ -201,9 +314,11 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     feed_ns = round(settings.sim.feed_latency_ms * 1e6)
     clock = estimate_offset(first, feed_ns) if first is not None else None
     chunks = itertools.chain([first] if first is not None else [], chunks)
-    _prepare_out(spec.out_dir, spec.force)
+    partial = _prepare_out(spec.out_dir, spec.force)
+    duration = settings.run.duration
+    span_known = warn_duration(duration, data_span_ns(spec, settings), source)
     writer = JournalWriter(
-        spec.out_dir, manifest(run_id, spec, settings, source, clock),
+        partial, manifest(run_id, spec, settings, source, clock),
         segment_rows=settings.storage.journal_segment_rows,
     )  # fmt: skip
     books = {symbol: L2Book() for symbol in settings.venue.symbols}
@@ -216,28 +331,96 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
             LoopConfig(
                 timer_ms=settings.run.timer_ms,
                 book_sample_ms=settings.telemetry.book_sample_ms,
-                duration_ns=parse_duration(settings.run.duration),
+                duration_ns=parse_duration(duration),
                 record_book=False,  # the engine samples the book it saw (bot/engine.py)
                 progress=progress,
                 feed_faults=feed_faults,
                 clock=clock,
             ),
         )  # fmt: skip
+        stop = StopRequest()
         try:
-            stats = loop.run(chunks)
-        finally:
-            writer.close()
+            with _signal_handler(stop):
+                stats = loop.run(stop.chunks(chunks))
+        except BaseException as exc:  # Ctrl-C, SIGTERM, bad data: keep what was journaled
+            with _signal_handler(signal.SIG_IGN):  # a second Ctrl-C must not cut the flush
+                writer.flush_all()
+            log.warning("run_stopped", run_id=run_id, partial=str(partial),
+                        error=type(exc).__name__)  # fmt: skip
+            raise
+    if not span_known:
+        warn_replayed(duration, stats, source)
+    span = DataSpan(stats.first_ts_ns, stats.last_ts_ns)
+    writer.close({"data_span": {**span.to_dict(), "cut_by_duration": stats.stopped_early}})
     summary = {
         "run_id": run_id,
         "out": str(spec.out_dir),
         "data_source": source,
         **engine.summary(),
+        **journal_figures(partial),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
     }
-    (spec.out_dir / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    _publish(partial, spec.out_dir)
     log.info("run_done", run_id=run_id, fills=summary["fills"], rows=stats.rows)
     return RunResult(run_id, spec.out_dir, summary, stats)
+
+
+def journal_figures(root: Path) -> dict[str, Any]:
+    """The summary's figures read back from the journal just written, so that they are
+    what `mmbot kpi` finds in it: pnl_usd by the KPI's one definition (`final_pnl_usd`;
+    the engine's own mark is its last touch, which the sampled book may not hold) and
+    the risk blocks by check, most frequent first."""
+    fills = read_table(root, "fills", ["ts_ns", "symbol", "side", "price", "qty", "fee", "mid"])
+    book = read_table(root, "book", ["ts_ns", "symbol", "mid"])
+    risk = read_table(root, "risk", ["kind", "check"])
+    pnl = final_pnl_usd(fills, book)
+    turnover = float((fills["price"] * fills["qty"]).sum())
+    checks = Counter(risk.loc[risk["kind"] == "block", "check"].astype(str).tolist())
+    return {
+        "pnl_usd": pnl,
+        # PnL per turnover: not the KPI net_bps of DESIGN §6 (`mmbot kpi` computes that)
+        "pnl_per_turnover_bps": pnl / turnover * 1e4 if turnover else None,
+        "blocks": sum(checks.values()),
+        "blocks_by_check": dict(sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+@contextmanager
+def _signal_handler(handler: Any) -> Iterator[None]:
+    """`handler` for SIGINT and SIGTERM during the block. Handlers can only be set in the
+    main thread; elsewhere (a flow's worker thread) signals keep theirs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+class StopRequest:
+    """Ctrl-C / SIGTERM during a replay: the first asks the run to stop at the next chunk
+    boundary (so no journal segment is cut half-written), a second stops it at once."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, _frame: object) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def chunks(self, chunks: Iterable[MarketChunk]) -> Iterator[MarketChunk]:
+        for chunk in chunks:
+            if self.signal is not None:
+                raise KeyboardInterrupt(signal.Signals(self.signal).name)
+            yield chunk
+        if self.signal is not None:  # came during the last chunk: the run still stopped
+            raise KeyboardInterrupt(signal.Signals(self.signal).name)
 
 
 def execute(spec: RunSpec, env: Mapping[str, str] | None = None) -> RunResult:
@@ -246,6 +429,13 @@ def execute(spec: RunSpec, env: Mapping[str, str] | None = None) -> RunResult:
 
 def _fixed(value: float | None, digits: int) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _blocks(summary: Mapping[str, Any]) -> str:
+    """'1,284 (top: max_order_notional)': the count and the check that blocked most."""
+    by_check = summary.get("blocks_by_check") or {}
+    top = f" (top: {next(iter(by_check))})" if by_check else ""
+    return f"{summary['blocks']:,}{top}"
 
 
 def summary_lines(summary: Mapping[str, Any]) -> Sequence[str]:
@@ -261,6 +451,6 @@ def summary_lines(summary: Mapping[str, Any]) -> Sequence[str]:
         f"pnl/turnover {_fixed(summary['pnl_per_turnover_bps'], 2)} bps  "
         f"fees {summary['fees_usd']:.4f} USD",
         f"orders {summary['places']}  cancels {summary['cancels']}  rejects {summary['rejects']}  "
-        f"freezes {summary['freezes']}",
+        f"risk blocks {_blocks(summary)}  freezes {summary['freezes']}",
         f"journal {summary['out']}",
     )
