@@ -21,8 +21,10 @@ over those two tapes:
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from pathlib import Path
 
 import numpy as np
 
@@ -257,3 +259,78 @@ def describe(t: Tapes) -> MarketStats:
 def market_stats(chunks: Iterable[MarketChunk], tick: float) -> MarketStats:
     """`describe(walk(chunks, tick))`: the statistics of any stream of chunks."""
     return describe(walk(chunks, tick))
+
+
+# --- the side-by-side table (docs/synthetic.md) -------------------------------------------
+
+_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("book_rows_per_s", "book rows / s", "{:,.0f}"),
+    ("book_messages_per_s", "book messages / s", "{:.1f}"),
+    ("touch_level_rows_per_s", "rows at the touch's price / s", "{:.1f}"),
+    ("touch_changes_per_s", "touch changes / s", "{:.2f}"),
+    ("trades_per_s", "trades / s", "{:.1f}"),
+    ("spread_1_tick_share", "spread 1 tick (time share)", "{:.4f}"),
+    ("spread_2_ticks_share", "spread 2 ticks", "{:.4f}"),
+    ("spread_3plus_ticks_share", "spread 3+ ticks", "{:.4f}"),
+    ("spread_mean_ticks", "mean spread, ticks", "{:.3f}"),
+    ("trade_notional_median", "trade notional median, USD", "{:,.0f}"),
+    ("trade_notional_p90", "trade notional p90, USD", "{:,.0f}"),
+    ("trade_notional_p99", "trade notional p99, USD", "{:,.0f}"),
+    ("trade_notional_mean", "trade notional mean, USD", "{:,.0f}"),
+    ("vol_1s_annual", "realized vol, 1 s returns, annual", "{:.3f}"),
+    ("vol_1m_annual", "realized vol, 1 min returns, annual", "{:.3f}"),
+    ("touch_trade_share", "trades at the touch (share)", "{:.3f}"),
+    ("adverse_1s_bps", "touch quoter markout 1 s, bps", "{:.3f}"),
+    ("adverse_5s_bps", "touch quoter markout 5 s, bps", "{:.3f}"),
+    ("duration_s", "stream length, s", "{:,.0f}"),
+)
+
+
+def table(columns: dict[str, MarketStats]) -> str:
+    """A Markdown table: one row per statistic, one column per named stream."""
+    head = "| statistic | " + " | ".join(columns) + " |"
+    rule = "|---|" + "---:|" * len(columns)
+    body = [
+        f"| {label} | " + " | ".join(fmt.format(getattr(s, name)) for s in columns.values()) + " |"
+        for name, label, fmt in _ROWS
+    ]
+    return "\n".join([head, rule, *body])
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bot.market.stats`: the synthetic-vs-real table of docs/synthetic.md."""
+    import argparse
+
+    import structlog
+
+    from bot.config import SynthConfig
+    from bot.market.readers import open_market
+    from bot.market.synth import generate
+    from bot.profiles import load_settings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--real", type=str, help="a recorded source (Tardis dir, Parquet, ...)")
+    parser.add_argument("--synth-seed", type=int, default=None, help="add the synthetic market")
+    parser.add_argument("--duration", default="30m", help="of the synthetic market")
+    parser.add_argument("--profile", default="demo", help="whose data.synth and venue to use")
+    args = parser.parse_args(argv)
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    settings = load_settings(args.profile)
+    cfg = SynthConfig.model_validate(
+        {**settings.data.synth.model_dump(), "duration": args.duration}
+    )
+    tick = float(settings.venue.symbols[cfg.symbol].tick_size)
+    columns: dict[str, MarketStats] = {}
+    if args.synth_seed is not None:
+        spec = settings.venue.symbols[cfg.symbol]
+        label = f"synthetic (seed {args.synth_seed}, {args.duration})"
+        columns[label] = market_stats(generate(cfg, spec, args.synth_seed), tick)
+    if args.real:
+        columns[f"real ({Path(args.real).name})"] = market_stats(open_market(args.real), tick)
+    if not columns:
+        parser.error("give --real PATH, --synth-seed N, or both")
+    print(table(columns))
+
+
+if __name__ == "__main__":
+    main()
