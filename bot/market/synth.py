@@ -90,7 +90,7 @@ class MarketShape:
     wide_sigma: float = 1.3
     burst_duration_s: tuple[float, float] = (45.0, 90.0)
     burst_trade_mult: float = 1.0  # extra one-sided trades, in units of trade_rate_hz
-    burst_sweep_hz: float = 0.3  # extra sweeps in the burst direction
+    burst_sweep_hz: float = 0.6  # extra sweeps in the burst direction (~20 bps a minute)
     jump_median_bps: float = 5.0
     touch_notional: float = 150_000.0  # median size at the touch, quote (real 189 k)
     level_notional: float = 10_000.0  # median size one level behind it
