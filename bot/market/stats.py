@@ -138,8 +138,20 @@ class _Walker:
         ts, bid, ask = (np.array(x, np.int64) for x in self.touch)
         t_ts, t_side, t_px, t_bid, t_ask = (np.array(x, np.int64) for x in self.trades)
         return Tapes(
-            ts, bid, ask, t_ts, t_side, t_px, np.array(self.notional, float), t_bid, t_ask,
-            self.book_rows, self.book_messages, self.touch_level_rows, self.first_ts, self.last_ts,
+            ts,
+            bid,
+            ask,
+            t_ts,
+            t_side,
+            t_px,
+            np.array(self.notional, float),
+            t_bid,
+            t_ask,
+            self.book_rows,
+            self.book_messages,
+            self.touch_level_rows,
+            self.first_ts,
+            self.last_ts,
         )
 
 
