@@ -802,7 +802,7 @@ def generate(
     cfg: SynthConfig,
     spec: SymbolSpec,
     seed: int,
-    chunk_seconds: float = 600,
+    chunk_seconds: float = 120,
     shape: MarketShape = MarketShape(),
 ) -> Iterator[MarketChunk]:
     """The synthetic stream of `cfg.symbol` in replay order, one chunk of time at a time.
