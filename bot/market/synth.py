@@ -680,15 +680,15 @@ def _trades_in(
         rng, parents, shape.cluster_eta, shape.cluster_gap_s, shape.cluster_same_sign
     )
     burst_t, burst_s = _burst_events(rng, bursts, st.rates.burst_trade_hz, t0, t1)
-    quiet = len(cluster_t) + len(burst_t)
+    background = len(cluster_t) + len(burst_t)
     times = np.concatenate([carry.pending_trades[0], cluster_t, burst_t, sweeps.trade_t])
     values = (
         np.concatenate([carry.pending_trades[1], cluster_s, burst_s, sweeps.trade_s]),
-        np.concatenate([carry.pending_trades[2], np.zeros(quiet, np.int64), sweeps.through]),
+        np.concatenate([carry.pending_trades[2], np.zeros(background, np.int64), sweeps.through]),
         np.concatenate(
             [
                 carry.pending_trades[3],
-                np.ones(quiet),
+                np.ones(background),
                 np.full(len(sweeps.trade_t), shape.sweep_size_mult),
             ]
         ),
