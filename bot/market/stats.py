@@ -326,7 +326,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", default="30m", help="of the synthetic market")
     parser.add_argument("--profile", default="demo", help="whose data.synth and venue to use")
     args = parser.parse_args(argv)
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    if not structlog.is_configured():
+        # stdout is the table; sys.stderr is looked up per logger, not bound once
+        structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
     settings = load_settings(args.profile)
     cfg = SynthConfig.model_validate(
         {**settings.data.synth.model_dump(), "duration": args.duration}
