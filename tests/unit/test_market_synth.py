@@ -380,14 +380,14 @@ def test_the_rates_carry_the_target_volatility_on_fine_and_coarse_ticks() -> Non
 
 
 def test_realized_volatility_follows_the_target() -> None:
-    # 10-minute returns of the mid over 12 h (72 of them): the estimate's sampling
-    # error is ~1/sqrt(2 * 72) = 8 %, and regimes add some: +-30 % holds it
+    # 5-minute returns of the last trade price over 6 h (72 of them): the estimate's
+    # sampling error is ~1/sqrt(2 * 72) = 8 %, and regimes add some: +-30 % holds it
     def realized(vol: float) -> float:
         ends = []
-        for chunk in generate(_thin(duration="12h", annual_vol=vol), SPEC, 5, chunk_seconds=600):
+        for chunk in generate(_thin(duration="6h", annual_vol=vol), SPEC, 5, chunk_seconds=300):
             ends.append(chunk.price[chunk.kind == Kind.TRADE][-1])
         returns = np.diff(np.log(ends))
-        return float(returns.std(ddof=1) * np.sqrt(365 * 24 * 6))
+        return float(returns.std(ddof=1) * np.sqrt(365 * 24 * 12))
 
     assert realized(0.6) == pytest.approx(0.6, rel=0.3)
     assert realized(0.2) == pytest.approx(0.2, rel=0.3)
