@@ -243,8 +243,9 @@ class SynthConfig(Section):
     start: str = "2024-08-08T00:00:00Z"
     duration: str = "1h"
     initial_mid: float = Field(default=60_000.0, gt=0)
-    book_rate_hz: float = Field(default=50.0, gt=0)
-    trade_rate_hz: float = Field(default=5.0, gt=0)
+    # the real Binance BTCUSDT capture of 2024-08-08: 1 292 book rows/s, 62 trades/s
+    book_rate_hz: float = Field(default=1_300.0, gt=0)
+    trade_rate_hz: float = Field(default=60.0, gt=0)
     depth_levels: int = Field(default=20, ge=20)
     annual_vol: float = Field(default=0.6, gt=0)
     jump_rate_per_h: float = Field(default=0.5, ge=0)

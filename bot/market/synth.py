@@ -1,42 +1,43 @@
 """Seeded synthetic market: an L2 book of one symbol plus its trades, in chunks of time.
 
-The model, and why each part is there:
+Calibrated to the real Binance BTCUSDT capture in ../shared/data (docs/synthetic.md
+holds the side-by-side table and the command that makes it). The model, and why
+each part is there:
 
-- The touch moves in whole ticks (a step of k >= 1 ticks, geometric, mostly 1).
-  Diffusive steps arrive at a rate scaled by a 3-state Markov volatility regime
-  (calm / normal / stressed), so volatility clusters; rare jumps move it many ticks.
-- Trades arrive in clusters (a parent from a regime-scaled Poisson process, then a
-  geometric number of children a few tens of ms apart, mostly of the same sign):
-  a one-generation Hawkes process, cheap to draw with numpy.
-- Informed flow: a share of trades is followed, a few hundred ms later, by a step
-  of the touch in the aggressor's direction. A symmetric quoter at the touch
-  therefore loses slightly more to adverse selection than the half tick of spread
-  it earns, as on a real liquid venue before rebates.
-- Toxic bursts: about a minute of one-sided aggressive trades plus a trend of
-  steps in the same direction.
-- The spread is one tick most of the time; a renewal process widens it by one or
-  two ticks (one side pulls back) for about half a second.
+- Sweeps move the touch. On the real book the level behind the touch is mostly
+  empty, so the touch rarely moves (1.4 times a second) and then by many ticks
+  (median 22 ticks, lognormal tail); 83 % of those moves follow a trade of their
+  sign by a few tens of ms. A sweep here is a run of same-sign trades a couple of
+  ms apart, printing at the touch and then at the levels it eats, and the book
+  shows the move `book_lag_s` after its last trade (the real depth feed lags the
+  trade feed the same way). A maker at the touch is therefore filled just before
+  the mid moves against it: that is the adverse selection of the real feed.
+- A sweep is followed, with probability `follow_eta` and about a second later, by
+  another one its way (momentum: the real 5 s markout is larger than the 1 s one).
+- Quiet moves (no trade before them) and rare jumps move the touch either way.
+- The rate of sweeps is solved from `annual_vol`: every move's size in ticks is
+  known in distribution, so the variance per second is too. Volatility regimes
+  (calm / normal / stressed, a Markov chain) scale the rates, so it clusters.
+- Background trades (the rest of `trade_rate_hz`) arrive in clusters (a parent
+  from a regime-scaled Poisson process, then a geometric number of children a
+  few tens of ms apart, mostly of the same sign) and print at the touch.
+- Toxic bursts: about a minute of one-sided aggressive trades plus sweeps in the
+  same direction.
+- The spread is one tick nearly all the time (99.3 % on the real feed); a renewal
+  process pulls one side back by a few ticks for about a tenth of a second.
 - Each side holds exactly `depth_levels` contiguous levels from the touch, with
-  lognormal sizes whose median grows with the distance from the touch. When the
-  touch moves, the rows that keep the book consistent are emitted in an order
-  that never crosses it and never empties a side: the retreating side first
-  (add the new levels, then remove the old), then the advancing side.
-- Between touch moves, size-change rows at random levels (mostly near the touch)
-  fill the book-row budget `book_rate_hz`.
-
-The row budget bounds the volatility. Every tick the touch moves costs four rows
-(an add and a remove on each side), so a book-row budget of ~50/s caps the
-variance of the touch at a few ticks^2 per second: for BTCUSDT at tick 0.1 and
-60 000 USD that is an annual volatility of a few percent, far below
-`annual_vol` = 0.6 (which would need ~1 000 rows/s, as the real feed has).
-`annual_vol` is therefore a target reached only when the budget allows (low
-price in ticks, or a higher `book_rate_hz`); the generator logs
-`synth_vol_capped` with both figures when it is not reached.
+  lognormal sizes: a large touch level, smaller levels behind it whose median
+  grows with the distance. When the touch moves, the rows that keep the book
+  consistent are emitted in an order that never crosses it and never empties a
+  side: the retreating side first (add the new levels, then remove the old), then
+  the advancing side. A move costs 4 * min(ticks, depth_levels) rows.
+- The rest of the book-row budget `book_rate_hz` is size changes at random levels,
+  grouped into messages (`size_message_hz`), as a depth feed sends them.
 
 Everything is drawn from one `numpy.random.default_rng(seed)` in a fixed order, so
 the same seed, config and `chunk_seconds` give identical arrays. Only one chunk of
 rows is alive at a time; what crosses a chunk boundary (regime, spread state,
-open bursts, pending children and informed steps, the touch) is carried over.
+open bursts, pending trades and moves, the touch) is carried over.
 """
 
 from __future__ import annotations
@@ -47,13 +48,10 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 
 import numpy as np
-import structlog
 
 from bot.config import SymbolSpec, SynthConfig
 from bot.market.schema import Kind, MarketChunk
 from bot.runtime.clock import parse_duration, parse_utc
-
-log = structlog.get_logger(__name__)
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
 NS = 1_000_000_000
@@ -65,28 +63,42 @@ class SynthConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class MarketShape:
-    """Microstructure constants of the synthetic market (not user settings)."""
+    """Microstructure constants of the synthetic market (not user settings).
 
-    regime_sigma: tuple[float, float, float] = (0.5, 1.0, 2.0)
-    regime_hold_s: tuple[float, float, float] = (1_800.0, 1_200.0, 480.0)
-    step_p: float = 0.6  # touch step k ~ Geometric(p) on 1, 2, ...: mean 1.67 ticks
-    touch_share: float = 0.6  # share of the book-row budget that touch moves may use
-    informed_prob: float = 0.4  # share of trades followed by a step their way
-    informed_delay_s: float = 0.25
-    cluster_eta: float = 0.5  # mean trades per cluster = 1 / (1 - eta)
+    Values in comments marked "real" are from the Binance BTCUSDT capture of
+    2024-08-08 (`python -m bot.market.stats`).
+    """
+
+    regime_sigma: tuple[float, float, float] = (0.7, 1.0, 1.5)
+    regime_hold_s: tuple[float, float, float] = (600.0, 400.0, 160.0)
+    step_median_bps: float = 0.36  # size of a touch move; real median 22.5 ticks at 61 800
+    step_sigma: float = 1.0  # lognormal; real p90 / median = 3.2, p99 / median = 12.8
+    quiet_share: float = 0.2  # moves with no trade before them, per sweep (real: ~17 %)
+    sweep_trade_share: float = 0.9  # share of trades that belong to a sweep
+    sweep_queue_share: float = 0.35  # of a sweep's trades, those at the touch
+    sweep_gap_s: float = 0.002  # between the trades of a sweep (real: a few ms)
+    book_lag_s: float = 0.02  # the book shows a sweep's move this long after its last trade
+    sweep_size_mult: float = 2.0  # sweeping orders are larger than background ones
+    follow_eta: float = 0.45  # chance that a sweep is followed by another one its way
+    follow_delay_s: float = 1.5
+    cluster_eta: float = 0.5  # mean background trades per cluster = 1 / (1 - eta)
     cluster_gap_s: float = 0.05
     cluster_same_sign: float = 0.85
-    wide_share: float = 0.05  # share of time the spread is wider than one tick
-    wide_hold_s: float = 0.5
+    wide_share: float = 0.007  # share of time the spread is wider than one tick (real 0.7 %)
+    wide_hold_s: float = 0.1
+    wide_median_ticks: float = 10.0  # how far the side pulls back, lognormal
+    wide_sigma: float = 1.3
     burst_duration_s: tuple[float, float] = (45.0, 90.0)
-    burst_trade_mult: float = 3.0  # extra one-sided trades, in units of trade_rate_hz
-    burst_step_hz: float = 2.0  # extra steps in the burst direction
+    burst_trade_mult: float = 1.0  # extra one-sided trades, in units of trade_rate_hz
+    burst_sweep_hz: float = 0.6  # extra sweeps in the burst direction (~20 bps a minute)
     jump_median_bps: float = 5.0
-    touch_notional: float = 50_000.0  # median size at the touch, quote currency
-    depth_growth: float = 0.1  # median size grows by this share per level from the touch
+    touch_notional: float = 150_000.0  # median size at the touch, quote (real 189 k)
+    level_notional: float = 10_000.0  # median size one level behind it
+    depth_growth: float = 0.1  # behind the touch the median grows this share per level
     level_sigma: float = 0.7
-    trade_notional: float = 2_000.0
-    trade_sigma: float = 1.2
+    trade_notional: float = 520.0  # median background trade, quote; sweeps trade twice that
+    trade_sigma: float = 1.9  # lognormal; real median 989, p90 16 k, p99 71 k, mean 7.0 k
+    size_message_hz: float = 17.0  # size-change messages; real 19 book messages/s in all
     latency_floor_ms: float = 0.5
     latency_median_ms: float = 3.0
     latency_sigma: float = 0.5
@@ -97,18 +109,24 @@ class Rates:
     """Event rates derived once from the config, the symbol and the shape."""
 
     regime_pi: tuple[float, ...]
-    diffuse_hz: float  # mean rate of diffusive steps over regimes
-    parent_hz: float  # mean rate of trade-cluster parents over regimes
+    step_ticks: float  # median size of a touch move
+    sweep_hz: float  # mean rate of sweep families over regimes
+    quiet_hz: float
+    sweep_trades: float  # mean trades per sweep
+    parent_hz: float  # mean rate of background trade-cluster parents over regimes
     burst_trade_hz: float
     burst_hz: float
     jump_hz: float
     jump_ticks: float
-    size_change_hz: float
     widen_hz: float
+    wide_ticks: float
+    touch_rows_hz: float
+    size_change_hz: float
+    size_message_hz: float
     target_vol: float
-    effective_vol: float  # of the touch steps, jumps left out
-    vol_capped: bool
+    effective_vol: float  # of the touch moves, jumps left out
     touch_lots: float
+    level_lots: float
     trade_lots: float
 
 
@@ -123,8 +141,14 @@ class _Carry:
     regime_until: float = 0.0
     spread_next: float = 0.0
     bursts: list[tuple[float, float, int]] = field(default_factory=list)
-    pending_trades: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0, np.int64))
-    pending_steps: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0, np.int64))
+    # trades: (time, sign, ticks through the touch, size multiple); moves: (time, ticks)
+    pending_trades: tuple[np.ndarray, ...] = (
+        np.empty(0),
+        np.empty(0, np.int64),
+        np.empty(0, np.int64),
+        np.empty(0),
+    )
+    pending_moves: tuple[np.ndarray, ...] = (np.empty(0), np.empty(0, np.int64))
     next_trade_id: int = 1
 
 
@@ -164,50 +188,96 @@ def _stationary(shape: MarketShape) -> np.ndarray:
     return weights / weights.sum()
 
 
+def _lognormal_ticks(rng: np.random.Generator, n: int, median: float, sigma: float) -> np.ndarray:
+    """Whole ticks >= 1 from a lognormal size (the touch moves and the spread widths)."""
+    size = np.rint(median * np.exp(sigma * rng.standard_normal(n)))
+    return np.maximum(size, 1).astype(np.int64)
+
+
+def _step_moments(median: float, sigma: float, depth: int) -> tuple[float, float, float]:
+    """E[k], E[k^2] and E[min(k, depth)] of `_lognormal_ticks`, by Gauss-Hermite quadrature."""
+    z, w = np.polynomial.hermite_e.hermegauss(64)
+    w = w / w.sum()
+    k = np.maximum(np.rint(median * np.exp(sigma * z)), 1)
+    return float(w @ k), float(w @ k**2), float(w @ np.minimum(k, depth))
+
+
+@dataclass(frozen=True, slots=True)
+class _Variance:
+    """Touch-move counts and variance (ticks^2/s) per unit of the sweep-family rate."""
+
+    family_sweeps: float  # sweeps per family
+    per_family: float  # variance a family and its share of quiet moves add
+    burst_sweeps_hz: float
+    burst_var: float  # variance the bursts' trends add, per second
+
+
+def _variance(cfg: SynthConfig, shape: MarketShape, ek: float, ek2: float) -> _Variance:
+    eta = shape.follow_eta
+    family = 1.0 / (1.0 - eta)
+    # a family's sweeps share a sign: E[M] E[k^2] + E[M (M - 1)] E[k]^2 for geometric M
+    per_family = family * ek2 + 2.0 * eta / (1.0 - eta) ** 2 * ek**2
+    burst_hz = cfg.toxic_burst_rate_per_h / 3_600.0
+    nu = shape.burst_sweep_hz * float(np.mean(shape.burst_duration_s))
+    # a burst's Poisson(nu) sweeps share a sign as well
+    return _Variance(
+        family, per_family + shape.quiet_share * family * ek2, burst_hz * nu,
+        burst_hz * (nu * ek2 + nu**2 * ek**2),
+    )  # fmt: skip
+
+
 def derive_rates(cfg: SynthConfig, spec: SymbolSpec, shape: MarketShape = MarketShape()) -> Rates:
-    """Rates of every event type so that the stream meets the config's budgets."""
+    """Rates of every event type so that the stream meets the config's vol and budgets."""
     units = _Units.of(spec)
     depth = cfg.depth_levels
-    mean_k = 1.0 / shape.step_p
-    mean_k2 = (2.0 - shape.step_p) / shape.step_p**2
+    per_tick_bps = units.tick / cfg.initial_mid * 1e4
+    step_ticks = shape.step_median_bps / per_tick_bps
+    ek, ek2, emin = _step_moments(step_ticks, shape.step_sigma, depth)
+    var = _variance(cfg, shape, ek, ek2)
+    target = (cfg.annual_vol / per_tick_bps * 1e4) ** 2 / SECONDS_PER_YEAR
+    sweep_hz = max(target - var.burst_var, 0.0) / var.per_family
+    sweeps = sweep_hz * var.family_sweeps + var.burst_sweeps_hz
+    quiet_hz = shape.quiet_share * sweep_hz * var.family_sweeps
+    effective = math.sqrt((sweep_hz * var.per_family + var.burst_var) * SECONDS_PER_YEAR)
     burst_hz = cfg.toxic_burst_rate_per_h / 3_600.0
-    burst_time_share = burst_hz * float(np.mean(shape.burst_duration_s))
     burst_trade_hz = shape.burst_trade_mult * cfg.trade_rate_hz
-    base_trade_hz = max(
-        cfg.trade_rate_hz - burst_time_share * burst_trade_hz, 0.5 * cfg.trade_rate_hz
-    )
-    trades_hz = base_trade_hz + burst_time_share * burst_trade_hz
-    informed_hz = trades_hz * shape.informed_prob
-    burst_step_hz = burst_time_share * shape.burst_step_hz
+    one_sided = burst_hz * float(np.mean(shape.burst_duration_s)) * burst_trade_hz
+    sweep_trades = max(1.0, shape.sweep_trade_share * cfg.trade_rate_hz / sweeps) if sweeps else 1.0
+    rest = cfg.trade_rate_hz - one_sided - sweeps * sweep_trades
+    background = max(rest, 0.05 * cfg.trade_rate_hz)
     widen_hz = shape.wide_share / ((1.0 - shape.wide_share) * shape.wide_hold_s)
-    # a widen or narrow moves one side by 1.5 ticks on average: 3 rows, 2 events a cycle
-    spread_rows = 2.0 * widen_hz * (1.0 - shape.wide_share) * 3.0
+    wide_ticks = max(1.0, shape.wide_median_ticks)
+    _, _, wide_rows = _step_moments(wide_ticks, shape.wide_sigma, depth)
     jump_hz = cfg.jump_rate_per_h / 3_600.0
-    other_rows = 4.0 * mean_k * (informed_hz + burst_step_hz) + spread_rows + 4.0 * depth * jump_hz
-    budget = shape.touch_share * cfg.book_rate_hz
-    tick_vol = cfg.annual_vol * cfg.initial_mid / units.tick
-    # informed and burst steps are part of the variance: diffusion supplies the rest
-    target_hz = max(tick_vol**2 / SECONDS_PER_YEAR / mean_k2 - informed_hz - burst_step_hz, 0.0)
-    cap_hz = max(budget - other_rows, 0.0) / (4.0 * mean_k)
-    diffuse_hz = min(target_hz, cap_hz)
-    touch_rows = other_rows + 4.0 * mean_k * diffuse_hz
-    steps_hz = diffuse_hz + informed_hz + burst_step_hz
-    effective = math.sqrt(steps_hz * mean_k2 * SECONDS_PER_YEAR) * units.tick / cfg.initial_mid
+    # a widen and its narrowing each move one side: 2 rows a tick, twice a cycle
+    touch_rows = 4.0 * emin * (sweeps + quiet_hz) + 4.0 * wide_rows * widen_hz + 4 * depth * jump_hz
+    if touch_rows > cfg.book_rate_hz:
+        raise SynthConfigError(
+            f"data.synth.book_rate_hz={cfg.book_rate_hz} is below the {touch_rows:.0f} rows/s "
+            f"that the touch moves of annual_vol={cfg.annual_vol} need on a {units.tick} tick"
+        )
+    size_change_hz = cfg.book_rate_hz - touch_rows
     lots_per_quote = 1.0 / (cfg.initial_mid * units.lot)
     return Rates(
         regime_pi=tuple(float(x) for x in _stationary(shape)),
-        diffuse_hz=diffuse_hz,
-        parent_hz=base_trade_hz * (1.0 - shape.cluster_eta),
+        step_ticks=step_ticks,
+        sweep_hz=sweep_hz,
+        quiet_hz=quiet_hz,
+        sweep_trades=sweep_trades,
+        parent_hz=background * (1.0 - shape.cluster_eta),
         burst_trade_hz=burst_trade_hz,
         burst_hz=burst_hz,
         jump_hz=jump_hz,
-        jump_ticks=max(1.0, shape.jump_median_bps * 1e-4 * cfg.initial_mid / units.tick),
-        size_change_hz=max(cfg.book_rate_hz - touch_rows, 0.2 * cfg.book_rate_hz),
+        jump_ticks=max(1.0, shape.jump_median_bps / per_tick_bps),
         widen_hz=widen_hz,
+        wide_ticks=wide_ticks,
+        touch_rows_hz=touch_rows,
+        size_change_hz=size_change_hz,
+        size_message_hz=min(shape.size_message_hz, size_change_hz),
         target_vol=cfg.annual_vol,
-        effective_vol=effective,
-        vol_capped=diffuse_hz < target_hz,
+        effective_vol=effective * per_tick_bps * 1e-4,
         touch_lots=max(1.0, shape.touch_notional * lots_per_quote),
+        level_lots=max(1.0, shape.level_notional * lots_per_quote),
         trade_lots=max(1.0, shape.trade_notional * lots_per_quote),
     )
 
@@ -217,10 +287,6 @@ def derive_rates(cfg: SynthConfig, spec: SymbolSpec, shape: MarketShape = Market
 
 def _signs(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.integers(0, 2, n, dtype=np.int64) * 2 - 1
-
-
-def _steps(rng: np.random.Generator, n: int, shape: MarketShape) -> np.ndarray:
-    return rng.geometric(shape.step_p, n).astype(np.int64)
 
 
 def _regime_segments(
@@ -249,11 +315,9 @@ def _poisson_times(rng: np.random.Generator, hz: float, start: float, end: float
 
 def _per_regime(
     rng: np.random.Generator, segments: list[tuple[float, float, int]], hz: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Poisson times over the regime segments at each regime's rate, with the regime."""
-    times = [_poisson_times(rng, float(hz[r]), s, e) for s, e, r in segments]
-    regimes = [np.full(len(t), r, np.int64) for t, (_, _, r) in zip(times, segments, strict=True)]
-    return np.concatenate(times), np.concatenate(regimes)
+) -> np.ndarray:
+    """Poisson times over the regime segments at each regime's rate."""
+    return np.concatenate([_poisson_times(rng, float(hz[r]), s, e) for s, e, r in segments])
 
 
 def _open_bursts(
@@ -285,30 +349,35 @@ def _burst_events(
     return np.concatenate(times), np.concatenate(signs)
 
 
-def _clusters(
-    rng: np.random.Generator, parents: np.ndarray, shape: MarketShape
+def _families(
+    rng: np.random.Generator, parents: np.ndarray, eta: float, gap_s: float, same_sign: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Each parent trade and its children: same-sign order splitting a few tens of ms apart."""
-    sizes = rng.geometric(1.0 - shape.cluster_eta, len(parents))
+    """Each parent and a geometric number of children `gap_s` apart, mostly of its sign.
+
+    A one-generation Hawkes process, cheap to draw with numpy: background trade
+    clusters (order splitting) and sweep families (momentum) both use it.
+    """
+    sizes = rng.geometric(1.0 - eta, len(parents))
     total = int(sizes.sum())
     owner = np.repeat(np.arange(len(parents)), sizes)
     first = np.cumsum(sizes) - sizes
     rank = np.arange(total) - np.repeat(first, sizes)
-    gaps = np.where(rank == 0, 0.0, rng.exponential(shape.cluster_gap_s, total))
+    gaps = np.where(rank == 0, 0.0, rng.exponential(gap_s, total))
     csum = np.cumsum(gaps)
     offset = csum - np.repeat(csum[first], sizes)
     parent_sign = _signs(rng, len(parents))[owner]
-    flip = (rank > 0) & (rng.random(total) > shape.cluster_same_sign)
+    flip = (rank > 0) & (rng.random(total) > same_sign)
     return parents[owner] + offset, np.where(flip, -parent_sign, parent_sign)
 
 
 def _split_pending(
-    times: np.ndarray, values: np.ndarray, t1: float
-) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    times: np.ndarray, values: tuple[np.ndarray, ...], t1: float
+) -> tuple[np.ndarray, tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
     """Events before t1 sorted by time, and the rest kept for the next chunk."""
     now = times < t1
     order = np.argsort(times[now], kind="stable")
-    return times[now][order], values[now][order], (times[~now], values[~now])
+    later = (times[~now], *(v[~now] for v in values))
+    return times[now][order], tuple(v[now][order] for v in values), later
 
 
 @dataclass(frozen=True, slots=True)
@@ -337,7 +406,7 @@ def _spread_changes(
             db, da = 0, 0
             hold = rng.exponential(1.0 / rates.widen_hz)
         else:
-            width = int(rng.integers(1, 3))
+            width = int(_lognormal_ticks(rng, 1, rates.wide_ticks, shape.wide_sigma)[0])
             db, da = (-width, 0) if rng.random() < 0.5 else (0, width)
             hold = rng.exponential(shape.wide_hold_s)
         times.append(carry.spread_next)
@@ -377,6 +446,10 @@ def _touch_path(
 
 # --- rows -------------------------------------------------------------------------------
 
+# `_Rows.group`: rows of one touch event or size message share an exchange latency
+_OWN_LATENCY = -1
+_SNAPSHOT_GROUP = -2
+
 
 @dataclass(frozen=True, slots=True)
 class _Rows:
@@ -398,7 +471,9 @@ class _Rows:
 def _level_lots(
     rng: np.random.Generator, distance: np.ndarray, rates: Rates, shape: MarketShape
 ) -> np.ndarray:
-    median = rates.touch_lots * (1.0 + shape.depth_growth * distance)
+    # the touch holds the queue; behind it the book thins out, then thickens with distance
+    behind = rates.level_lots * (1.0 + shape.depth_growth * (distance - 1))
+    median = np.where(distance == 0, rates.touch_lots, behind)
     noise = np.exp(shape.level_sigma * rng.standard_normal(len(distance)))
     return np.maximum(np.rint(median * noise), 1).astype(np.int64)
 
@@ -457,51 +532,53 @@ def _touch_at(ev: _TouchEvents, ev_ts: np.ndarray, ts: np.ndarray) -> tuple[np.n
 
 def _size_rows(
     rng: np.random.Generator,
-    t: np.ndarray,
+    messages: np.ndarray,
+    first_group: int,
     ev: _TouchEvents,
     ev_ts: np.ndarray,
-    ts: np.ndarray,
-    depth: int,
-    rates: Rates,
-    shape: MarketShape,
+    st: _Stream,
 ) -> _Rows:
-    n = len(t)
+    """Size changes at random levels, `size_change_hz` rows in `size_message_hz` messages."""
+    per_message = st.rates.size_change_hz / max(st.rates.size_message_hz, 1e-9)
+    count = 1 + rng.poisson(max(per_message - 1.0, 0.0), len(messages))
+    n = int(count.sum())
+    group = np.repeat(np.arange(len(messages)), count)
+    ts = st.ns(messages)[group]
     side = _signs(rng, n)
-    # updates concentrate near the touch, as on real books
-    offset = np.floor(depth * rng.random(n) ** 2).astype(np.int64)
+    # most updates sit behind the touch (real: 28 rows/s at the touch's price of 1 292)
+    offset = np.floor(st.depth * rng.random(n) ** 0.7).astype(np.int64)
     bid, ask = _touch_at(ev, ev_ts, ts)
-    ticks = np.where(side > 0, bid - offset, ask + offset)
-    lots = _level_lots(rng, offset.astype(float), rates, shape)
     return _Rows(
         ts,
         np.full(n, Kind.DELTA, np.int8),
         side.astype(np.int8),
-        ticks,
-        lots,
-        np.full(n, -1, np.int64),
+        np.where(side > 0, bid - offset, ask + offset),
+        _level_lots(rng, offset, st.rates, st.shape),
+        first_group + group,
     )
 
 
 def _trade_rows(
     rng: np.random.Generator,
-    sign: np.ndarray,
+    trades: tuple[np.ndarray, ...],
     ev: _TouchEvents,
     ev_ts: np.ndarray,
-    ts: np.ndarray,
-    rates: Rates,
-    shape: MarketShape,
+    st: _Stream,
 ) -> _Rows:
+    """Trades at the touch in force, or `through` ticks beyond it on a displayed level."""
+    t, sign, through, mult = trades
+    ts = st.ns(t)
     n = len(ts)
     bid, ask = _touch_at(ev, ev_ts, ts)
-    noise = np.exp(shape.trade_sigma * rng.standard_normal(n))
-    lots = np.maximum(np.rint(rates.trade_lots * noise), 1).astype(np.int64)
+    noise = np.exp(st.shape.trade_sigma * rng.standard_normal(n))
+    lots = np.maximum(np.rint(st.rates.trade_lots * mult * noise), 1).astype(np.int64)
     return _Rows(
         ts,
         np.full(n, Kind.TRADE, np.int8),
         sign.astype(np.int8),
-        np.where(sign > 0, ask, bid),
+        np.where(sign > 0, ask + through, bid - through),
         lots,
-        np.full(n, -1, np.int64),
+        np.full(n, _OWN_LATENCY, np.int64),
     )
 
 
@@ -512,14 +589,14 @@ def _snapshot_rows(
     side = np.repeat(np.array([1, -1], np.int8), depth)
     bid, ask = carry.base + carry.db, carry.base + 1 + carry.da
     ticks = np.where(side > 0, bid - distance, ask + distance).astype(np.int64)
-    lots = _level_lots(rng, distance.astype(float), rates, shape)
+    lots = _level_lots(rng, distance, rates, shape)
     return _Rows(
         np.full(2 * depth, ts, np.int64),
         np.full(2 * depth, Kind.SNAPSHOT, np.int8),
         side,
         ticks,
         lots,
-        np.full(2 * depth, -2, np.int64),
+        np.full(2 * depth, _SNAPSHOT_GROUP, np.int64),
     )
 
 
@@ -538,6 +615,53 @@ class _Stream:
     def ns(self, t: np.ndarray) -> np.ndarray:
         return self.start_ns + np.rint(t * NS).astype(np.int64)
 
+    def regime_hz(self, hz: float, power: int) -> np.ndarray:
+        """A mean rate spread over the regimes in proportion to sigma**power."""
+        scale = np.array(self.shape.regime_sigma) ** power
+        return hz * scale / float(np.dot(self.rates.regime_pi, scale))
+
+
+@dataclass(frozen=True, slots=True)
+class _Sweeps:
+    """The trades of the chunk's sweeps and the touch moves they cause."""
+
+    trade_t: np.ndarray
+    trade_s: np.ndarray
+    through: np.ndarray  # ticks beyond the touch in force
+    move_t: np.ndarray
+    move_d: np.ndarray  # signed ticks
+
+
+def _sweeps(
+    rng: np.random.Generator,
+    st: _Stream,
+    segments: list[tuple[float, float, int]],
+    bursts: list[tuple[float, float, int]],
+    t0: float,
+    t1: float,
+) -> _Sweeps:
+    """Sweep families (momentum) and burst sweeps: each a run of trades, then its move."""
+    shape = st.shape
+    parents = _per_regime(rng, segments, st.regime_hz(st.rates.sweep_hz, 2))
+    family_t, family_s = _families(rng, parents, shape.follow_eta, shape.follow_delay_s, 1.0)
+    burst_t, burst_s = _burst_events(rng, bursts, shape.burst_sweep_hz, t0, t1)
+    start, sign = np.concatenate([family_t, burst_t]), np.concatenate([family_s, burst_s])
+    ticks = _lognormal_ticks(rng, len(start), st.rates.step_ticks, shape.step_sigma)
+    count = rng.geometric(1.0 / st.rates.sweep_trades, len(start))
+    owner = np.repeat(np.arange(len(start)), count)
+    first = np.cumsum(count) - count
+    rank = np.arange(len(owner)) - np.repeat(first, count)
+    gaps = np.where(rank == 0, 0.0, rng.exponential(shape.sweep_gap_s, len(owner)))
+    csum = np.cumsum(gaps)
+    trade_t = start[owner] + csum - np.repeat(csum[first], count)
+    # the first trades of a sweep eat the queue at the touch, the rest the levels up to its
+    # move (real: 46 % of trades print at the touch, 49 % through it); prints stay on the book
+    beyond = (rank / count[owner] - shape.sweep_queue_share) / (1.0 - shape.sweep_queue_share)
+    through = np.clip(np.floor(ticks[owner] * beyond), 0, st.depth - 1).astype(np.int64)
+    last = trade_t[first + count - 1] if len(start) else start
+    move_t = last + rng.exponential(shape.book_lag_s, len(start))
+    return _Sweeps(trade_t, sign[owner], through, move_t, sign * ticks)
+
 
 def _trades_in(
     rng: np.random.Generator,
@@ -545,18 +669,32 @@ def _trades_in(
     carry: _Carry,
     segments: list[tuple[float, float, int]],
     bursts: list[tuple[float, float, int]],
+    sweeps: _Sweeps,
     t0: float,
     t1: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    sigma = np.array(st.shape.regime_sigma)
-    parent_hz = st.rates.parent_hz * sigma / float(np.dot(st.rates.regime_pi, sigma))
-    parents, _ = _per_regime(rng, segments, parent_hz)
-    cluster_t, cluster_s = _clusters(rng, parents, st.shape)
+) -> tuple[np.ndarray, ...]:
+    """(time, sign, ticks through the touch, size multiple) of the trades before t1."""
+    shape = st.shape
+    parents = _per_regime(rng, segments, st.regime_hz(st.rates.parent_hz, 1))
+    cluster_t, cluster_s = _families(
+        rng, parents, shape.cluster_eta, shape.cluster_gap_s, shape.cluster_same_sign
+    )
     burst_t, burst_s = _burst_events(rng, bursts, st.rates.burst_trade_hz, t0, t1)
-    times = np.concatenate([carry.pending_trades[0], cluster_t, burst_t])
-    signs = np.concatenate([carry.pending_trades[1], cluster_s, burst_s])
-    t, s, carry.pending_trades = _split_pending(times, signs, t1)
-    return t, s
+    background = len(cluster_t) + len(burst_t)
+    times = np.concatenate([carry.pending_trades[0], cluster_t, burst_t, sweeps.trade_t])
+    values = (
+        np.concatenate([carry.pending_trades[1], cluster_s, burst_s, sweeps.trade_s]),
+        np.concatenate([carry.pending_trades[2], np.zeros(background, np.int64), sweeps.through]),
+        np.concatenate(
+            [
+                carry.pending_trades[3],
+                np.ones(background),
+                np.full(len(sweeps.trade_t), shape.sweep_size_mult),
+            ]
+        ),
+    )
+    t, now, carry.pending_trades = _split_pending(times, values, t1)
+    return (t, *now)
 
 
 def _moves_in(
@@ -564,28 +702,21 @@ def _moves_in(
     st: _Stream,
     carry: _Carry,
     segments: list[tuple[float, float, int]],
-    bursts: list[tuple[float, float, int]],
-    trades: tuple[np.ndarray, np.ndarray],
+    sweeps: _Sweeps,
     t0: float,
     t1: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Signed base moves in ticks: diffusion, burst trend, jumps, informed steps."""
-    sigma2 = np.array(st.shape.regime_sigma) ** 2
-    diffuse_hz = st.rates.diffuse_hz * sigma2 / float(np.dot(st.rates.regime_pi, sigma2))
-    diffuse_t, _ = _per_regime(rng, segments, diffuse_hz)
-    diffuse_d = _signs(rng, len(diffuse_t)) * _steps(rng, len(diffuse_t), st.shape)
-    trend_t, trend_s = _burst_events(rng, bursts, st.shape.burst_step_hz, t0, t1)
-    trend_d = trend_s * _steps(rng, len(trend_t), st.shape)
+    """Signed base moves in ticks before t1: sweeps, quiet moves, jumps."""
+    shape = st.shape
+    quiet_t = _per_regime(rng, segments, st.regime_hz(st.rates.quiet_hz, 2))
+    quiet_d = _signs(rng, len(quiet_t)) * _lognormal_ticks(
+        rng, len(quiet_t), st.rates.step_ticks, shape.step_sigma
+    )
     jump_t = _poisson_times(rng, st.rates.jump_hz, t0, t1)
-    size = np.rint(st.rates.jump_ticks * np.exp(0.5 * rng.standard_normal(len(jump_t))))
-    jump_d = _signs(rng, len(jump_t)) * np.maximum(size, 1).astype(np.int64)
-    trade_t, trade_s = trades
-    informed = rng.random(len(trade_t)) < st.shape.informed_prob
-    step_t = trade_t[informed] + rng.exponential(st.shape.informed_delay_s, int(informed.sum()))
-    step_d = trade_s[informed] * _steps(rng, len(step_t), st.shape)
-    t = np.concatenate([diffuse_t, trend_t, jump_t, carry.pending_steps[0], step_t])
-    d = np.concatenate([diffuse_d, trend_d, jump_d, carry.pending_steps[1], step_d])
-    now, moves, carry.pending_steps = _split_pending(t, d, t1)
+    jump_d = _signs(rng, len(jump_t)) * _lognormal_ticks(rng, len(jump_t), st.rates.jump_ticks, 0.5)
+    t = np.concatenate([carry.pending_moves[0], sweeps.move_t, quiet_t, jump_t])
+    d = np.concatenate([carry.pending_moves[1], sweeps.move_d, quiet_d, jump_d])
+    now, (moves,), carry.pending_moves = _split_pending(t, (d,), t1)
     return now, moves
 
 
@@ -601,35 +732,38 @@ def _chunk(
 ) -> MarketChunk:
     segments = _regime_segments(rng, carry, t0, t1, st.shape)
     bursts = _open_bursts(rng, carry, t0, t1, st.rates, st.shape)
-    trade_t, trade_s = _trades_in(rng, st, carry, segments, bursts, t0, t1)
-    moves = _moves_in(rng, st, carry, segments, bursts, (trade_t, trade_s), t0, t1)
+    sweeps = _sweeps(rng, st, segments, bursts, t0, t1)
+    trades = _trades_in(rng, st, carry, segments, bursts, sweeps, t0, t1)
+    moves = _moves_in(rng, st, carry, segments, sweeps, t0, t1)
     spread = _spread_changes(rng, carry, t1, st.rates, st.shape)
     snapshot = (
         _snapshot_rows(rng, carry, st.start_ns, st.depth, st.rates, st.shape) if first else None
     )
     ev = _touch_path(carry, moves, spread, floor=st.depth + 1)
     ev_ts = st.ns(ev.t)
-    size_t = np.sort(_poisson_times(rng, st.rates.size_change_hz, t0, t1))
+    messages = np.sort(_poisson_times(rng, st.rates.size_message_hz, t0, t1))
     parts = [
         _touch_rows(rng, ev, ev_ts, st.depth, st.rates, st.shape),
-        _size_rows(rng, size_t, ev, ev_ts, st.ns(size_t), st.depth, st.rates, st.shape),
-        _trade_rows(rng, trade_s, ev, ev_ts, st.ns(trade_t), st.rates, st.shape),
+        _size_rows(rng, messages, len(ev.t), ev, ev_ts, st),
+        _trade_rows(rng, trades, ev, ev_ts, st),
     ]
     rows = _Rows.concat([snapshot, *parts] if snapshot else parts)
-    return _finish(rng, st, carry, rows, len(ev.t))
+    return _finish(rng, st, carry, rows, len(ev.t) + len(messages))
 
 
 def _finish(
-    rng: np.random.Generator, st: _Stream, carry: _Carry, rows: _Rows, n_events: int
+    rng: np.random.Generator, st: _Stream, carry: _Carry, rows: _Rows, n_groups: int
 ) -> MarketChunk:
     """Replay order, exchange stamps, trade ids, and conversion to floats."""
     order = np.argsort(rows.ts, kind="stable")
     ts, kind, group = rows.ts[order], rows.kind[order], rows.group[order]
-    # rows of one touch move (or of the snapshot) left the venue together
-    per_event = _latency_ns(rng, n_events + 1, st.shape)
+    # rows of one touch move, size message or snapshot left the venue together
+    per_group = _latency_ns(rng, n_groups + 1, st.shape)
     per_row = _latency_ns(rng, len(ts), st.shape)
     latency = np.where(
-        group >= 0, per_event[np.maximum(group, 0)], np.where(group == -2, per_event[-1], per_row)
+        group >= 0,
+        per_group[np.maximum(group, 0)],
+        np.where(group == _SNAPSHOT_GROUP, per_group[-1], per_row),
     )
     is_trade = kind == Kind.TRADE
     trade_id = np.where(is_trade, np.cumsum(is_trade) + carry.next_trade_id - 1, 0)
@@ -668,7 +802,7 @@ def generate(
     cfg: SynthConfig,
     spec: SymbolSpec,
     seed: int,
-    chunk_seconds: float = 600,
+    chunk_seconds: float = 120,
     shape: MarketShape = MarketShape(),
 ) -> Iterator[MarketChunk]:
     """The synthetic stream of `cfg.symbol` in replay order, one chunk of time at a time.
@@ -681,14 +815,6 @@ def generate(
     duration_s = parse_duration(cfg.duration) / NS
     units = _Units.of(spec)
     rates = derive_rates(cfg, spec, shape)
-    if rates.vol_capped:
-        log.warning(
-            "synth_vol_capped",
-            symbol=cfg.symbol,
-            target_annual_vol=cfg.annual_vol,
-            effective_annual_vol=round(rates.effective_vol, 4),
-            book_rate_hz=cfg.book_rate_hz,
-        )
     rng = np.random.default_rng(seed)
     carry = _start(rng, cfg, units, rates, shape)
     st = _Stream(cfg, rates, shape, units, parse_utc(cfg.start), cfg.depth_levels)

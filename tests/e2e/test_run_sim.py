@@ -71,21 +71,26 @@ def test_same_seed_same_journal_bytes(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("seed", [3, 5])
-def test_toxic_bursts_and_only_they_trip_the_edge_freeze(seed: int, tmp_path: Path) -> None:
-    """Same market with and without toxic bursts, same guard: only the toxic one freezes."""
-    freezes = {}
+def test_toxic_bursts_cost_more_and_the_edge_freeze_trips_on_adverse_flow(
+    seed: int, tmp_path: Path
+) -> None:
+    """Same guard, same market with and without toxic bursts. The synthetic flow is as
+    toxic as the real capture's (docs/synthetic.md), so the demo's touch quoter is
+    adversely selected in both and the edge guard trips in both; bursts cost far more."""
+    loss_per_fill = {}
     for bursts in (0, 30):
         out = tmp_path / str(bursts)
         overrides = (f"data.synth.toxic_burst_rate_per_h={bursts}",)
         result = execute(RunSpec(mode="paper", out_dir=out, profile="demo", synth_seed=seed,
                                  duration="20m", overrides=overrides))  # fmt: skip
         risk = read_table(out, "risk")
-        freezes[bursts] = risk[risk.kind == "freeze"]
-        assert result.summary["freezes"] == len(freezes[bursts])
+        freezes = risk[risk.kind == "freeze"]
+        assert result.summary["freezes"] == len(freezes)
         assert result.summary["fills"] > 20
-    assert freezes[0].empty
-    assert len(freezes[30]) > 0 and set(freezes[30].check) == {"edge"}
-    assert freezes[30].reason.str.contains("bps").all()
+        assert len(freezes) > 0 and set(freezes.check) == {"edge"}
+        assert freezes.reason.str.contains("bps").all()
+        loss_per_fill[bursts] = result.summary["pnl_usd"] / result.summary["fills"]
+    assert loss_per_fill[30] < 2 * loss_per_fill[0] < 0
 
 
 def test_cli_run_prints_json_and_refuses_an_occupied_out(tmp_path: Path) -> None:
