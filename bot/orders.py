@@ -102,7 +102,6 @@ _NEXT: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     (S.EXPIRED, E.FILL): S.FILLED,
     (S.EXPIRED, E.EXPIRED): S.EXPIRED,
 }
-TRANSITIONS: Final = _NEXT
 
 WORKING: Final = frozenset({S.PENDING_NEW, S.OPEN, S.PARTIALLY_FILLED})
 TERMINAL: Final = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED})
@@ -142,7 +141,6 @@ class Applied(Enum):
 
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # same trade id again, or a re-delivered ack
-    UNKNOWN_ORDER = "unknown_order"
 
 
 class Order:
@@ -188,15 +186,6 @@ class Order:
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
-
-    @property
-    def is_working(self) -> bool:
-        """Resting or about to: counts toward quotes and open-order limits."""
-        return self.status in WORKING
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL
 
     def request_cancel(self) -> None:
         """We are sending a cancel; raises InvalidTransition if it makes no sense."""

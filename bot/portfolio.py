@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from math import gcd
 from typing import Final
 
@@ -93,10 +92,6 @@ class PositionSnapshot:
             float(self.fees),
         )
 
-    def values(self) -> tuple[object, ...]:
-        """The exact field values, in column order."""
-        return astuple(self)
-
 
 class _Ledger:
     """Mutable integer state of one symbol (internal; never leaves the portfolio)."""
@@ -140,10 +135,6 @@ class Portfolio:
         self._seen: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()  # oldest first, for eviction
         self._dedup_capacity = dedup_capacity
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(self._ledgers)
 
     # --- updates ----------------------------------------------------------------
 
@@ -214,23 +205,6 @@ class Portfolio:
         if symbol is None:
             return list(self._ledgers.items())
         return [(symbol, self._ledger(symbol))]
-
-    # --- exact values (Fraction, quote currency) --------------------------------
-
-    def realized_exact(self, symbol: str | None = None) -> Fraction:
-        """Realised PnL before fees, exact, in quote currency."""
-        total = Fraction(0)
-        for sym, ledger in self._selected(symbol):
-            num, den = ledger.realized_ratio()
-            total += Fraction(num, den) * Fraction(self._tick_lot[sym])
-        return total
-
-    def avg_px_ticks(self, symbol: str) -> Fraction | None:
-        """Average entry price in ticks, exact; None while flat."""
-        ledger = self._ledger(symbol)
-        if ledger.position == 0:
-            return None
-        return Fraction(ledger.avg_num, ledger.avg_den)
 
     # --- public getters (Decimal at the edge) ------------------------------------
 
