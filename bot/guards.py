@@ -198,8 +198,7 @@ class StaleDataGuard:
             age = ts_ns - last
             if age >= stale:
                 reason = (
-                    f"no book for {symbol} since {age // NS_PER_MS} ms "
-                    f">= {stale // NS_PER_MS} ms"
+                    f"no book for {symbol} since {age // NS_PER_MS} ms >= {stale // NS_PER_MS} ms"
                 )
                 return Breach(RiskAction.FREEZE, "stale_data", reason)
         return None

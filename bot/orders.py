@@ -1,7 +1,7 @@
 """Order state machine (one transition table) and the diff of wanted vs live quotes.
 
 Orders are event-sourced: `Order.apply(report)` classifies the venue report,
-refuses a trade id it already applied, looks the transition up in `_NEXT`
+refuses a trade id it already applied, looks the transition up in `TRANSITIONS`
 and updates the fill state. The table records how real venues behave:
 acks that arrive after fills, fills racing our cancel, fills after the cancel
 ack, cancel-rejects for orders that already filled (STYLE.md §1).
@@ -66,7 +66,7 @@ E = OrderEvent
 # flight); the table names it with this marker and the order works it out.
 RESTORE: Final = None
 
-_NEXT: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
+TRANSITIONS: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     (S.PENDING_NEW, E.ACK): S.OPEN,
     (S.PENDING_NEW, E.REJECT): S.REJECTED,
     (S.PENDING_NEW, E.PARTIAL_FILL): S.PARTIALLY_FILLED,  # fill overtook the ack
@@ -131,9 +131,9 @@ class ImpossibleFill(OrderError):
 def next_status(client_order_id: str, status: Status, event: OrderEvent) -> Status | None:
     """The table lookup; `None` (RESTORE) means back to the status before the cancel."""
     key = (status, event)
-    if key not in _NEXT:
+    if key not in TRANSITIONS:
         raise InvalidTransition(client_order_id, status, event)
-    return _NEXT[key]
+    return TRANSITIONS[key]
 
 
 class Applied(Enum):

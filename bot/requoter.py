@@ -40,7 +40,7 @@ _NEVER: Final = 1 << 62
 # (wanted, orders version, trading state, first ts at which a working order ages
 # out, book_seq) of the last cycle whose diff asked for nothing
 Settled = tuple[tuple[Quote, ...], int, TradingState | None, int, int]
-_UNSETTLED: Final[Settled] = ((), -1, None, -1, -1)
+UNSETTLED: Final[Settled] = ((), -1, None, -1, -1)
 
 
 class RequoterError(Exception):
@@ -113,7 +113,7 @@ class Requoter:
         self.version = 0
         self.requote_due = False  # a cycle was throttled: run it at the next event
         self.journaled: tuple[Quote, ...] | None = None  # the wanted set last journaled
-        self.settled: Settled = _UNSETTLED
+        self.settled: Settled = UNSETTLED
         # the settled cycle's working orders, one per wanted quote, when each side
         # has one quote and one order (shortcut 3); None otherwise
         self._kept: tuple[Order, ...] | None = None

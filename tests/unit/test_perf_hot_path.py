@@ -34,8 +34,10 @@ from bot.model import (
     Timer,
 )
 from bot.orders import ClientOrderIds
+from bot.requoter import UNSETTLED, Requoter
 from bot.runtime.sim_loop import LoopConfig, SimLoop
 from bot.strategy import QuotePolicy
+from bot.trading_state import TradingState
 from bot.venues.latency import JitteredLatency
 from bot.venues.queue import RiskAverseQueue
 from bot.venues.sim import SimVenue
@@ -148,16 +150,24 @@ def test_a_settled_cycle_still_replaces_orders_when_they_age_out() -> None:
     assert [type(c) for c in aged] == [Cancel, Cancel, Place, Place]
 
 
-class _NoShortcuts(Engine):
+class _PlainRequoter(Requoter):
     """The reference: forgets every cached answer before each quoting cycle, so it
     computes the wanted set and the diff from scratch and journals every decision."""
 
-    def _cycle(self, m: Any, ts: int, *, force: bool = False) -> list[Command]:
-        m.settled = None
-        m.journaled = None
-        m.policy._last_inputs = None
-        m.policy._last_prices = []
-        return super()._cycle(m, ts, force=force)
+    __slots__ = ()
+
+    def cycle(self, ts: int, state: TradingState, *, force: bool = False) -> list[Command]:
+        self.settled = UNSETTLED
+        self.journaled = None
+        self.policy._last_inputs = None
+        self.policy._last_prices = []
+        return super().cycle(ts, state, force=force)
+
+
+def _no_shortcuts(engine: Engine) -> Engine:
+    for market in engine._markets.values():
+        market.quoter.__class__ = _PlainRequoter  # same slots: only `cycle` differs
+    return engine
 
 
 def _drive(engine: Engine, rng: random.Random) -> list[list[Command]]:
@@ -220,7 +230,8 @@ def test_the_shortcuts_change_no_command_and_no_row(seed: int) -> None:
     )
     fast_journal, slow_journal = MemoryJournal(), MemoryJournal()
     fast = _drive(Engine(settings, fast_journal, id_prefix="t1"), random.Random(seed))
-    slow = _drive(_NoShortcuts(settings, slow_journal, id_prefix="t1"), random.Random(seed))
+    slow_engine = _no_shortcuts(Engine(settings, slow_journal, id_prefix="t1"))
+    slow = _drive(slow_engine, random.Random(seed))
     assert fast == slow
     assert sum(isinstance(c, Place) for a in fast for c in a) > 10
     assert len(fast_journal.frame("fills")) > 3
