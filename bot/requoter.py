@@ -146,20 +146,25 @@ class Requoter:
         if fresh and settled[4] == self.book_seq:
             return []  # shortcut 1
         position = self._cross.position_lots(self.symbol)
+        wanted = self._wanted(ts, state, position)
+        if fresh and (wanted is settled[0] or self._still_kept(wanted)):
+            # shortcuts 2 and 3: the settled cycle now stands for this touch too
+            self.settled = (wanted, settled[1], state, settled[3], self.book_seq)
+            return []
+        return self._requote(ts, state, wanted, position)
+
+    def _wanted(self, ts: int, state: TradingState, position: int) -> tuple[Quote, ...]:
+        """The policy's wanted set (only the reducing side while REDUCING), journaled
+        when it changes: quotes rows are decisions, not one per touch (bot/journal.py)."""
         wanted = self.policy.wanted(
             ts, self.bid_px, self.bid_qty, self.ask_px, self.ask_qty, position
         )
         if state is _REDUCING:
             wanted = tuple(q for q in wanted if reduces(q.side, position))
         if wanted != self.journaled:
-            # quotes rows only when the wanted set changes (bot/journal.py)
             self.journaled = wanted
             self._quote_rows(ts, wanted)
-        if fresh and (wanted is settled[0] or self._still_kept(wanted)):
-            # shortcuts 2 and 3: the settled cycle now stands for this touch too
-            self.settled = (wanted, settled[1], state, settled[3], self.book_seq)
-            return []
-        return self._requote(ts, state, wanted, position)
+        return wanted
 
     def _still_kept(self, wanted: tuple[Quote, ...]) -> bool:
         """True when `diff` would keep every settled order for `wanted` (shortcut 3).
