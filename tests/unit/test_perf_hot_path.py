@@ -33,10 +33,10 @@ from bot.model import (
     Place,
     Timer,
 )
-from bot.orders import ClientOrderIds
+from bot.orders import ClientOrderIds, diff
 from bot.requoter import UNSETTLED, Requoter
 from bot.runtime.sim_loop import LoopConfig, SimLoop
-from bot.strategy import QuotePolicy
+from bot.strategy import Quote, QuotePolicy
 from bot.trading_state import TradingState
 from bot.venues.latency import JitteredLatency
 from bot.venues.queue import RiskAverseQueue
@@ -239,6 +239,39 @@ def test_the_shortcuts_change_no_command_and_no_row(seed: int) -> None:
         assert fast_journal.frame(table).equals(slow_journal.frame(table)), table
     assert fast_journal.frame("quotes").values.tolist() == _decisions(slow_journal)
     assert len(slow_journal.frame("quotes")) > len(fast_journal.frame("quotes"))
+
+
+def test_shortcut_3_answers_as_the_diff_does() -> None:
+    """`Requoter._still_kept` says "the diff keeps every order" exactly when `diff` does,
+    on wanted sets near, at and beyond the re-quote threshold of the settled orders."""
+    engine = Engine(engine_settings(), MemoryJournal(), id_prefix="t1")
+    for c in engine.on_event(BookUpdate(T0, SYM, 600_000, 5, 600_001, 5)):
+        assert isinstance(c, Place)
+        engine.on_event(OrderAck(T0 + MS, SYM, c.client_order_id))
+    quoter = engine._markets[SYM].quoter
+    assert engine.on_event(Timer(T0 + 100 * MS)) == []  # the diff asked for nothing: settled
+    bid, ask = (o for o in quoter.live.values())
+    threshold = quoter.policy.requote_threshold_bps  # 0.5 bps: 30 ticks at 600 000
+    rng = random.Random(5)
+    answers = set()
+    for _ in range(2_000):
+        bid_px = bid.px + rng.randint(-35, 35)
+        ask_px = ask.px + rng.randint(-35, 35)
+        qty = rng.choice((bid.qty, bid.qty, bid.qty, bid.qty + 1))
+        wanted: tuple[Quote, ...] = (
+            Quote(SYM, bid.side, 0, bid_px, qty),
+            Quote(SYM, ask.side, 0, ask_px, ask.qty),
+        )
+        if rng.random() < 0.1:
+            wanted = wanted[:1]  # a side gone: its order must be cancelled
+        cancels, places = diff(
+            wanted, quoter.live.values(), ts_ns=T0 + 200 * MS, next_id=lambda: "n",
+            threshold_bps=threshold, max_age_ns=quoter.policy.max_quote_age_ns,
+        )  # fmt: skip
+        kept = quoter._still_kept(wanted)
+        assert kept == (not cancels and not places), (wanted, cancels, places)
+        answers.add(kept)
+    assert answers == {True, False}
 
 
 # --- the loop's inlined deltas and the book's undo value ---------------------------------
