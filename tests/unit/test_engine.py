@@ -24,6 +24,7 @@ from bot.model import (
     CancelAck,
     CancelAll,
     Command,
+    Event,
     Freeze,
     FreezeRequest,
     Liquidity,
@@ -35,6 +36,7 @@ from bot.model import (
     Timer,
     Trade,
 )
+from gates.kpi import Journal, fill_edges
 
 SYM = "BTCUSDT"
 S = 1_000_000_000
@@ -369,3 +371,42 @@ def test_rows_match_the_journal_schemas() -> None:
     for table in ("quotes", "orders", "fills", "risk", "book", "positions"):
         arrow = journal.buffers[table].take()  # builds typed arrays: raises on a wrong type
         assert arrow.num_rows > 0, table
+
+
+def test_the_edge_guard_and_the_kpis_share_one_net_edge() -> None:
+    """20 fills whose horizon mid is a sampled book row: the guard's freeze reason
+    and gates/kpi.py's notional-weighted net_bps give the same figure."""
+    engine, journal = make(risk={"edge_freeze_bps": 100.0, "edge_window_fills": 20})
+    live: dict[str, Place] = {}
+
+    def feed(event: Event) -> None:  # the venue answers every command at once
+        for c in engine.on_event(event):
+            if isinstance(c, Place):
+                live[c.client_order_id] = c
+                feed(OrderAck(event.ts_ns, SYM, c.client_order_id))
+            elif isinstance(c, Cancel):
+                live.pop(c.client_order_id)
+                feed(CancelAck(event.ts_ns, SYM, c.client_order_id))
+
+    moves = [0, 40, -25, 90, -60, 15, -5, 70, -80, 30]
+    for k in range(20):
+        t = T0 + k * 2 * S
+        bid = 600_000 + moves[k % 10]
+        for ts, touch in ((t, bid), (t + S, bid + moves[(k + 3) % 10])):
+            feed(book(ts, touch, touch + 1))
+            feed(Timer(ts))  # samples the book row at ts
+            if ts == t:
+                order = next(p for p in live.values() if p.side is (Side.BUY, Side.SELL)[k % 2])
+                rebate = -(order.px * Decimal("0.0001")) * Decimal("0.00005")
+                feed(
+                    OrderFill(t, SYM, order.client_order_id, f"e{k}", order.side, order.px, 1,
+                              Liquidity.MAKER, rebate)
+                )  # fmt: skip
+    freeze = frame(journal, "risk").query("kind == 'freeze'")
+    assert freeze["check"].tolist() == ["edge"]
+    tables = {t: journal.frame(t) for t in ("fills", "book")}
+    edges = fill_edges(Journal.of(tables), horizon_ms=1_000)
+    assert len(edges) == 20 and edges["net_bps"].notna().all()
+    net = (edges["net_bps"] * edges["notional"]).sum() / edges["notional"].sum()
+    assert freeze["reason"].iloc[0] == f"net edge {net:.2f} bps over the last 20 fills < 100 bps"
+    assert abs(net) > 0.5  # the horizon moves matter: not just the spread and rebate
