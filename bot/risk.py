@@ -46,6 +46,7 @@ from bot.trading_state import (
 )
 
 NS_PER_MS: Final = 1_000_000
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
 _A: Final = TradingState.ACTIVE
 _R: Final = TradingState.REDUCING
 _F: Final = TradingState.FROZEN
@@ -84,7 +85,13 @@ class RiskEngine:
         self._inventory = InventoryGuard(reduce_enter, reduce_enter * resume_inventory_fraction)
         cooldown = cfg.freeze_cooldown_ms
         self._cooldown_ns = None if cooldown is None else cooldown * NS_PER_MS
+        self._stale_ns = cfg.stale_data_ms * NS_PER_MS
         self._queued: list[RiskEvent] = []
+        # A timer whose (pnl, inventory, state) equal those of the last quiet timer
+        # (one that produced no event), before `_quiet_until` (the next UTC midnight
+        # or the earliest time a book could be stale), gets the same answer: none.
+        self._quiet: tuple[float, float, TradingState] | None = None
+        self._quiet_until = 0
 
     # --- state --------------------------------------------------------------------
 
@@ -168,7 +175,13 @@ class RiskEngine:
 
         With ``symbol`` None the mid applies to every symbol (single-symbol bots).
         """
-        self._last_book_ns[ALL_SYMBOLS if symbol is None else symbol] = ts_ns
+        key = ALL_SYMBOLS if symbol is None else symbol
+        last = self._last_book_ns
+        previous = last.get(key)
+        if previous is None or ts_ns < previous:
+            # a new symbol arms its stale deadline, a book from the past moves it earlier
+            self._quiet_until = 0
+        last[key] = ts_ns
         if not self._edge.on_mid(ts_ns, mid_px, symbol) or not self._table.trading:
             return []
         breach = self._edge.verdict()
@@ -201,6 +214,29 @@ class RiskEngine:
     def on_timer(self, ts_ns: int, pnl_usd: float, inventory_usd: float) -> list[RiskEvent]:
         """Periodic guards. ``pnl_usd`` is the bot's total PnL since start (after fees);
         ``inventory_usd`` the largest |position notional| of any symbol."""
+        if (
+            ts_ns < self._quiet_until
+            and not self._queued
+            and self._quiet == (pnl_usd, inventory_usd, self._table.state)
+        ):
+            return []
+        events = self._guards(ts_ns, pnl_usd, inventory_usd)
+        state = self._table.state
+        if events or state is _F:
+            self._quiet_until = 0  # (frozen: the cool-down is a deadline of its own)
+        else:
+            self._quiet = (pnl_usd, inventory_usd, state)
+            self._quiet_until = self._quiet_deadline(ts_ns)
+        return events
+
+    def _quiet_deadline(self, ts_ns: int) -> int:
+        """The next UTC midnight, or earlier the first time a book may turn stale."""
+        deadline = (ts_ns // NS_PER_DAY + 1) * NS_PER_DAY
+        if self._table.trading and self._last_book_ns:
+            deadline = min(deadline, min(self._last_book_ns.values()) + self._stale_ns)
+        return deadline
+
+    def _guards(self, ts_ns: int, pnl_usd: float, inventory_usd: float) -> list[RiskEvent]:
         events = self._queued
         self._queued = []
         table = self._table

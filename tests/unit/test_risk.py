@@ -9,6 +9,7 @@ Numbers used throughout (worked by hand): BTCUSDT, 1 tick = 0.1 USD, 1 lot =
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from dataclasses import fields
 from decimal import Decimal
@@ -527,3 +528,57 @@ def test_fill_on_unknown_symbol_or_bad_mid_is_an_error() -> None:
         risk.on_fill(bad, 1.0)
     with pytest.raises(RiskError, match="must be > 0"):
         risk.on_fill(_fill(0, Side.BUY, 599_880), 0.0)
+
+
+class _EveryGuardEveryTimer(RiskEngine):
+    """The reference: forgets its quiet timer, so every guard runs on every timer."""
+
+    def on_timer(self, ts_ns: int, pnl_usd: float, inventory_usd: float) -> list[RiskEvent]:
+        self._quiet_until = 0
+        return super().on_timer(ts_ns, pnl_usd, inventory_usd)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quiet_timers_answer_as_if_every_guard_ran(seed: int) -> None:
+    """Random books (sometimes late, sometimes silent for seconds), repeated pnl and
+    inventory figures, cancel storms, operator freezes, across UTC midnights."""
+    rng = random.Random(seed)
+    fast, slow = engine(), _EveryGuardEveryTimer(CFG, {"BTCUSDT": BTC})
+    rows: list[list[tuple[int, str, str, str, str, str]]] = [[], []]
+    ts = 86_400 * S - 30 * S
+    pnl, inventory = 0.0, 0.0
+    for _ in range(3_000):
+        ts += rng.choice((100 * MS, 100 * MS, 100 * MS, 3 * S, 7 * S))
+        roll = rng.random()
+        late = rng.choice((0, 0, 0, 2 * S, 4_900 * MS))
+        symbol = rng.choice(("BTCUSDT",) * 8 + (None, "ETHUSDT"))
+        rng_burst = rng.choice((1, 2, 5))
+        for i, risk in enumerate((fast, slow)):
+            if roll < 0.3:
+                events = risk.on_book(ts - late, MID, symbol)
+            elif roll < 0.33:
+                for k in range(rng_burst):  # a burst: over the 3/s limit when >= 4
+                    risk.check_cancel(ts + k)
+                events = []
+            elif roll < 0.34 and risk.state is TradingState.ACTIVE:
+                events = risk.freeze(ts, "operator")
+            else:
+                events = risk.on_timer(ts, pnl, inventory)
+            rows[i] += [e.row() for e in events]
+        if rng.random() < 0.05:
+            pnl += rng.choice((-300.0, -10.0, 20.0, 250.0))
+            inventory = rng.choice((0.0, 500.0, 970.0, 1_100.0))
+    assert rows[0] == rows[1]
+    checks = {row[3] for row in rows[0]}
+    assert {"stale_data", "cancel_rate"} <= checks and len(checks) >= 4, checks
+
+
+def test_a_late_book_brings_the_stale_deadline_forward() -> None:
+    risk = engine()
+    risk.on_book(0, MID)
+    assert risk.on_timer(1 * S, 0.0, 0.0) == []  # quiet: nothing can go stale before 5 s
+    risk.on_book(4 * S, MID)
+    assert risk.on_timer(5 * S, 0.0, 0.0) == []  # quiet until 9 s
+    risk.on_book(3 * S, MID)  # a late message: the last book is now 3 s old at 6 s
+    [event] = risk.on_timer(8 * S, 0.0, 0.0)
+    assert (event.check, event.reason) == ("stale_data", "no book for * since 5000 ms >= 5000 ms")
