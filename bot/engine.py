@@ -13,7 +13,6 @@ the bot for good: risk kill, CancelAll, no quoting until the process restarts.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
@@ -38,25 +37,23 @@ from bot.model import (
     OrderExpired,
     OrderFill,
     OrderReject,
-    Place,
     Timer,
     Trade,
     VenueReport,
 )
-from bot.orders import TERMINAL, WORKING, Applied, ClientOrderIds, Order, OrderError, diff, reduces
+from bot.order_registry import OrderRegistry, UnknownOrder
+from bot.orders import ClientOrderIds, Order, OrderError
 from bot.portfolio import Portfolio, PortfolioError
-from bot.risk import ALL_SYMBOLS, RiskEngine, RiskEvent, TradingState
-from bot.strategy import Quote, QuotePolicy
+from bot.requoter import CrossSymbol, Requoter
+from bot.risk import RiskEngine
+from bot.strategy import QuotePolicy
+from bot.trading_state import ALL_SYMBOLS, RiskEvent, TradingState
 
 log = structlog.get_logger(__name__)
 
 NS_PER_MS: Final = 1_000_000
-# Terminal orders are remembered this long (in orders) so that late fills and
-# trailing acks still find their order; older ones count as unknown.
-RECENT_ORDERS: Final = 10_000
 _FROZEN: Final = TradingState.FROZEN
 _HALTED: Final = TradingState.HALTED
-_NEVER: Final = 1 << 62
 
 
 class EngineError(Exception):
@@ -79,78 +76,33 @@ class UnknownSymbol(EngineError, KeyError):
         return str(self.args[0])
 
 
-def _divisor(step: Decimal) -> float:
-    """n / divisor == n * step as a float; exact-rounded when 1/step is an integer."""
-    return float(1 / step)
-
-
 class _Market:
-    """Everything the engine knows about one symbol."""
+    """What the engine keeps of one symbol besides its requoter: marks and sampling."""
 
-    __slots__ = (
-        "ask_px",
-        "ask_qty",
-        "bid_px",
-        "bid_qty",
-        "book_seq",
-        "instrument",
-        "journaled",
-        "last_fill_px",
-        "live",
-        "mid_px",
-        "next_book_ns",
-        "next_position_ns",
-        "policy",
-        "px_div",
-        "qty_div",
-        "requote_due",
-        "settled",
-        "symbol",
-        "usd_per_tick_lot",
-        "version",
-    )
+    __slots__ = ("instrument", "last_fill_px", "next_book_ns", "next_position_ns", "quoter")
 
-    def __init__(self, instrument: Instrument, policy: QuotePolicy) -> None:
-        self.symbol = instrument.symbol
+    def __init__(self, instrument: Instrument, quoter: Requoter) -> None:
         self.instrument = instrument
-        self.policy = policy
-        self.bid_px = 0
-        self.bid_qty = 0
-        self.ask_px = 0
-        self.ask_qty = 0
-        self.mid_px = 0.0  # ticks; 0 until the first valid book
+        self.quoter = quoter
         self.last_fill_px = 0
-        self.live: dict[str, Order] = {}  # orders not yet terminal, by client id
-        self.px_div = _divisor(instrument.tick_size)
-        self.qty_div = _divisor(instrument.lot_size)
-        self.usd_per_tick_lot = float(instrument.tick_size * instrument.lot_size)
         self.next_book_ns = 0
         self.next_position_ns = 0
-        self.requote_due = False  # a cycle was throttled: run it at the next event
-        self.journaled: tuple[Quote, ...] | None = None  # the wanted set last journaled
-        # bumped whenever one of our orders on this symbol is sent, cancelled or
-        # changed by a report: the diff's other input besides the wanted set
-        self.version = 0
-        self.book_seq = 0  # bumped whenever the touch (prices or sizes) changes
-        # (wanted, version, trading state, first ts at which a working order ages
-        # out, book_seq) of the last diff that asked for nothing; see Engine._cycle
-        self.settled: tuple[tuple[Quote, ...], int, TradingState, int, int] | None = None
 
     def mark(self) -> Decimal | None:
         """The price to value the position at: the mid, else the last fill, else None."""
         tick = self.instrument.tick_size
-        if self.mid_px > 0:
-            return (self.bid_px + self.ask_px) * tick / 2
+        q = self.quoter
+        if q.mid_px > 0:
+            return (q.bid_px + q.ask_px) * tick / 2
         if self.last_fill_px:
             return self.last_fill_px * tick
         return None
 
 
 class _Stats:
-    """Counters behind `Engine.summary()`."""
+    """Counters behind `Engine.summary()` (the requoters count places, cancels, blocks)."""
 
     __slots__ = (
-        "blocks",
         "cancels",
         "duplicate_reports",
         "fills",
@@ -158,7 +110,6 @@ class _Stats:
         "maker_notional",
         "market_trades",
         "notional",
-        "places",
         "rejects",
         "skipped_books",
         "unknown_reports",
@@ -169,10 +120,8 @@ class _Stats:
         self.maker_fills = 0
         self.notional = 0.0  # USD
         self.maker_notional = 0.0
-        self.places = 0
-        self.cancels = 0
+        self.cancels = 0  # by a stop (freeze, halt); the requoters count their own
         self.rejects = 0
-        self.blocks = 0
         self.duplicate_reports = 0
         self.unknown_reports = 0
         self.market_trades = 0
@@ -180,7 +129,13 @@ class _Stats:
 
 
 class Engine:
-    """Market-making engine: events in, commands out."""
+    """Market-making engine: events in, commands out.
+
+    Its parts, each with one job: the per-symbol requoters (bot/requoter.py), the
+    order registry (bot/order_registry.py), the portfolio, and the risk engine
+    with its trading-state table, pre-trade checks and runtime guards (bot/risk.py).
+    The engine routes events to them and acts on changes of the trading state.
+    """
 
     def __init__(self, settings: Settings, recorder: Recorder, *, id_prefix: str) -> None:
         self.mode = Mode(settings.mode)
@@ -194,23 +149,23 @@ class Engine:
         insts = instruments(settings)
         cfg = settings.strategy
         max_inventory = settings.risk.max_inventory_usd
-        self._markets = {
-            symbol: _Market(
-                inst,
-                QuotePolicy(cfg, inst, tier.maker_bps, max_inventory, size_fraction=fraction),
-            )
-            for symbol, inst in insts.items()
-        }
         self._portfolio = Portfolio(insts)
-        self._risk = RiskEngine(settings.risk, insts, tier.maker_bps, tier.taker_bps)
+        self._risk = RiskEngine(settings.risk, insts)
         self._state = self._risk.state
-        self._ids = ClientOrderIds(id_prefix)
+        self._orders = OrderRegistry(insts)
         self._rec: Callable[..., None] = recorder.append
-        self._post_only = cfg.post_only
+        requoters: dict[str, Requoter] = {}
+        cross = CrossSymbol(self._portfolio.position_lots, self._orders, requoters)
+        ids = ClientOrderIds(id_prefix)
+        for symbol, inst in insts.items():
+            policy = QuotePolicy(cfg, inst, tier.maker_bps, max_inventory, size_fraction=fraction)
+            requoters[symbol] = Requoter(
+                inst, policy, registry=self._orders, risk=self._risk, ids=ids,
+                record=self._rec, cross=cross, post_only=cfg.post_only,
+            )  # fmt: skip
+        self._markets = {s: _Market(insts[s], q) for s, q in requoters.items()}
         self._book_every_ns = settings.telemetry.book_sample_ms * NS_PER_MS
         self._position_every_ns = settings.telemetry.position_sample_ms * NS_PER_MS
-        self._orders: dict[str, Order] = {}  # live and recently terminal, by client id
-        self._retired: deque[str] = deque()
         self._fault: str | None = None
         self._stats = _Stats()
         self._book_seq = 0  # touches seen, all symbols
@@ -241,19 +196,11 @@ class Engine:
     def risk(self) -> RiskEngine:
         return self._risk
 
-    @property
-    def fault(self) -> str | None:
-        """Why the engine halted on a venue protocol error (sticky), or None."""
-        return self._fault
-
-    def open_orders(self, symbol: str) -> tuple[Order, ...]:
-        """Our orders on `symbol` that are not terminal (working or pending cancel)."""
-        return tuple(self._market(symbol).live.values())
-
     def summary(self) -> dict[str, Any]:
         s = self._stats
-        marks = {m.symbol: mark for m in self._markets.values() if (mark := m.mark()) is not None}
+        marks = {s: mark for s, m in self._markets.items() if (mark := m.mark()) is not None}
         pnl = float(self._portfolio.total_pnl(marks))
+        quoters = [m.quoter for m in self._markets.values()]
         return {
             "mode": self.mode.value,
             "state": self._risk.state.value,
@@ -268,12 +215,12 @@ class Engine:
             "fees_usd": float(self._portfolio.fees()),
             # PnL per turnover: not the KPI net_bps of DESIGN §6 (`mmbot kpi` computes that)
             "pnl_per_turnover_bps": pnl / s.notional * 1e4 if s.notional else None,
-            "places": s.places,
-            "cancels": s.cancels,
+            "places": sum(q.places for q in quoters),
+            "cancels": s.cancels + sum(q.cancels for q in quoters),
             "rejects": s.rejects,
-            "blocks": s.blocks,
+            "blocks": sum(q.blocks for q in quoters),
             "freezes": self._risk.freezes,
-            "open_orders": sum(len(m.live) for m in self._markets.values()),
+            "open_orders": self._orders.open_count(),
             "duplicate_reports": s.duplicate_reports,
             "unknown_reports": s.unknown_reports,
             "market_trades": s.market_trades,
@@ -300,7 +247,7 @@ class Engine:
         return market
 
     def _on_book(self, ev: BookUpdate) -> list[Command]:
-        m = self._market(ev.symbol)
+        q = self._market(ev.symbol).quoter
         bid, ask = ev.bid_px, ev.ask_px
         if bid <= 0 or ask <= bid:
             # A crossed or one-sided touch is bad data: keep what rests, quote nothing
@@ -308,23 +255,23 @@ class Engine:
             self._stats.skipped_books += 1
             return []
         ts = ev.ts_ns
-        if bid != m.bid_px or ask != m.ask_px:
+        if bid != q.bid_px or ask != q.ask_px:
             mid = (bid + ask) * 0.5
-            m.mid_px = mid
-            m.policy.observe_mid(ts, mid)
-        elif ev.bid_qty == m.bid_qty and ev.ask_qty == m.ask_qty:
-            commands = self._risk_events(ts, self._risk.on_book(ts, m.mid_px, m.symbol))
-            if m.requote_due:
-                commands.extend(self._cycle(m, ts))
+            q.mid_px = mid
+            q.policy.observe_mid(ts, mid)
+        elif ev.bid_qty == q.bid_qty and ev.ask_qty == q.ask_qty:
+            commands = self._risk_events(ts, self._risk.on_book(ts, q.mid_px, q.symbol))
+            if q.requote_due:
+                commands.extend(q.cycle(ts, self._state))
             return commands
-        m.bid_px, m.bid_qty, m.ask_px, m.ask_qty = bid, ev.bid_qty, ask, ev.ask_qty
-        m.book_seq += 1
+        q.bid_px, q.bid_qty, q.ask_px, q.ask_qty = bid, ev.bid_qty, ask, ev.ask_qty
+        q.book_seq += 1
         self._book_seq += 1
-        events = self._risk.on_book(ts, m.mid_px, m.symbol)
+        events = self._risk.on_book(ts, q.mid_px, q.symbol)
         if not events:
-            return self._cycle(m, ts)
+            return q.cycle(ts, self._state)
         commands = self._risk_events(ts, events)
-        commands.extend(self._cycle(m, ts))
+        commands.extend(q.cycle(ts, self._state))
         return commands
 
     def _on_trade(self, ev: Trade) -> list[Command]:
@@ -335,206 +282,46 @@ class Engine:
         self._stats.market_trades += 1
         return []
 
-    # --- the quoting cycle ------------------------------------------------------------
-
-    def _cycle(self, m: _Market, ts: int, *, force: bool = False) -> list[Command]:
-        """Wanted quotes -> diff against live orders -> risk-checked commands."""
-        state = self._state
-        if self._fault is not None or m.mid_px <= 0 or state is _FROZEN or state is _HALTED:
-            return []
-        policy = m.policy
-        if not force and not policy.may_requote(ts):
-            m.requote_due = True
-            return []
-        m.requote_due = False
-        settled = m.settled
-        if (
-            settled is not None
-            and settled[4] == m.book_seq
-            and settled[1] == m.version
-            and settled[2] is state
-            and ts < settled[3]
-        ):
-            # Nothing the wanted set depends on moved (touch, volatility: both only
-            # with book_seq; position: only with a fill, which bumps version), so it
-            # and the diff's answer are those of the settled cycle: nothing to do.
-            return []
-        symbol = m.symbol
-        position = self._portfolio.position_lots(symbol)
-        wanted = policy.wanted(ts, m.bid_px, m.bid_qty, m.ask_px, m.ask_qty, position)
-        reducing = state is TradingState.REDUCING
-        if reducing:
-            wanted = tuple(q for q in wanted if reduces(q.side, position))
-        if wanted != m.journaled:
-            # quotes rows only when the wanted set changes (bot/journal.py)
-            m.journaled = wanted
-            self._quote_rows(m, ts, wanted)
-        elif (
-            settled is not None
-            and settled[0] is wanted
-            and settled[1] == m.version
-            and settled[2] is state
-            and ts < settled[3]
-        ):
-            # Same wanted set, same orders, none aged out: the diff would again ask
-            # for nothing (exact, not a heuristic; see `_settle`). Only the touch
-            # moved, and it was priced in: the settled cycle now stands for it too.
-            if settled[4] != m.book_seq:
-                m.settled = (wanted, settled[1], state, settled[3], m.book_seq)
-            return []
-        cancels, places = diff(
-            wanted,
-            m.live.values(),
-            ts_ns=ts,
-            next_id=self._ids.next,
-            threshold_bps=policy.requote_threshold_bps,
-            max_age_ns=policy.max_quote_age_ns,
-            post_only=self._post_only,
-            reduce_only=reducing,
-        )
-        if not cancels and not places:
-            self._settle(m, wanted, state)
-            return []
-        policy.requoted(ts)
-        m.version += 1
-        commands: list[Command] = []
-        for cancel in cancels:
-            self._send_cancel(m, m.live[cancel.client_order_id], ts)
-            commands.append(cancel)
-        self._stats.cancels += len(cancels)
-        if places:
-            commands.extend(self._checked_places(m, places, position, ts))
-        return commands
-
-    def _quote_rows(self, m: _Market, ts: int, wanted: tuple[Quote, ...]) -> None:
-        rec = self._rec
-        symbol = m.symbol
-        px_div, qty_div = m.px_div, m.qty_div
-        mid = m.mid_px / px_div
-        for q in wanted:
-            rec("quotes", ts, symbol, int(q.side), q.level, q.px / px_div, q.qty / qty_div, mid)
-
-    def _settle(self, m: _Market, wanted: tuple[Quote, ...], state: TradingState) -> None:
-        """Remember a diff that asked for nothing.
-
-        Its result depends on the wanted set, the orders (their sides, sizes,
-        prices, statuses: all covered by `version`), the trading state (reduce-only)
-        and time only through the max-age test `ts - sent >= max_age`. Every working
-        order passed that test here (an aged one would have been cancelled), so
-        until the oldest one ages out the same inputs give the same empty answer.
-        """
-        oldest = min((o.ts_sent_ns for o in m.live.values() if o.status in WORKING), default=None)
-        ages_out = _NEVER if oldest is None else oldest + m.policy.max_quote_age_ns
-        m.settled = (wanted, m.version, state, ages_out, m.book_seq)
-
-    def _send_cancel(self, m: _Market, order: Order, ts: int) -> None:
-        try:
-            order.request_cancel()
-        except OrderError as exc:
-            raise IllegalCommand(f"cancel of {order!r}: {exc}") from exc
-        self._risk.check_cancel(ts)
-        self._order_row(ts, m, order, "cancel")
-
-    def _checked_places(
-        self, m: _Market, places: list[Place], position: int, ts: int
-    ) -> list[Command]:
-        risk = self._risk
-        rec = self._rec
-        stats = self._stats
-        open_orders = self._working_count()
-        total_inventory = self._total_inventory_usd()
-        sent: list[Command] = []
-        for place in places:
-            denied = risk.check_new(
-                place,
-                mid_px=m.mid_px,
-                position_lots=position,
-                open_orders=open_orders,
-                total_inventory_usd=total_inventory,
-            )
-            if denied is not None:
-                rec("risk", *risk.denial_event(denied, ts, m.symbol).row())
-                stats.blocks += 1
-                continue
-            order = Order(place)
-            m.live[place.client_order_id] = order
-            self._orders[place.client_order_id] = order
-            self._order_row(ts, m, order, "place")
-            open_orders += 1
-            sent.append(place)
-        stats.places += len(sent)
-        return sent
-
-    def _working_count(self) -> int:
-        # orders pending cancel are on their way out: the replacements may take their slots
-        return sum(
-            1 for m in self._markets.values() for o in m.live.values() if o.status in WORKING
-        )
-
-    def _total_inventory_usd(self) -> float:
-        position = self._portfolio.position_lots
-        return sum(
-            abs(position(m.symbol)) * m.mid_px * m.usd_per_tick_lot for m in self._markets.values()
-        )
-
     # --- venue reports ---------------------------------------------------------------
-
-    def _order_row(self, ts: int, m: _Market, order: Order, event: str, reason: str = "") -> None:
-        self._rec(
-            "orders", ts, order.symbol, order.client_order_id, event, int(order.side),
-            order.px / m.px_div, order.qty / m.qty_div, order.status._value_,
-            order.ts_sent_ns, order.ts_ack_ns, reason,
-        )  # fmt: skip
 
     def _unknown_row(self, ev: VenueReport, event: str, reason: str) -> None:
         self._stats.unknown_reports += 1
         self._rec("orders", ev.ts_ns, ev.symbol, ev.client_order_id, event, 0, 0.0, 0.0,
                   "UNKNOWN", 0, 0, reason)  # fmt: skip
 
-    def _apply(self, ev: VenueReport, event: str) -> tuple[_Market, Order] | None:
+    def _apply(self, ev: VenueReport, event: str) -> tuple[Requoter, Order] | None:
         """Apply a report to its order; None when it changed nothing (unknown, duplicate)."""
-        order = self._orders.get(ev.client_order_id)
-        m = self._markets.get(ev.symbol)
-        if order is None or m is None or order.symbol != ev.symbol:
+        try:
+            order = self._orders.apply(ev)
+        except UnknownOrder:
             self._unknown_row(ev, event, f"{event} for an unknown order")
             return None
-        try:
-            applied = order.apply(ev)
         except OrderError as exc:
             raise VenueProtocolError(f"{ev.symbol}: {exc}") from exc
-        if applied is Applied.DUPLICATE:
+        if order is None:
             self._stats.duplicate_reports += 1
             return None
-        m.version += 1
-        if order.status in TERMINAL:
-            self._retire(m, order)
-        return m, order
-
-    def _retire(self, m: _Market, order: Order) -> None:
-        if m.live.pop(order.client_order_id, None) is None:
-            return  # a late fill on an already terminal order
-        retired = self._retired
-        retired.append(order.client_order_id)
-        if len(retired) > RECENT_ORDERS:
-            self._orders.pop(retired.popleft(), None)
+        q = self._markets[ev.symbol].quoter
+        q.orders_changed()
+        return q, order
 
     def _on_ack(self, ev: OrderAck) -> list[Command]:
         found = self._apply(ev, "ack")
         if found is None:
             return []
-        m, order = found
-        self._order_row(ev.ts_ns, m, order, "ack")
+        q, order = found
+        q.order_row(ev.ts_ns, order, "ack")
         return self._risk_events(ev.ts_ns, self._risk.on_order_result(ev.ts_ns, False))
 
     def _on_reject(self, ev: OrderReject) -> list[Command]:
         found = self._apply(ev, "reject")
         if found is None:
             return []
-        m, order = found
+        q, order = found
         self._stats.rejects += 1
-        self._order_row(ev.ts_ns, m, order, "reject", ev.reason)
+        q.order_row(ev.ts_ns, order, "reject", ev.reason)
         commands = self._risk_events(ev.ts_ns, self._risk.on_order_result(ev.ts_ns, True))
-        commands.extend(self._cycle(m, ev.ts_ns))
+        commands.extend(q.cycle(ev.ts_ns, self._state))
         return commands
 
     def _on_order_done(self, ev: CancelAck | OrderExpired) -> list[Command]:
@@ -542,23 +329,23 @@ class Engine:
         found = self._apply(ev, event)
         if found is None:
             return []
-        m, order = found
-        self._order_row(ev.ts_ns, m, order, event)
-        return self._cycle(m, ev.ts_ns)
+        q, order = found
+        q.order_row(ev.ts_ns, order, event)
+        return q.cycle(ev.ts_ns, self._state)
 
     def _on_cancel_reject(self, ev: CancelReject) -> list[Command]:
         found = self._apply(ev, "cancel_reject")
         if found is None:
             return []
-        m, order = found
-        self._order_row(ev.ts_ns, m, order, "cancel_reject", ev.reason)
-        return self._cycle(m, ev.ts_ns)
+        q, order = found
+        q.order_row(ev.ts_ns, order, "cancel_reject", ev.reason)
+        return q.cycle(ev.ts_ns, self._state)
 
     def _on_fill(self, ev: OrderFill) -> list[Command]:
         found = self._apply(ev, "fill")
         if found is None:
             return []
-        m, order = found
+        q, order = found
         try:
             booked = self._portfolio.apply_fill(ev)
         except PortfolioError as exc:
@@ -567,30 +354,35 @@ class Engine:
             self._stats.duplicate_reports += 1
             return []
         ts = ev.ts_ns
-        m.last_fill_px = ev.px
-        mid_px = m.mid_px if m.mid_px > 0 else float(ev.px)
-        self._count_fill(m, ev)
-        px_div = m.px_div
+        self._markets[ev.symbol].last_fill_px = ev.px
+        mid_px = q.mid_px if q.mid_px > 0 else float(ev.px)
+        self._count_fill(q, ev)
+        self._fill_rows(q, order, ev, mid_px)
+        commands = self._risk_events(ts, self._risk.on_fill(ev, mid_px))
+        commands.extend(q.cycle(ts, self._state))  # the position moved: skew and the filled side
+        return commands
+
+    def _fill_rows(self, q: Requoter, order: Order, ev: OrderFill, mid_px: float) -> None:
+        """The fill's rows in the fills and orders tables."""
+        ts = ev.ts_ns
+        px_div = q.px_div
         # the row is the match: the venue's time and mid when it says, not our later view
         match_ts = ev.match_ts_ns if ev.match_ts_ns >= 0 else ts
         match_mid = ev.match_mid_px if ev.match_mid_px > 0 else mid_px
         self._rec(
             "fills", match_ts, ev.symbol, ev.client_order_id, ev.trade_id, int(ev.side),
-            ev.px / px_div, ev.qty / m.qty_div, ev.px, ev.qty, ev.liquidity.value,
+            ev.px / px_div, ev.qty / q.qty_div, ev.px, ev.qty, ev.liquidity.value,
             float(ev.fee), ev.fee, match_mid / px_div,
         )  # fmt: skip
         self._rec(
             "orders", ts, ev.symbol, ev.client_order_id, "fill", int(ev.side),
-            ev.px / px_div, ev.qty / m.qty_div, order.status._value_,
+            ev.px / px_div, ev.qty / q.qty_div, order.status._value_,
             order.ts_sent_ns, order.ts_ack_ns, ev.trade_id,
         )  # fmt: skip
-        commands = self._risk_events(ts, self._risk.on_fill(ev, mid_px))
-        commands.extend(self._cycle(m, ts))  # the position moved: skew and the filled side
-        return commands
 
-    def _count_fill(self, m: _Market, ev: OrderFill) -> None:
+    def _count_fill(self, q: Requoter, ev: OrderFill) -> None:
         s = self._stats
-        notional = ev.px * ev.qty * m.usd_per_tick_lot
+        notional = ev.px * ev.qty * q.usd_per_tick_lot
         s.fills += 1
         s.notional += notional
         if ev.liquidity is Liquidity.MAKER:
@@ -603,9 +395,10 @@ class Engine:
         ts = ev.ts_ns
         pnl, inventory = self._pnl_and_inventory()
         commands = self._risk_events(ts, self._risk.on_timer(ts, pnl, inventory))
+        state = self._state
         for m in self._markets.values():
             self._sample(m, ts)
-            commands.extend(self._cycle(m, ts))  # max quote age and throttled re-quotes
+            commands.extend(m.quoter.cycle(ts, state))  # max quote age and throttled re-quotes
         return commands
 
     def _pnl_and_inventory(self) -> tuple[float, float]:
@@ -625,29 +418,30 @@ class Engine:
     def _marked_pnl_and_inventory(self) -> tuple[float, float]:
         marks: dict[str, Decimal] = {}
         largest = Decimal(0)
-        for m in self._markets.values():
+        for symbol, m in self._markets.items():
             mark = m.mark()
             if mark is None:
                 continue
-            marks[m.symbol] = mark
-            largest = max(largest, abs(self._portfolio.inventory_usd(m.symbol, mark)))
+            marks[symbol] = mark
+            largest = max(largest, abs(self._portfolio.inventory_usd(symbol, mark)))
         return float(self._portfolio.total_pnl(marks)), float(largest)
 
     def _sample(self, m: _Market, ts: int) -> None:
         """Journal the sampled tables on a fixed time grid (same data -> same rows)."""
-        if m.mid_px > 0 and ts >= m.next_book_ns:
+        q = m.quoter
+        if q.mid_px > 0 and ts >= m.next_book_ns:
             every = self._book_every_ns
             m.next_book_ns = (ts // every + 1) * every
-            d, qd = m.px_div, m.qty_div
-            self._rec("book", ts, m.symbol, m.bid_px / d, m.ask_px / d, m.bid_qty / qd,
-                      m.ask_qty / qd, m.mid_px / d)  # fmt: skip
+            d, qd = q.px_div, q.qty_div
+            self._rec("book", ts, q.symbol, q.bid_px / d, q.ask_px / d, q.bid_qty / qd,
+                      q.ask_qty / qd, q.mid_px / d)  # fmt: skip
         if ts < m.next_position_ns:
             return  # (checked before the Decimal mark: this runs on every timer)
         mark = m.mark()
         if mark is not None:
             every = self._position_every_ns
             m.next_position_ns = (ts // every + 1) * every
-            self._rec("positions", *self._portfolio.snapshot(ts, m.symbol, mark).row())
+            self._rec("positions", *self._portfolio.snapshot(ts, q.symbol, mark).row())
 
     def _on_freeze_request(self, ev: FreezeRequest) -> list[Command]:
         ts = ev.ts_ns
@@ -677,18 +471,13 @@ class Engine:
         # orders that would add inventory because they are no longer wanted)
         commands: list[Command] = []
         for m in self._markets.values():
-            commands.extend(self._cycle(m, ts, force=True))
+            commands.extend(m.quoter.cycle(ts, state, force=True))
         return commands
 
     def _stop_quoting(self, ts: int, reason: str) -> list[Command]:
         """Frozen or halted: cancel everything (one message) and tell the shell."""
         for m in self._markets.values():
-            m.version += 1
-            for order in m.live.values():
-                if order.status in WORKING:
-                    order.request_cancel()
-                    self._order_row(ts, m, order, "cancel", reason)
-                    self._stats.cancels += 1
+            self._stats.cancels += m.quoter.cancel_working(ts, reason)
         log.warning("quoting_stopped", ts_ns=ts, state=self._state.value, reason=reason)
         return [CancelAll(ts, None, reason), Freeze(ts, reason)]
 

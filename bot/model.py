@@ -189,11 +189,5 @@ class Instrument:
     min_qty_lots: int
     min_notional: Decimal
 
-    def px_to_float(self, px: int) -> float:
-        return float(px * self.tick_size)
-
-    def qty_to_float(self, qty: int) -> float:
-        return float(qty * self.lot_size)
-
     def notional(self, px: int, qty: int) -> Decimal:
         return px * self.tick_size * qty * self.lot_size

@@ -1,7 +1,7 @@
 """Order state machine (one transition table) and the diff of wanted vs live quotes.
 
 Orders are event-sourced: `Order.apply(report)` classifies the venue report,
-refuses a trade id it already applied, looks the transition up in `_NEXT`
+refuses a trade id it already applied, looks the transition up in `TRANSITIONS`
 and updates the fill state. The table records how real venues behave:
 acks that arrive after fills, fills racing our cancel, fills after the cancel
 ack, cancel-rejects for orders that already filled (STYLE.md §1).
@@ -66,7 +66,7 @@ E = OrderEvent
 # flight); the table names it with this marker and the order works it out.
 RESTORE: Final = None
 
-_NEXT: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
+TRANSITIONS: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     (S.PENDING_NEW, E.ACK): S.OPEN,
     (S.PENDING_NEW, E.REJECT): S.REJECTED,
     (S.PENDING_NEW, E.PARTIAL_FILL): S.PARTIALLY_FILLED,  # fill overtook the ack
@@ -102,7 +102,6 @@ _NEXT: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     (S.EXPIRED, E.FILL): S.FILLED,
     (S.EXPIRED, E.EXPIRED): S.EXPIRED,
 }
-TRANSITIONS: Final = _NEXT
 
 WORKING: Final = frozenset({S.PENDING_NEW, S.OPEN, S.PARTIALLY_FILLED})
 TERMINAL: Final = frozenset({S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED})
@@ -132,9 +131,9 @@ class ImpossibleFill(OrderError):
 def next_status(client_order_id: str, status: Status, event: OrderEvent) -> Status | None:
     """The table lookup; `None` (RESTORE) means back to the status before the cancel."""
     key = (status, event)
-    if key not in _NEXT:
+    if key not in TRANSITIONS:
         raise InvalidTransition(client_order_id, status, event)
-    return _NEXT[key]
+    return TRANSITIONS[key]
 
 
 class Applied(Enum):
@@ -142,7 +141,6 @@ class Applied(Enum):
 
     APPLIED = "applied"
     DUPLICATE = "duplicate"  # same trade id again, or a re-delivered ack
-    UNKNOWN_ORDER = "unknown_order"
 
 
 class Order:
@@ -188,15 +186,6 @@ class Order:
     @property
     def remaining(self) -> int:
         return self.qty - self.filled_qty
-
-    @property
-    def is_working(self) -> bool:
-        """Resting or about to: counts toward quotes and open-order limits."""
-        return self.status in WORKING
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL
 
     def request_cancel(self) -> None:
         """We are sending a cancel; raises InvalidTransition if it makes no sense."""

@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from math import gcd
 from typing import Final
 
@@ -93,10 +92,6 @@ class PositionSnapshot:
             float(self.fees),
         )
 
-    def values(self) -> tuple[object, ...]:
-        """The exact field values, in column order."""
-        return astuple(self)
-
 
 class _Ledger:
     """Mutable integer state of one symbol (internal; never leaves the portfolio)."""
@@ -140,10 +135,6 @@ class Portfolio:
         self._seen: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()  # oldest first, for eviction
         self._dedup_capacity = dedup_capacity
-
-    @property
-    def symbols(self) -> tuple[str, ...]:
-        return tuple(self._ledgers)
 
     # --- updates ----------------------------------------------------------------
 
@@ -214,23 +205,6 @@ class Portfolio:
         if symbol is None:
             return list(self._ledgers.items())
         return [(symbol, self._ledger(symbol))]
-
-    # --- exact values (Fraction, quote currency) --------------------------------
-
-    def realized_exact(self, symbol: str | None = None) -> Fraction:
-        """Realised PnL before fees, exact, in quote currency."""
-        total = Fraction(0)
-        for sym, ledger in self._selected(symbol):
-            num, den = ledger.realized_ratio()
-            total += Fraction(num, den) * Fraction(self._tick_lot[sym])
-        return total
-
-    def avg_px_ticks(self, symbol: str) -> Fraction | None:
-        """Average entry price in ticks, exact; None while flat."""
-        ledger = self._ledger(symbol)
-        if ledger.position == 0:
-            return None
-        return Fraction(ledger.avg_num, ledger.avg_den)
 
     # --- public getters (Decimal at the edge) ------------------------------------
 
@@ -303,17 +277,22 @@ class Portfolio:
         return total
 
     def snapshot(self, ts_ns: int, symbol: str, mid: Decimal) -> PositionSnapshot:
-        position = self.position(symbol)
+        """The getters' values for one symbol, read from its ledger in one pass (the
+        engine samples every symbol once a second: the getters' loops cost)."""
+        ledger = self._ledger(symbol)
+        position = ledger.position * self._instruments[symbol].lot_size
+        num, den = ledger.realized_ratio()
+        flat = ledger.position == 0
         return PositionSnapshot(
             ts_ns=ts_ns,
             symbol=symbol,
             position=position,
-            avg_price=self.avg_px(symbol),
+            avg_price=None if flat else self.avg_px(symbol),
             mid=mid,
             notional=position * mid,
-            realized_pnl=self.realized_pnl(symbol),
-            unrealized_pnl=self.unrealized_pnl(symbol, mid),
-            fees=self.fees(symbol),
+            realized_pnl=_ratio_to_decimal(num, den, self._tick_lot[symbol]),
+            unrealized_pnl=ZERO if flat else self.unrealized_pnl(symbol, mid),
+            fees=ledger.fees_paid - ledger.rebates,
         )
 
 

@@ -215,14 +215,6 @@ class QuotePolicy:
 
     # --- pricing ------------------------------------------------------------------
 
-    @property
-    def floor_bps(self) -> float:
-        return self._floor_bps
-
-    @property
-    def qty_lots(self) -> int:
-        return self._qty_lots
-
     def half_spread_bps(self) -> float:
         return max(self._floor_bps, self._vol_mult * self.vol.sigma_bps)
 

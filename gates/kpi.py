@@ -34,6 +34,7 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from bot import edge
 from bot.config import KPI_NAMES as ALL_KPI_NAMES
 from bot.config import StrategyConfig
 from bot.journal import SCHEMAS, TABLES, final_pnl_usd, read_manifest, read_tables
@@ -223,10 +224,11 @@ def fill_edges(journal: Journal, horizon_ms: int = 1_000) -> pd.DataFrame:
     out["notional"] = out["price"] * out["qty"]
     out["mid_h"] = _mid_at_or_after(journal.table("book"), out, horizon_ms)
     side, mid = out["side"], out["mid"]
-    out["gross_bps"] = side * (mid - out["price"]) / mid * BPS
-    out["fee_bps"] = -out["fee"] / out["notional"] * BPS
-    out["adverse_bps"] = side * (mid - out["mid_h"]) / mid * BPS
-    out["net_bps"] = out["gross_bps"] + out["fee_bps"] - out["adverse_bps"]
+    # the per-fill formulas are bot/edge.py's, shared with the risk engine's edge guard
+    out["gross_bps"] = edge.gross_bps(side, out["price"], mid)
+    out["fee_bps"] = edge.fee_bps(out["fee"], out["notional"])
+    out["adverse_bps"] = edge.adverse_bps(side, mid, out["mid_h"])
+    out["net_bps"] = edge.net_bps(out["gross_bps"], out["fee_bps"], out["adverse_bps"])
     return out
 
 

@@ -24,6 +24,7 @@ from bot.model import (
     CancelAck,
     CancelAll,
     Command,
+    Event,
     Freeze,
     FreezeRequest,
     Liquidity,
@@ -35,7 +36,7 @@ from bot.model import (
     Timer,
     Trade,
 )
-from bot.orders import Status
+from gates.kpi import Journal, fill_edges
 
 SYM = "BTCUSDT"
 S = 1_000_000_000
@@ -92,6 +93,15 @@ def frame(journal: MemoryJournal, table: str) -> pd.DataFrame:
     return journal.frame(table)
 
 
+_NOT_TERMINAL = {"PENDING_NEW", "OPEN", "PARTIALLY_FILLED", "PENDING_CANCEL"}
+
+
+def open_orders(journal: MemoryJournal) -> pd.DataFrame:
+    """Our orders not yet terminal, by the journal: the last orders row of each order."""
+    last = frame(journal, "orders").groupby("client_order_id", sort=False).last()
+    return last[last["status"].isin(_NOT_TERMINAL)]
+
+
 def test_a_book_update_produces_two_places() -> None:
     engine, journal = make()
     commands = engine.on_event(book(T0))
@@ -108,11 +118,11 @@ def test_a_book_update_produces_two_places() -> None:
     assert orders["event"].tolist() == ["place", "place"]
     assert orders["status"].tolist() == ["PENDING_NEW", "PENDING_NEW"]
     assert orders["ts_send_ns"].tolist() == [T0, T0]
-    assert [o.client_order_id for o in engine.open_orders(SYM)] == ["t1-1", "t1-2"]
+    assert open_orders(journal).index.tolist() == ["t1-1", "t1-2"]
 
 
 def test_requote_only_on_a_real_move_and_not_too_often() -> None:
-    engine, _ = make()
+    engine, journal = make()
     first = engine.on_event(book(T0))
     ack_all(engine, first, T0 + 10 * MS)
     assert engine.on_event(book(T0 + 20 * MS)) == []  # same touch
@@ -122,7 +132,7 @@ def test_requote_only_on_a_real_move_and_not_too_often() -> None:
     commands = engine.on_event(book(T0 + 60 * MS, 601_000, 601_001))
     assert [type(c) for c in commands] == [Cancel, Cancel, Place, Place]
     assert {c.client_order_id for c in commands if isinstance(c, Cancel)} == {"t1-1", "t1-2"}
-    assert [o.status for o in engine.open_orders(SYM)][:2] == [Status.PENDING_CANCEL] * 2
+    assert open_orders(journal)["status"].tolist()[:2] == ["PENDING_CANCEL"] * 2
     # a 1-tick move (0.17 bps < 0.5 threshold) 100 ms later changes nothing
     ack_all(engine, commands, T0 + 70 * MS)
     assert engine.on_event(book(T0 + 160 * MS, 601_001, 601_002)) == []
@@ -156,7 +166,7 @@ def test_a_fill_updates_the_position_and_journals_it() -> None:
     fill_rows = frame(journal, "orders").query("event == 'fill'")
     assert fill_rows["status"].tolist() == ["PARTIALLY_FILLED", "FILLED"]
     assert fill_rows["ts_ack_ns"].tolist() == [T0 + 10 * MS] * 2
-    assert "t1-1" not in {o.client_order_id for o in engine.open_orders(SYM)}
+    assert "t1-1" not in open_orders(journal).index
     summary = engine.summary()
     assert summary["fills"] == 2 and summary["maker_share"] == 1.0
     assert summary["turnover_usd"] == pytest.approx(599.94)
@@ -188,12 +198,13 @@ def test_freeze_cancels_all_and_stops_quoting_until_unfrozen() -> None:
         CancelAll(T0 + 20 * MS, None, "operator says stop"),
         Freeze(T0 + 20 * MS, "operator says stop"),
     ]
-    assert {o.status for o in engine.open_orders(SYM)} == {Status.PENDING_CANCEL}
+    assert set(open_orders(journal)["status"]) == {"PENDING_CANCEL"}
     risk = frame(journal, "risk")
     assert risk[["kind", "state"]].values.tolist() == [["freeze", "frozen"]]
-    for i, order in enumerate(engine.open_orders(SYM)):
-        engine.on_event(CancelAck(T0 + (30 + i) * MS, SYM, order.client_order_id))
-    assert engine.open_orders(SYM) == ()
+    for i, client_order_id in enumerate(open_orders(journal).index):
+        engine.on_event(CancelAck(T0 + (30 + i) * MS, SYM, client_order_id))
+    assert open_orders(journal).empty
+    assert engine.summary()["open_orders"] == 0
     assert engine.on_event(book(T0 + 200 * MS, 601_000, 601_001)) == []
     assert places(engine.on_event(Timer(T0 + 300 * MS))) == []
     commands = engine.on_event(FreezeRequest(T0 + 400 * MS, False, "all clear"))
@@ -251,7 +262,7 @@ def test_reducing_state_quotes_only_the_reducing_side() -> None:
     assert engine.risk.state.value == "reducing"
     assert "reduce_only" in frame(journal, "risk")["kind"].tolist()
     assert all(p.side is Side.SELL and p.reduce_only for p in places(commands))
-    assert [o.side for o in engine.open_orders(SYM)] == [Side.SELL]
+    assert open_orders(journal)["side"].tolist() == [int(Side.SELL)]
     # a later re-quote still never adds a buy
     commands = engine.on_event(book(T0 + 300 * MS, 601_000, 601_001))
     assert [p.side for p in places(commands)] == [Side.SELL]
@@ -266,7 +277,7 @@ def test_a_venue_protocol_error_halts_for_good() -> None:
     overfill = fill_of(bid, T0 + 20 * MS, qty=11)
     out = engine.on_event(overfill)
     assert [type(c) for c in out] == [CancelAll, Freeze]
-    assert "11 lots with 10 of 10 remaining" in (engine.fault or "")
+    assert "11 lots with 10 of 10 remaining" in (engine.summary()["fault"] or "")
     assert engine.portfolio.position_lots(SYM) == 0  # the impossible fill is not booked
     assert engine.risk.state.value == "halted"
     kill = frame(journal, "risk").iloc[-1]
@@ -286,7 +297,7 @@ def test_transition_refused_by_the_table_is_a_venue_error() -> None:
     # a cancel-ack for a rejected order: the venue contradicts itself
     out = engine.on_event(CancelAck(T0 + 2, SYM, bid.client_order_id))
     assert [type(c) for c in out] == [CancelAll, Freeze]
-    assert "cancel_ack is not allowed in status REJECTED" in (engine.fault or "")
+    assert "cancel_ack is not allowed in status REJECTED" in (engine.summary()["fault"] or "")
 
 
 def test_reject_counts_and_requotes() -> None:
@@ -360,3 +371,42 @@ def test_rows_match_the_journal_schemas() -> None:
     for table in ("quotes", "orders", "fills", "risk", "book", "positions"):
         arrow = journal.buffers[table].take()  # builds typed arrays: raises on a wrong type
         assert arrow.num_rows > 0, table
+
+
+def test_the_edge_guard_and_the_kpis_share_one_net_edge() -> None:
+    """20 fills whose horizon mid is a sampled book row: the guard's freeze reason
+    and gates/kpi.py's notional-weighted net_bps give the same figure."""
+    engine, journal = make(risk={"edge_freeze_bps": 100.0, "edge_window_fills": 20})
+    live: dict[str, Place] = {}
+
+    def feed(event: Event) -> None:  # the venue answers every command at once
+        for c in engine.on_event(event):
+            if isinstance(c, Place):
+                live[c.client_order_id] = c
+                feed(OrderAck(event.ts_ns, SYM, c.client_order_id))
+            elif isinstance(c, Cancel):
+                live.pop(c.client_order_id)
+                feed(CancelAck(event.ts_ns, SYM, c.client_order_id))
+
+    moves = [0, 40, -25, 90, -60, 15, -5, 70, -80, 30]
+    for k in range(20):
+        t = T0 + k * 2 * S
+        bid = 600_000 + moves[k % 10]
+        for ts, touch in ((t, bid), (t + S, bid + moves[(k + 3) % 10])):
+            feed(book(ts, touch, touch + 1))
+            feed(Timer(ts))  # samples the book row at ts
+            if ts == t:
+                order = next(p for p in live.values() if p.side is (Side.BUY, Side.SELL)[k % 2])
+                rebate = -(order.px * Decimal("0.0001")) * Decimal("0.00005")
+                feed(
+                    OrderFill(t, SYM, order.client_order_id, f"e{k}", order.side, order.px, 1,
+                              Liquidity.MAKER, rebate)
+                )  # fmt: skip
+    freeze = frame(journal, "risk").query("kind == 'freeze'")
+    assert freeze["check"].tolist() == ["edge"]
+    tables = {t: journal.frame(t) for t in ("fills", "book")}
+    edges = fill_edges(Journal.of(tables), horizon_ms=1_000)
+    assert len(edges) == 20 and edges["net_bps"].notna().all()
+    net = (edges["net_bps"] * edges["notional"]).sum() / edges["notional"].sum()
+    assert freeze["reason"].iloc[0] == f"net edge {net:.2f} bps over the last 20 fills < 100 bps"
+    assert abs(net) > 0.5  # the horizon moves matter: not just the spread and rebate

@@ -23,7 +23,9 @@ from bot.model import (
 )
 from bot.orders import (
     MAX_CLIENT_ID_LEN,
+    TERMINAL,
     TRANSITIONS,
+    WORKING,
     Applied,
     ClientOrderIds,
     ImpossibleFill,
@@ -118,13 +120,14 @@ def test_terminal_states_refuse_a_new_cancel() -> None:
 
 def test_life_of_an_order() -> None:
     order = new_order()
-    assert order.status is Status.PENDING_NEW and order.is_working
+    assert order.status is Status.PENDING_NEW and order.status in WORKING
     assert order.apply(OrderAck(10, SYM, CID, "v9")) is Applied.APPLIED
     assert (order.status, order.ts_ack_ns, order.venue_order_id) == (Status.OPEN, 10, "v9")
     order.apply(fill(4))
     assert (order.status, order.filled_qty, order.remaining) == (Status.PARTIALLY_FILLED, 4, 6)
     order.apply(fill(6))
-    assert order.status is Status.FILLED and order.is_terminal and not order.is_working
+    assert order.status is Status.FILLED and order.status in TERMINAL
+    assert order.status not in WORKING
 
 
 def test_duplicate_trade_id_changes_nothing() -> None:

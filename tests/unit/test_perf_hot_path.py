@@ -33,9 +33,11 @@ from bot.model import (
     Place,
     Timer,
 )
-from bot.orders import ClientOrderIds
+from bot.orders import ClientOrderIds, diff
+from bot.requoter import UNSETTLED, Requoter
 from bot.runtime.sim_loop import LoopConfig, SimLoop
-from bot.strategy import QuotePolicy
+from bot.strategy import Quote, QuotePolicy
+from bot.trading_state import TradingState
 from bot.venues.latency import JitteredLatency
 from bot.venues.queue import RiskAverseQueue
 from bot.venues.sim import SimVenue
@@ -148,16 +150,24 @@ def test_a_settled_cycle_still_replaces_orders_when_they_age_out() -> None:
     assert [type(c) for c in aged] == [Cancel, Cancel, Place, Place]
 
 
-class _NoShortcuts(Engine):
+class _PlainRequoter(Requoter):
     """The reference: forgets every cached answer before each quoting cycle, so it
     computes the wanted set and the diff from scratch and journals every decision."""
 
-    def _cycle(self, m: Any, ts: int, *, force: bool = False) -> list[Command]:
-        m.settled = None
-        m.journaled = None
-        m.policy._last_inputs = None
-        m.policy._last_prices = []
-        return super()._cycle(m, ts, force=force)
+    __slots__ = ()
+
+    def cycle(self, ts: int, state: TradingState, *, force: bool = False) -> list[Command]:
+        self.settled = UNSETTLED
+        self.journaled = None
+        self.policy._last_inputs = None
+        self.policy._last_prices = []
+        return super().cycle(ts, state, force=force)
+
+
+def _no_shortcuts(engine: Engine) -> Engine:
+    for market in engine._markets.values():
+        market.quoter.__class__ = _PlainRequoter  # same slots: only `cycle` differs
+    return engine
 
 
 def _drive(engine: Engine, rng: random.Random) -> list[list[Command]]:
@@ -220,7 +230,8 @@ def test_the_shortcuts_change_no_command_and_no_row(seed: int) -> None:
     )
     fast_journal, slow_journal = MemoryJournal(), MemoryJournal()
     fast = _drive(Engine(settings, fast_journal, id_prefix="t1"), random.Random(seed))
-    slow = _drive(_NoShortcuts(settings, slow_journal, id_prefix="t1"), random.Random(seed))
+    slow_engine = _no_shortcuts(Engine(settings, slow_journal, id_prefix="t1"))
+    slow = _drive(slow_engine, random.Random(seed))
     assert fast == slow
     assert sum(isinstance(c, Place) for a in fast for c in a) > 10
     assert len(fast_journal.frame("fills")) > 3
@@ -228,6 +239,39 @@ def test_the_shortcuts_change_no_command_and_no_row(seed: int) -> None:
         assert fast_journal.frame(table).equals(slow_journal.frame(table)), table
     assert fast_journal.frame("quotes").values.tolist() == _decisions(slow_journal)
     assert len(slow_journal.frame("quotes")) > len(fast_journal.frame("quotes"))
+
+
+def test_shortcut_3_answers_as_the_diff_does() -> None:
+    """`Requoter._still_kept` says "the diff keeps every order" exactly when `diff` does,
+    on wanted sets near, at and beyond the re-quote threshold of the settled orders."""
+    engine = Engine(engine_settings(), MemoryJournal(), id_prefix="t1")
+    for c in engine.on_event(BookUpdate(T0, SYM, 600_000, 5, 600_001, 5)):
+        assert isinstance(c, Place)
+        engine.on_event(OrderAck(T0 + MS, SYM, c.client_order_id))
+    quoter = engine._markets[SYM].quoter
+    assert engine.on_event(Timer(T0 + 100 * MS)) == []  # the diff asked for nothing: settled
+    bid, ask = (o for o in quoter.live.values())
+    threshold = quoter.policy.requote_threshold_bps  # 0.5 bps: 30 ticks at 600 000
+    rng = random.Random(5)
+    answers = set()
+    for _ in range(2_000):
+        bid_px = bid.px + rng.randint(-35, 35)
+        ask_px = ask.px + rng.randint(-35, 35)
+        qty = rng.choice((bid.qty, bid.qty, bid.qty, bid.qty + 1))
+        wanted: tuple[Quote, ...] = (
+            Quote(SYM, bid.side, 0, bid_px, qty),
+            Quote(SYM, ask.side, 0, ask_px, ask.qty),
+        )
+        if rng.random() < 0.1:
+            wanted = wanted[:1]  # a side gone: its order must be cancelled
+        cancels, places = diff(
+            wanted, quoter.live.values(), ts_ns=T0 + 200 * MS, next_id=lambda: "n",
+            threshold_bps=threshold, max_age_ns=quoter.policy.max_quote_age_ns,
+        )  # fmt: skip
+        kept = quoter._still_kept(wanted)
+        assert kept == (not cancels and not places), (wanted, cancels, places)
+        answers.add(kept)
+    assert answers == {True, False}
 
 
 # --- the loop's inlined deltas and the book's undo value ---------------------------------

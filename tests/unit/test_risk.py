@@ -1,4 +1,5 @@
-"""Risk engine: every pre-trade check, the runtime guards, and the trading-state table.
+"""Risk engine: every pre-trade check, the runtime guards, and the trading-state table
+(bot/risk.py and its parts bot/pretrade.py, bot/guards.py, bot/trading_state.py).
 
 Numbers used throughout (worked by hand): BTCUSDT, 1 tick = 0.1 USD, 1 lot =
 0.001 BTC, mid = 600 000 ticks = 60 000 USD, so one lot is worth 60 USD and
@@ -8,6 +9,7 @@ Numbers used throughout (worked by hand): BTCUSDT, 1 tick = 0.1 USD, 1 lot =
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from dataclasses import fields
 from decimal import Decimal
@@ -15,14 +17,15 @@ from decimal import Decimal
 import pytest
 
 from bot.config import RiskConfig
+from bot.guards import EdgeGuard
 from bot.journal import SCHEMAS
 from bot.model import Instrument, Liquidity, OrderFill, Place, Side
-from bot.risk import (
-    _NEXT,
-    Denied,
+from bot.pretrade import Denied
+from bot.risk import RiskEngine
+from bot.trading_state import (
+    TRANSITIONS,
     InvalidRiskTransition,
     RiskAction,
-    RiskEngine,
     RiskError,
     RiskEvent,
     TradingState,
@@ -63,7 +66,7 @@ _ids = itertools.count()
 
 
 def engine(cfg: RiskConfig = CFG) -> RiskEngine:
-    return RiskEngine(cfg, {"BTCUSDT": BTC}, maker_fee_bps=-0.5, taker_fee_bps=3.0)
+    return RiskEngine(cfg, {"BTCUSDT": BTC})
 
 
 def place(side: Side = Side.BUY, px: int = 599_990, qty: int = 1, ts_ns: int = 0) -> Place:
@@ -208,12 +211,14 @@ def test_denial_becomes_a_block_event() -> None:
 
 
 def test_cancels_are_never_blocked_but_a_cancel_storm_throttles_places() -> None:
-    risk = engine()
-    risk.kill(0, "operator test")
+    halted = engine()
+    halted.kill(0, "operator test")
     # even HALTED, every cancel is accepted (check_cancel has no way to refuse one)
     for i in range(10):
+        halted.check_cancel(i * MS)
+    risk = engine()
+    for i in range(10):
         risk.check_cancel(i * MS)
-    risk.reset(20 * MS, "back")
     events = risk.on_timer(30 * MS, 0.0, 0.0)
     assert [(e.kind, e.check) for e in events] == [("block", "cancel_rate")]
     assert events[0].reason == "4 cancels in 1 s > max 3/s; new orders throttled"
@@ -357,23 +362,43 @@ def test_reject_rate_spike_freezes() -> None:
     assert event.reason == "reject rate 0.30 over the last 10 orders > max 0.2"
 
 
-def _fill(ts_ns: int, side: Side, px: int, qty: int = 1) -> OrderFill:
-    return OrderFill(
-        ts_ns, "BTCUSDT", f"c{ts_ns}", f"t{ts_ns}", side, px, qty, Liquidity.MAKER, Decimal(0)
-    )
+REBATE = Decimal("0.00005")  # 0.5 bps of notional
+
+
+def _fill(ts_ns: int, side: Side, px: int, qty: int = 1, rebate: Decimal = REBATE) -> OrderFill:
+    """A maker fill whose fee is the rebate on its notional (1 tick x 1 lot = 0.0001 USD)."""
+    fee = -(px * qty * Decimal("0.0001")) * rebate
+    trade = f"t{ts_ns}"
+    return OrderFill(ts_ns, "BTCUSDT", f"c{ts_ns}", trade, side, px, qty, Liquidity.MAKER, fee)
+
+
+def edge_guard(window: int = 50) -> EdgeGuard:
+    return EdgeGuard(freeze_bps=1.5, horizon_ms=1_000, window=window, min_fills=20)
+
+
+def guard_fill(guard: EdgeGuard, fill: OrderFill, mid: float) -> None:
+    notional = fill.px * fill.qty * 0.0001
+    guard.on_fill(fill.symbol, fill.ts_ns, int(fill.side), fill.px, float(fill.fee), notional, mid)
 
 
 def test_edge_completes_at_first_mid_at_or_after_the_horizon() -> None:
-    risk = engine()
-    risk.on_book(0, MID)
-    risk.on_fill(_fill(0, Side.BUY, 599_880), MID)  # 2 bps inside mid
-    risk.on_book(S - 1, MID)
-    assert risk.rolling_edge_bps() == (0.0, 0)
-    risk.on_book(S + 5, 599_940.0)  # mid fell 1 bp
-    edge, count = risk.rolling_edge_bps()
-    # gross 2 - fee (-0.5) - adverse 1 = 1.5 bps
+    guard = edge_guard()
+    guard_fill(guard, _fill(0, Side.BUY, 599_880), MID)  # 2 bps inside mid
+    assert not guard.on_mid(S - 1, MID, "BTCUSDT")
+    assert guard.rolling_edge_bps() == (0.0, 0)
+    assert guard.on_mid(S + 5, 599_940.0, "BTCUSDT")  # mid fell 1 bp
+    edge, count = guard.rolling_edge_bps()
+    # gross 2 + fee 0.5 (the rebate) - adverse 1 = 1.5 bps
     assert count == 1
     assert edge == pytest.approx(1.5, abs=1e-9)
+
+
+def test_the_edge_guard_uses_the_fee_the_fill_carries() -> None:
+    """The same fill paying a taker fee of 3 bps instead of the 0.5 bps rebate: 3.5 bps less."""
+    guard = edge_guard()
+    guard_fill(guard, _fill(0, Side.BUY, 599_880, rebate=Decimal("-0.0003")), MID)
+    assert guard.on_mid(S, 599_940.0, None)  # None: the mid of every symbol
+    assert guard.rolling_edge_bps()[0] == pytest.approx(-2.0, abs=1e-9)
 
 
 def test_toxic_fills_freeze_on_rolling_net_edge() -> None:
@@ -403,18 +428,24 @@ def test_benign_fills_do_not_freeze_and_edge_is_notional_weighted() -> None:
         px, qty = (600_060, 4) if k == 0 else (600_120, 1)
         risk.on_fill(_fill(t, Side.SELL, px, qty), MID)
         assert risk.on_book(t + S, MID) == []
-    edge, count = risk.rolling_edge_bps()
+    assert risk.state is TradingState.ACTIVE
+    guard = edge_guard()  # the same fills through the guard alone: the weighting
+    for k in range(30):
+        t = k * 2 * S
+        px, qty = (600_060, 4) if k == 0 else (600_120, 1)
+        guard_fill(guard, _fill(t, Side.SELL, px, qty), MID)
+        guard.on_mid(t + S, MID, "BTCUSDT")
+    edge, count = guard.rolling_edge_bps()
     assert count == 30
     # weights by notional: 4 x 600060 at 1.5 bps and 29 x 600120 at 2.5 bps
     w_big, w_small = 4 * 600_060, 29 * 600_120
     assert edge == pytest.approx((w_big * 1.5 + w_small * 2.5) / (w_big + w_small), rel=1e-9)
-    assert risk.state is TradingState.ACTIVE
 
 
 # --- the state machine ---------------------------------------------------------------------
 
 
-def test_kill_and_operator_reset() -> None:
+def test_a_kill_is_final() -> None:
     risk = engine()
     risk.on_timer(0, 0.0, 0.0)
     [event] = risk.kill(1 * S, "fat finger")
@@ -428,23 +459,22 @@ def test_kill_and_operator_reset() -> None:
         risk.unfreeze(2 * S, "no")
     assert risk.freeze(2 * S, "guard")[0].state == "halted"  # stricter state stays
     assert risk.on_timer(3 * S, -5_000.0, 0.0) == []  # already halted
-    [event] = risk.reset(4 * S, "operator checked")
-    assert (event.kind, event.check, event.state) == ("resume", "operator_reset", "active")
-    # the losses were accepted: the guards measure from here
-    assert risk.on_timer(5 * S, -5_000.0, 0.0) == []
-    assert check(risk, place(ts_ns=5 * S)) is None
-    with pytest.raises(InvalidRiskTransition, match="cannot reset while active"):
-        risk.reset(6 * S, "again")
+    assert risk.on_timer(90 * S, -5_000.0, 0.0) == []  # no cool-down lifts a halt
+    assert denied_check(check(risk, place(ts_ns=90 * S))) == "trading_state"
+    # nothing in the table leads out of HALTED
+    assert {TRANSITIONS[k] for k in TRANSITIONS if k[0] is TradingState.HALTED} == {
+        TradingState.HALTED
+    }
 
 
 def test_transition_table_every_row_and_every_missing_pair() -> None:
     for state, action in itertools.product(TradingState, RiskAction):
-        if (state, action) in _NEXT:
-            assert next_state(state, action) is _NEXT[(state, action)]
+        if (state, action) in TRANSITIONS:
+            assert next_state(state, action) is TRANSITIONS[(state, action)]
         else:
             with pytest.raises(InvalidRiskTransition):
                 next_state(state, action)
-    assert len(_NEXT) == 12
+    assert len(TRANSITIONS) == 11
 
 
 def test_invalid_manual_transitions() -> None:
@@ -452,9 +482,10 @@ def test_invalid_manual_transitions() -> None:
     with pytest.raises(InvalidRiskTransition, match="cannot unfreeze while active"):
         risk.unfreeze(0, "not frozen")
     risk.freeze(0, "x")
-    with pytest.raises(InvalidRiskTransition, match="cannot reset while frozen"):
-        risk.reset(1, "not halted")
-    assert risk.state is TradingState.FROZEN
+    risk.unfreeze(1, "ok")
+    with pytest.raises(InvalidRiskTransition, match="cannot unfreeze while active"):
+        risk.unfreeze(2, "twice")
+    assert risk.state is TradingState.ACTIVE
 
 
 def test_risk_event_maps_to_journal_table() -> None:
@@ -497,3 +528,57 @@ def test_fill_on_unknown_symbol_or_bad_mid_is_an_error() -> None:
         risk.on_fill(bad, 1.0)
     with pytest.raises(RiskError, match="must be > 0"):
         risk.on_fill(_fill(0, Side.BUY, 599_880), 0.0)
+
+
+class _EveryGuardEveryTimer(RiskEngine):
+    """The reference: forgets its quiet timer, so every guard runs on every timer."""
+
+    def on_timer(self, ts_ns: int, pnl_usd: float, inventory_usd: float) -> list[RiskEvent]:
+        self._quiet_until = 0
+        return super().on_timer(ts_ns, pnl_usd, inventory_usd)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quiet_timers_answer_as_if_every_guard_ran(seed: int) -> None:
+    """Random books (sometimes late, sometimes silent for seconds), repeated pnl and
+    inventory figures, cancel storms, operator freezes, across UTC midnights."""
+    rng = random.Random(seed)
+    fast, slow = engine(), _EveryGuardEveryTimer(CFG, {"BTCUSDT": BTC})
+    rows: list[list[tuple[int, str, str, str, str, str]]] = [[], []]
+    ts = 86_400 * S - 30 * S
+    pnl, inventory = 0.0, 0.0
+    for _ in range(3_000):
+        ts += rng.choice((100 * MS, 100 * MS, 100 * MS, 3 * S, 7 * S))
+        roll = rng.random()
+        late = rng.choice((0, 0, 0, 2 * S, 4_900 * MS))
+        symbol = rng.choice(("BTCUSDT",) * 8 + (None, "ETHUSDT"))
+        rng_burst = rng.choice((1, 2, 5))
+        for i, risk in enumerate((fast, slow)):
+            if roll < 0.3:
+                events = risk.on_book(ts - late, MID, symbol)
+            elif roll < 0.33:
+                for k in range(rng_burst):  # a burst: over the 3/s limit when >= 4
+                    risk.check_cancel(ts + k)
+                events = []
+            elif roll < 0.34 and risk.state is TradingState.ACTIVE:
+                events = risk.freeze(ts, "operator")
+            else:
+                events = risk.on_timer(ts, pnl, inventory)
+            rows[i] += [e.row() for e in events]
+        if rng.random() < 0.05:
+            pnl += rng.choice((-300.0, -10.0, 20.0, 250.0))
+            inventory = rng.choice((0.0, 500.0, 970.0, 1_100.0))
+    assert rows[0] == rows[1]
+    checks = {row[3] for row in rows[0]}
+    assert {"stale_data", "cancel_rate"} <= checks and len(checks) >= 4, checks
+
+
+def test_a_late_book_brings_the_stale_deadline_forward() -> None:
+    risk = engine()
+    risk.on_book(0, MID)
+    assert risk.on_timer(1 * S, 0.0, 0.0) == []  # quiet: nothing can go stale before 5 s
+    risk.on_book(4 * S, MID)
+    assert risk.on_timer(5 * S, 0.0, 0.0) == []  # quiet until 9 s
+    risk.on_book(3 * S, MID)  # a late message: the last book is now 3 s old at 6 s
+    [event] = risk.on_timer(8 * S, 0.0, 0.0)
+    assert (event.check, event.reason) == ("stale_data", "no book for * since 5000 ms >= 5000 ms")
