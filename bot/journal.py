@@ -17,11 +17,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas costs a run ~0.5 s of start-up; only the readers need it
+    import pandas as pd
 
 FEE_DECIMAL: Final = pa.decimal128(38, 12)
 
@@ -246,6 +248,8 @@ class MemoryJournal:
 
     def frame(self, table: str) -> pd.DataFrame:
         """The rows so far as a DataFrame (the buffer keeps them)."""
+        import pandas as pd
+
         columns = self.buffers[table].columns()
         return pd.DataFrame(dict(zip(SCHEMAS[table].names, columns, strict=True)))
 
@@ -254,7 +258,12 @@ def read_manifest(root: Path) -> dict[str, Any]:
     path = Path(root) / MANIFEST
     if not path.is_file():
         raise JournalError(f"{root}: not a journal directory (no {MANIFEST})")
-    data: dict[str, Any] = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise JournalError(f"file {path}: corrupt run manifest, not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise JournalError(f"file {path}: a run manifest is a JSON object, not {data!r:.40}")
     return data
 
 
@@ -266,7 +275,17 @@ def read_table(root: Path, table: str) -> pd.DataFrame:
     parts = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
     if not parts:
         return SCHEMAS[table].empty_table().to_pandas()
-    return pa.concat_tables(pq.read_table(p, schema=SCHEMAS[table]) for p in parts).to_pandas()
+    return pa.concat_tables(_read_part(p, table) for p in parts).to_pandas()
+
+
+def _read_part(path: Path, table: str) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=SCHEMAS[table])
+    except (pa.ArrowException, OSError) as exc:
+        size = path.stat().st_size
+        raise JournalError(
+            f"file {path}: not a readable Parquet part ({size} bytes): {exc}"
+        ) from exc
 
 
 def read_tables(root: Path, tables: Iterable[str] = TABLES) -> dict[str, pd.DataFrame]:
