@@ -164,7 +164,7 @@ def _parquet_chunk(
     source, first_row = where
     rows = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
     try:
-        columns = (_to_numpy(batch.column(c), _NUMPY_OF[SCHEMA.field(c).type]) for c in COLUMNS)
+        columns = [_to_numpy(batch.column(c), _NUMPY_OF[SCHEMA.field(c).type]) for c in COLUMNS]
         return MarketChunk(symbol, *columns, origin=origins(source, rows), sources=sources)
     except (KeyError, ValueError) as exc:
         raise MarketFormatError(

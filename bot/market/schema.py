@@ -11,7 +11,7 @@ to integer ticks and lots per chunk.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from enum import IntEnum
 from typing import Final, Literal
 
@@ -79,6 +79,7 @@ class MarketChunk:
     price: np.ndarray
     qty: np.ndarray
     trade_id: np.ndarray
+    _: KW_ONLY
     origin: np.ndarray | None = None
     sources: tuple[Source, ...] = ()
 
@@ -117,8 +118,7 @@ def concat(chunks: Sequence[MarketChunk]) -> MarketChunk:
         return chunks[0]
     first = chunks[0]
     columns = (np.concatenate([getattr(c, name) for c in chunks]) for name in COLUMNS)
-    traced = all(c.origin is not None and c.sources == first.sources for c in chunks)
-    origin = np.concatenate([c.origin for c in chunks]) if traced else None  # type: ignore[misc]
-    return MarketChunk(
-        first.symbol, *columns, origin=origin, sources=first.sources if traced else ()
-    )
+    parts = [c.origin for c in chunks if c.origin is not None and c.sources == first.sources]
+    if len(parts) < len(chunks):
+        return MarketChunk(first.symbol, *columns)
+    return MarketChunk(first.symbol, *columns, origin=np.concatenate(parts), sources=first.sources)

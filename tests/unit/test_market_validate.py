@@ -67,6 +67,12 @@ def run(parts: list[MarketChunk], config: ValidationConfig) -> tuple[MarketChunk
 SNAP = [(1, S, 1, 100.0, 1.0), (1, S, -1, 101.0, 1.0)]
 
 
+def touch(validator: Validator) -> tuple[float, float]:
+    """(best bid, best ask) of the validator's book, as prices."""
+    levels, unit = validator._levels, 10.0**validator._decimals
+    return float(levels.bids.max()) / unit, -float(levels.neg_asks.max()) / unit
+
+
 def test_clean_stream_passes_unchanged_whatever_the_chunking() -> None:
     data = chunk(
         [
@@ -225,18 +231,14 @@ def test_crossed_skip_drops_the_message_and_rolls_the_book_back() -> None:
     out, validator = run(split(data, 4), SKIP)
     assert list(out.trade_id) == [0, 1, 2, 7, 8]
     assert validator.skipped == {"crossed_book": 4}
-    book = validator._book.book
-    assert book.best_bid / 10**validator._decimals == pytest.approx(100.8)
-    assert book.best_ask / 10**validator._decimals == pytest.approx(100.9)
+    assert touch(validator) == pytest.approx((100.8, 100.9))
 
 
 def test_crossed_snapshot_skip_keeps_the_previous_book() -> None:
     data = chunk([*SNAP, (2, S, 1, 105.0, 1.0), (2, S, -1, 104.0, 1.0), (3, D, 1, 100.5, 1.0)])
     out, validator = run([data], SKIP)
     assert list(out.trade_id) == [0, 1, 4]
-    book = validator._book.book
-    assert book.best_ask / 10**validator._decimals == pytest.approx(101.0)
-    assert book.best_bid / 10**validator._decimals == pytest.approx(100.5)
+    assert touch(validator) == pytest.approx((100.5, 101.0))
     with pytest.raises(CrossedBook):
         run([data], RAISE)
 
@@ -319,5 +321,4 @@ def test_finer_prices_later_rescale_the_book_grid() -> None:
     out, validator = run(split(data, 2, 3), SKIP)
     assert list(out.trade_id) == [0, 1, 2, 3]
     assert validator._decimals == 3
-    assert validator._book.book.best_ask == 100_375
-    assert validator._book.book.best_bid == 100_250
+    assert touch(validator) == (100.25, 100.375)
