@@ -49,10 +49,12 @@ _CSV_BLOCK_BYTES = 1 << 20
 # A gzip member cut short raises EOFError (which Click would turn into "Aborted!"),
 # damaged deflate data zlib.error, a file that is not gzip at all BadGzipFile.
 _GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+_ARCHIVE_ERRORS: tuple[type[Exception], ...] = (*_GZIP_ERRORS, zipfile.BadZipFile)
 
 
 def _gzip_problem(file: Path, exc: Exception) -> MarketFormatError:
-    what = "truncated gzip" if isinstance(exc, EOFError) else "corrupt gzip"
+    what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+    what += " zip" if isinstance(exc, zipfile.BadZipFile) else " gzip"
     return MarketFormatError(f"file {file}: {what} ({exc}); fetch or compress it again")
 
 
@@ -504,18 +506,21 @@ def _open_text(path: Path) -> IO[str]:
 class _Rows:
     """Growing column lists of one output chunk (strings parsed by numpy at flush)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Source) -> None:
+        self.source = source
         self.ts: list[int] = []
         self.kind: list[int] = []
         self.side: list[int] = []
         self.price: list[str] = []
         self.qty: list[str] = []
+        self.line: list[int] = []
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def add(self, ts: int, kind: int, side: int, levels: list[list[str]]) -> None:
+    def add(self, line: int, ts: int, kind: int, side: int, levels: list[list[str]]) -> None:
         n = len(levels)
+        self.line.extend([line] * n)
         self.ts.extend([ts] * n)
         self.kind.extend([kind] * n)
         self.side.extend([side] * n)
@@ -530,12 +535,31 @@ class _Rows:
             ts.copy(),
             np.array(self.kind, dtype=np.int8),
             np.array(self.side, dtype=np.int8),
-            np.array(self.price, dtype=np.float64),
-            np.array(self.qty, dtype=np.float64),
+            self._numbers(self.price, "price"),
+            self._numbers(self.qty, "size"),
             np.full(len(ts), NO_TRADE_ID, dtype=np.int64),
+            origin=origins(0, np.array(self.line, dtype=np.int64)),
+            sources=(self.source,),
         )
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.source)  # type: ignore[misc]
         return chunk
+
+    def _numbers(self, texts: list[str], what: str) -> np.ndarray:
+        try:
+            return np.array(texts, dtype=np.float64)
+        except ValueError:
+            i = next(i for i, text in enumerate(texts) if not _is_number(text))
+            raise MarketFormatError(
+                f"file {self.source.path} line {self.line[i]}: {what} {texts[i]!r} is not a number"
+            ) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _ob500_message(path: Path, lineno: int, line: str) -> tuple[str, int, int, dict]:
@@ -547,7 +571,8 @@ def _ob500_message(path: Path, lineno: int, line: str) -> tuple[str, int, int, d
         return str(data["s"]), int(kind), int(msg["ts"]) * _MS_TO_NS, data
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MarketFormatError(
-            f"{path}:{lineno}: not a Bybit orderbook message ({type(exc).__name__}: {exc})"
+            f"file {path} line {lineno}: not a Bybit orderbook message "
+            f"({type(exc).__name__}: {exc})"
         ) from exc
 
 
@@ -565,30 +590,28 @@ def read_bybit_ob500(
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"market data not found: {file}")
-    rows = _Rows()
+    rows = _Rows(Source(str(file)))
     name = symbol
-    with _open_text(file) as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            sym, kind, ts, data = _ob500_message(file, lineno, line)
-            if name is None:
-                name = sym
-            elif sym != name:
-                raise MarketFormatError(f"{file}:{lineno}: symbol {sym!r}, expected {name!r}")
-            rows.add(ts, kind, 1, data.get("b") or [])
-            rows.add(ts, kind, -1, data.get("a") or [])
-            if len(rows) >= chunk_rows:
-                yield from rechunk([_flush(rows, file, name)], chunk_rows)
-    if len(rows):
-        yield from rechunk([_flush(rows, file, str(name))], chunk_rows)
-
-
-def _flush(rows: _Rows, file: Path, symbol: str) -> MarketChunk:
     try:
-        return rows.flush(symbol)
-    except ValueError as exc:
-        raise MarketFormatError(f"{file}: a price or size is not a number: {exc}") from exc
+        with _open_text(file) as lines:
+            for lineno, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                sym, kind, ts, data = _ob500_message(file, lineno, line)
+                if name is None:
+                    name = sym
+                elif sym != name:
+                    raise MarketFormatError(
+                        f"file {file} line {lineno}: symbol {sym!r}, expected {name!r}"
+                    )
+                rows.add(lineno, ts, kind, 1, data.get("b") or [])
+                rows.add(lineno, ts, kind, -1, data.get("a") or [])
+                if len(rows) >= chunk_rows:
+                    yield from rechunk([rows.flush(name)], chunk_rows)
+    except _ARCHIVE_ERRORS as exc:
+        raise _gzip_problem(file, exc) from exc
+    if len(rows):
+        yield from rechunk([rows.flush(str(name))], chunk_rows)
 
 
 # --- format detection ---------------------------------------------------------------------
