@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import click
 import typer
@@ -29,7 +29,7 @@ from bot.cli import app
 from bot.exitcodes import ExitCode
 from bot.profiles import ConfigError
 from bot.runtime.clock import default_clock
-from bot.runtime.telemetry import configure_logging, prefer
+from bot.runtime.telemetry import LogFormat, configure_logging, prefer
 
 
 def _kpi_command() -> Any:
@@ -115,6 +115,8 @@ class _RootGroup(TyperGroup):
             self.get_command(ctx, name)
 
 
+# The choices of configure_logging (bot/runtime/telemetry.py), as Click choices so that
+# a bad value is a usage error listing them.
 class LogLevel(StrEnum):
     debug = "debug"
     info = "info"
@@ -140,7 +142,7 @@ def root(
     """mmbot: market-making rebate bot and its release pipeline. Logs go to stderr."""
     level = log_level.value if log_level is not None else None
     fmt = log_format.value if log_format is not None else None
-    configure_logging(fmt or "auto", level or "info")  # type: ignore[arg-type]  # the choices
+    configure_logging(cast(LogFormat, fmt or "auto"), level or "info")
     prefer(fmt, level)
 
 
