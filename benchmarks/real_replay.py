@@ -1,6 +1,8 @@
-"""Whole-process wall time of `mmbot run --mode paper` on the real BTCUSDT data,
-measured from outside (interpreter start, imports, reading the CSVs, replay,
-journal). Prints one JSON line last: wall_s, events, events_per_s.
+"""Whole-process wall time and peak RSS of `mmbot run --mode paper` on the real
+BTCUSDT data, measured from outside: the `mmbot` console script users run
+(interpreter start, imports, reading the CSVs, validation, replay, journal).
+Prints one JSON line last: wall_s, cpu_s (user + system: steadier than wall time
+on a loaded machine), peak_rss_mib, events, events_per_s.
 """
 
 from __future__ import annotations
@@ -16,6 +18,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "real" / "binance-futures_BTCUSDT_2024-08-08"
+# the console script installed beside this interpreter (`make install`: .venv/bin/mmbot)
+MMBOT = Path(sys.executable).parent / "mmbot"
+
+
+def run_once(data: Path, out: str) -> tuple[float, float, float, dict[str, object]]:
+    """(wall s, CPU s, peak RSS MiB, summary) of one `mmbot run` process."""
+    cmd = [str(MMBOT), "run", "--mode", "paper", "--data", str(data), "--out", out,
+           "--json", "--no-progress"]  # fmt: skip
+    start = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as stdout:
+        proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode:
+            raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}")
+        stdout.seek(0)
+        summary = json.loads(stdout.read().strip().splitlines()[-1])
+    cpu = usage.ru_utime + usage.ru_stime
+    return wall, cpu, usage.ru_maxrss / 1024, summary  # ru_maxrss is KiB on Linux
 
 
 def main() -> None:
@@ -23,25 +45,18 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeat", type=int, default=3, help="report the best of N runs")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    code = "import sys; from bot.cli import app; sys.exit(app())"
-    best: tuple[float, dict[str, object]] | None = None
+    if not MMBOT.is_file():
+        raise SystemExit(f"no console script at {MMBOT}: run `make install` first")
+    runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="mmbot-real-") as tmp:
-            cmd = [sys.executable, "-c", code, "run", "--mode", "paper", "--data",
-                   str(args.data), "--out", tmp, "--json", "--no-progress"]  # fmt: skip
-            start = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
-            wall = time.perf_counter() - start
-        summary = json.loads(proc.stdout.strip().splitlines()[-1])
-        if best is None or wall < best[0]:
-            best = (wall, summary)
-    assert best is not None
-    wall, summary = best
+            runs.append(run_once(args.data, tmp))
+    wall, cpu, rss, summary = min(runs, key=lambda run: run[0])
     events = int(summary["replay"]["rows"])  # type: ignore[index]
-    print(f"fills={summary['fills']} runs={args.repeat}", file=sys.stderr)
-    print(json.dumps({"wall_s": round(wall, 3), "events": events,
-                      "events_per_s": round(events / wall)}))  # fmt: skip
+    print(f"fills={summary['fills']} runs={args.repeat} command={MMBOT}", file=sys.stderr)
+    print(json.dumps({"wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
+                      "peak_rss_mib": round(rss, 1),
+                      "events": events, "events_per_s": round(events / wall)}))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,11 +26,13 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:  # pandas costs a run ~0.5 s of start-up; only the readers need it
+    import pandas as pd
 
 FEE_DECIMAL: Final = pa.decimal128(38, 12)
 
@@ -331,6 +333,8 @@ class MemoryJournal:
 
     def frame(self, table: str) -> pd.DataFrame:
         """The rows so far as a DataFrame (the buffer keeps them)."""
+        import pandas as pd
+
         columns = self.buffers[table].columns()
         return pd.DataFrame(dict(zip(SCHEMAS[table].names, columns, strict=True)))
 
@@ -345,9 +349,9 @@ def read_manifest(root: Path, allow_partial: bool = False) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise JournalError(f"{path}: not a readable manifest ({exc})") from exc
+        raise JournalError(f"file {path}: corrupt run manifest, not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise JournalError(f"{path}: not a manifest (a JSON object), got {type(data).__name__}")
+        raise JournalError(f"file {path}: a run manifest is a JSON object, not {data!r:.40}")
     if not allow_partial:
         _check_whole(root, data)
     return data
@@ -396,9 +400,17 @@ def read_table(
     parts = sorted(directory.glob("part-*.parquet")) if directory.is_dir() else []
     if not parts:
         return schema.empty_table().to_pandas()
-    return pa.concat_tables(
-        pq.read_table(p, schema=schema, columns=schema.names) for p in parts
-    ).to_pandas()
+    return pa.concat_tables(_read_part(p, schema) for p in parts).to_pandas()
+
+
+def _read_part(path: Path, schema: pa.Schema) -> pa.Table:
+    try:
+        return pq.read_table(path, schema=schema, columns=schema.names)
+    except (pa.ArrowException, OSError) as exc:
+        size = path.stat().st_size
+        raise JournalError(
+            f"file {path}: not a readable Parquet part ({size} bytes): {exc}"
+        ) from exc
 
 
 def read_tables(
@@ -430,6 +442,8 @@ def final_pnl_usd(fills: pd.DataFrame, book: pd.DataFrame) -> float:
     """
     if fills.empty:
         return 0.0
+    import pandas as pd  # the readers' dependency; a run reaches here only at its end
+
     ordered = fills.sort_values("ts_ns", kind="stable")
     side = ordered["side"].astype(float)
     qty = ordered["qty"].astype(float)

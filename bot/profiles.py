@@ -241,7 +241,18 @@ def find_profile(ref: str | Path, near: Path | None = None) -> Path:
         if candidate.is_file():
             return candidate.resolve()
     searched = ", ".join(_display(c.parent) for c in candidates[::2] or candidates)
-    raise ConfigError(f"profile {str(ref)!r} not found (searched {searched})", file=str(ref))
+    if _looks_like_path(ref):
+        raise ConfigError(f"profile {str(ref)!r} not found (searched {searched})", file=str(ref))
+    raise _unknown_profile(str(ref), folders, searched)
+
+
+def _unknown_profile(name: str, folders: Sequence[Path], searched: str) -> ConfigError:
+    """'unknown profile 'dmeo' (did you mean 'demo'?); profiles: base, canary, ...'."""
+    known = sorted({f.stem for folder in folders for f in folder.glob("*.y*ml") if f.is_file()})
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = ", ".join(known) or "none"
+    return ConfigError(f"unknown profile {name!r}{hint}; profiles: {listed} (searched {searched})")
 
 
 def _read_profile(path: Path) -> _Profile:

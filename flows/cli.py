@@ -3,49 +3,147 @@
 `bot/cli.py` holds the bot's own commands (config, market, run); the judging
 and reporting commands come from `gates/` and `reports/`, and the pipeline
 commands from here, so that no inner package imports an outer one.
+
+The gates and reports commands are built on first use: their modules import
+pandas, scipy, Great Expectations and Jinja2, seconds that `mmbot run` (and
+`mmbot run --help`) must not pay.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import click
 import typer
 
 # typer >= 0.22 carries its own copy of click: its errors are not click's classes.
 from typer._click import exceptions as typer_click
+from typer.core import TyperGroup
 
 from bot.cli import app
 from bot.exitcodes import ExitCode
 from bot.profiles import ConfigError
 from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import LogFormat, configure_logging, prefer
-from gates.cli import register as register_gates
-from reports.cli import report_command
-
-register_gates(app)
-app.command("report")(report_command)
 
 
-@app.callback()
+def _kpi_command() -> Any:
+    from gates.cli import kpi_command
+
+    return _built("kpi", lambda holder: holder.command("kpi")(kpi_command))
+
+
+def _gate_group() -> Any:
+    from gates.cli import gate_app
+
+    return _built("gate", lambda holder: holder.add_typer(gate_app, name="gate"))
+
+
+def _report_command() -> Any:
+    from reports.cli import report_command
+
+    return _built("report", lambda holder: holder.command("report")(report_command))
+
+
+def _built(name: str, register: Callable[[typer.Typer], object]) -> Any:
+    """The Click command `name` as Typer builds it inside a root app (named, with help)."""
+    holder = typer.Typer(add_completion=False)
+    register(holder)
+    return typer.main.get_group(holder).commands[name]
+
+
+# name -> builder, in the order `mmbot --help` lists them after the bot's commands
+_LAZY: dict[str, Callable[[], Any]] = {
+    "kpi": _kpi_command,
+    "gate": _gate_group,
+    "report": _report_command,
+}
+
+
+@contextmanager
+def _usage_exits_64() -> Iterator[None]:
+    # Click says 2 for a usage error, which is our WARN: a script could not tell a typo
+    # from a gate warning. Set here, on the root group, the code holds for every way in:
+    # the console script, `app()` and Typer's CliRunner.
+    try:
+        yield
+    except typer_click.UsageError as exc:
+        exc.exit_code = int(ExitCode.USAGE)
+        raise
+
+
+class _RootGroup(TyperGroup):
+    """`mmbot`: lazy gates and reports commands, usage errors exit 64."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        build = _LAZY.get(cmd_name)
+        if build is not None and cmd_name not in self.commands:
+            self.add_command(build(), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(n for n in _LAZY if n not in self.commands)]
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except typer_click.UsageError:
+            if all(name in self.commands for name in _LAZY):
+                raise
+            self._build_all(ctx)  # so that a typo is matched against every command
+            return super().resolve_command(ctx, args)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._build_all(ctx)  # the rich help lists `self.commands`
+        super().format_help(ctx, formatter)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_exits_64():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_exits_64():
+            return super().invoke(ctx)
+
+    def _build_all(self, ctx: Any) -> None:
+        for name in _LAZY:
+            self.get_command(ctx, name)
+
+
+# The choices of configure_logging (bot/runtime/telemetry.py), as Click choices so that
+# a bad value is a usage error listing them.
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormatChoice(StrEnum):
+    auto = "auto"
+    json = "json"
+    console = "console"
+
+
+@app.callback(cls=_RootGroup)
 def root(
     log_level: Annotated[
-        str | None, typer.Option(envvar="MMBOT_LOG_LEVEL", help="debug, info, warning or error")
+        LogLevel | None, typer.Option(envvar="MMBOT_LOG_LEVEL", case_sensitive=False)
     ] = None,
     log_format: Annotated[
-        str | None, typer.Option(envvar="MMBOT_LOG_FORMAT", help="auto, json or console")
+        LogFormatChoice | None, typer.Option(envvar="MMBOT_LOG_FORMAT", case_sensitive=False)
     ] = None,
 ) -> None:
     """mmbot: market-making rebate bot and its release pipeline. Logs go to stderr."""
-    try:
-        configure_logging(cast(LogFormat, log_format or "auto"), log_level or "info")
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from exc
-    prefer(log_format, log_level)
+    level = log_level.value if log_level is not None else None
+    fmt = log_format.value if log_format is not None else None
+    configure_logging(cast(LogFormat, fmt or "auto"), level or "info")
+    prefer(fmt, level)
 
 
 @app.command("demo")
@@ -87,8 +185,7 @@ def demo(
         )
 
 
-# Click says 2 for a usage error, which is our WARN: a script could not tell a typo from
-# a gate warning. These map to USAGE (64); NoSuchOption and BadParameter are UsageErrors.
+# Usage errors map to USAGE (64); NoSuchOption and BadParameter are UsageErrors.
 _USAGE_ERRORS: tuple[type[Exception], ...] = (typer_click.UsageError, click.exceptions.UsageError)
 _OTHER_ERRORS: tuple[type[Exception], ...] = (
     typer_click.ClickException,

@@ -16,7 +16,9 @@ import gzip
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, BinaryIO, Literal
 
@@ -27,7 +29,7 @@ import pyarrow.parquet as pq
 import structlog
 
 from bot.config import ValidationConfig
-from bot.market.schema import COLUMNS, SCHEMA, Kind, MarketChunk
+from bot.market.schema import COLUMNS, SCHEMA, Kind, MarketChunk, Source, concat, origins
 from bot.market.validate import MarketFormatError, Validator
 
 log = structlog.get_logger(__name__)
@@ -44,24 +46,19 @@ _MS_TO_NS = 1_000_000
 _CSV_BLOCK_BYTES = 1 << 20
 
 
+# A gzip member cut short raises EOFError (which Click would turn into "Aborted!"),
+# damaged deflate data zlib.error, a file that is not gzip at all BadGzipFile.
+_GZIP_ERRORS: tuple[type[Exception], ...] = (EOFError, zlib.error, gzip.BadGzipFile)
+_ARCHIVE_ERRORS: tuple[type[Exception], ...] = (*_GZIP_ERRORS, zipfile.BadZipFile)
+
+
+def _gzip_problem(file: Path, exc: Exception) -> MarketFormatError:
+    what = "truncated" if isinstance(exc, EOFError) else "corrupt"
+    what += " zip" if isinstance(exc, zipfile.BadZipFile) else " gzip"
+    return MarketFormatError(f"file {file}: {what} ({exc}); fetch or compress it again")
+
+
 # --- shared helpers ------------------------------------------------------------------
-
-
-def _chunk(symbol: str, cols: Sequence[np.ndarray]) -> MarketChunk:
-    return MarketChunk(symbol, *cols)
-
-
-def _concat(chunks: Sequence[MarketChunk]) -> MarketChunk:
-    if len(chunks) == 1:
-        return chunks[0]
-    return MarketChunk(
-        chunks[0].symbol,
-        *(np.concatenate([getattr(c, name) for c in chunks]) for name in COLUMNS),
-    )
-
-
-def _slice(chunk: MarketChunk, start: int, stop: int) -> MarketChunk:
-    return MarketChunk(chunk.symbol, *(getattr(chunk, name)[start:stop] for name in COLUMNS))
 
 
 def rechunk(chunks: Iterable[MarketChunk], chunk_rows: int) -> Iterator[MarketChunk]:
@@ -77,15 +74,15 @@ def rechunk(chunks: Iterable[MarketChunk], chunk_rows: int) -> Iterator[MarketCh
         size += len(chunk)
         if size < chunk_rows:
             continue
-        whole = _concat(pending)
+        whole = concat(pending)
         start = 0
         while size - start >= chunk_rows:
-            yield _slice(whole, start, start + chunk_rows)
+            yield whole.take(slice(start, start + chunk_rows))
             start += chunk_rows
-        pending = [_slice(whole, start, size)] if start < size else []
+        pending = [whole.take(slice(start, size))] if start < size else []
         size -= start
     if size:
-        yield _concat(pending)
+        yield concat(pending)
 
 
 _NUMPY_OF: dict[pa.DataType, type[np.generic]] = {
@@ -150,21 +147,48 @@ def _parquet_symbol(file: Path, pf: pq.ParquetFile, symbol: str | None) -> str:
     meta = pf.schema_arrow.metadata or {}
     found = meta.get(b"symbol", b"").decode()
     if found and symbol and found != symbol:
-        raise MarketFormatError(f"{file}: holds symbol {found!r}, not the requested {symbol!r}")
+        raise MarketFormatError(
+            f"file {file}: holds symbol {found!r}, not the requested {symbol!r}"
+        )
     if not (found or symbol):
-        raise MarketFormatError(f"{file}: no 'symbol' in the file metadata; pass the symbol")
+        raise MarketFormatError(f"file {file}: no 'symbol' in the file metadata; pass the symbol")
     return found or str(symbol)
 
 
-def _parquet_chunk(file: Path, symbol: str, batch: pa.RecordBatch) -> MarketChunk:
+def _parquet_chunk(
+    file: Path,
+    symbol: str,
+    batch: pa.RecordBatch,
+    where: tuple[int, int],
+    sources: tuple[Source, ...],
+) -> MarketChunk:
+    """One batch as a chunk; `where` is (index of `file` in `sources`, its first row, 1-based)."""
+    source, first_row = where
+    rows = np.arange(first_row, first_row + batch.num_rows, dtype=np.int64)
     try:
-        return MarketChunk(
-            symbol, *(_to_numpy(batch.column(c), _NUMPY_OF[SCHEMA.field(c).type]) for c in COLUMNS)
-        )
+        columns = [_to_numpy(batch.column(c), _NUMPY_OF[SCHEMA.field(c).type]) for c in COLUMNS]
+        return MarketChunk(symbol, *columns, origin=origins(source, rows), sources=sources)
     except (KeyError, ValueError) as exc:
         raise MarketFormatError(
-            f"{file}: column types do not fit the market schema: {exc}"
+            f"file {file}: column types do not fit the market schema: {exc}"
         ) from exc
+
+
+def _open_parquet(file: Path) -> pq.ParquetFile:
+    try:
+        return pq.ParquetFile(file)
+    except (pa.ArrowException, OSError) as exc:
+        size = file.stat().st_size
+        raise MarketFormatError(
+            f"file {file}: not a readable Parquet file ({size} bytes): {exc}"
+        ) from exc
+
+
+def _parquet_batches(file: Path, pf: pq.ParquetFile, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from pf.iter_batches(batch_size=chunk_rows, columns=list(COLUMNS))
+    except (pa.ArrowException, OSError) as exc:
+        raise MarketFormatError(f"file {file}: corrupt Parquet data: {exc}") from exc
 
 
 def read_parquet(
@@ -175,14 +199,20 @@ def read_parquet(
     The symbol comes from the file metadata key `symbol` (`symbol` is only a fallback
     for files without it, and a check for files with it).
     """
-    for file in _parquet_files(Path(path)):
-        pf = pq.ParquetFile(file)
+    files = _parquet_files(Path(path))
+    sources = tuple(Source(str(file), "row") for file in files)
+    for index, file in enumerate(files):
+        pf = _open_parquet(file)
         name = _parquet_symbol(file, pf, symbol)
         missing = [c for c in COLUMNS if c not in pf.schema_arrow.names]
         if missing:
-            raise MarketFormatError(f"{file}: not a market-event file, missing columns {missing}")
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=list(COLUMNS)):
-            yield _parquet_chunk(file, name, batch)
+            raise MarketFormatError(
+                f"file {file}: not a market-event file, missing columns {missing}"
+            )
+        first_row = 1
+        for batch in _parquet_batches(file, pf, chunk_rows):
+            yield _parquet_chunk(file, name, batch, (index, first_row), sources)
+            first_row += batch.num_rows
 
 
 # --- Tardis.dev CSV -------------------------------------------------------------------
@@ -230,12 +260,19 @@ def _tardis_files(source: str | Path | Sequence[str | Path]) -> tuple[list[Path]
 
 
 def _csv_header(file: Path) -> list[str]:
-    opener = gzip.open if file.name.endswith(".gz") else open
     try:
-        with opener(file, "rt") as fh:
-            return fh.readline().strip().split(",")
+        with _open_binary(file) as fh:
+            header = fh.readline().decode("utf-8").strip()
+    except _GZIP_ERRORS as exc:
+        raise _gzip_problem(file, exc) from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise MarketFormatError(f"{file}: cannot read a CSV header: {exc}") from exc
+        raise MarketFormatError(f"file {file}: cannot read a CSV header: {exc}") from exc
+    if not header:
+        # an empty download is a failed one: replaying the other files alone would
+        # silently run on half the market
+        size = file.stat().st_size
+        raise MarketFormatError(f"file {file}: empty ({size} bytes), no CSV header line")
+    return header.split(",")
 
 
 def _side_codes(column: pa.Array, mapping: dict[str, int]) -> np.ndarray:
@@ -246,15 +283,8 @@ def _side_codes(column: pa.Array, mapping: dict[str, int]) -> np.ndarray:
     return lookup[_to_numpy(dict_col.indices, np.int64)]
 
 
-def _ints(batch: pa.RecordBatch, name: str, file: Path) -> np.ndarray:
-    column = batch.column(name)
-    if column.null_count:
-        raise MarketFormatError(f"{file}: column {name} has {column.null_count} empty values")
-    return _to_numpy(column, np.int64)
-
-
 def _floats(batch: pa.RecordBatch, name: str) -> np.ndarray:
-    # empty cells become NaN: the validator reports them with their row
+    # empty cells become NaN: the validator reports them with their line
     return _to_numpy(batch.column(name), np.float64)
 
 
@@ -271,13 +301,15 @@ class _SymbolFilter:
         found = sorted({values[i] for i in np.unique(indices).tolist()})
         if self.symbol is None:
             if len(found) > 1:
-                raise MarketFormatError(f"{file}: several symbols {found}; pass one to read it")
+                raise MarketFormatError(
+                    f"file {file}: several symbols {found}; pass one to read it"
+                )
             self.symbol = found[0]
         if found == [self.symbol]:
             return None
         if not self._given:
             raise MarketFormatError(
-                f"{file}: symbols {found} after {self.symbol!r}; pass one to read it"
+                f"file {file}: symbols {found} after {self.symbol!r}; pass one to read it"
             )
         wanted = values.index(self.symbol) if self.symbol in values else -1
         return np.asarray(indices == wanted)
@@ -289,10 +321,36 @@ def _open_binary(file: Path) -> gzip.GzipFile | BinaryIO:
     return open(file, "rb")
 
 
+def _line_blocks(file: Path) -> Iterator[bytes]:
+    """The data lines of a CSV file (its header skipped) in blocks of whole lines.
+
+    Python reads and decompresses; pyarrow only parses bytes already in memory. A
+    pyarrow stream over a Python file object reads it from a pyarrow thread, and
+    if the reader is still open when the interpreter exits (a data error leaves it
+    in a traceback) that thread calls into a finalizing interpreter and the
+    process aborts ("terminate called without an active exception").
+    """
+    try:
+        with _open_binary(file) as raw:
+            raw.readline()
+            tail = b""
+            while block := raw.read(_CSV_BLOCK_BYTES):
+                data = tail + block
+                cut = data.rfind(b"\n") + 1
+                tail = data[cut:]
+                if cut:
+                    yield data[:cut]
+            if tail:
+                yield tail
+    except _GZIP_ERRORS as exc:
+        raise _gzip_problem(file, exc) from exc
+
+
 def _tardis_batches(
     files: list[Path], columns: tuple[str, ...]
-) -> Iterator[tuple[Path, pa.RecordBatch]]:
-    read = pacsv.ReadOptions(block_size=_CSV_BLOCK_BYTES)
+) -> Iterator[tuple[Path, int, pa.RecordBatch]]:
+    """(file, line of the first row, rows) of each block of every file in turn."""
+    parse = pacsv.ParseOptions(ignore_empty_lines=False)  # one row per line: exact lines
     convert = pacsv.ConvertOptions(
         column_types={c: _CSV_TYPES[c] for c in columns},
         include_columns=list(columns),
@@ -300,51 +358,70 @@ def _tardis_batches(
         false_values=["false", "False", "0"],
     )
     for file in files:
-        try:
-            # A Python file object: pyarrow's own file streams read far ahead (half of
-            # an 880 MB file after one batch), Python's stay at one block.
-            with _open_binary(file) as raw:
-                reader = pacsv.open_csv(raw, read_options=read, convert_options=convert)
-                for batch in reader:
-                    if batch.num_rows:
-                        yield file, batch
-        except (pa.ArrowInvalid, KeyError) as exc:
-            raise MarketFormatError(
-                f"{file}: not a Tardis CSV of columns {columns}: {exc}"
-            ) from exc
+        read = pacsv.ReadOptions(column_names=_csv_header(file), use_threads=False)
+        line = 2  # the header is line 1
+        for block in _line_blocks(file):
+            try:
+                table = pacsv.read_csv(
+                    io.BytesIO(block), read_options=read, parse_options=parse,
+                    convert_options=convert,
+                )  # fmt: skip
+            except (pa.ArrowInvalid, KeyError) as exc:
+                last = line + max(block.count(b"\n"), 1) - 1
+                raise MarketFormatError(
+                    f"file {file} lines {line}..{last}: not a Tardis CSV of columns "
+                    f"{columns}: {exc}"
+                ) from exc
+            if table.num_rows:
+                yield file, line, table.combine_chunks().to_batches()[0]
+            line += table.num_rows
+
+
+def _ints(batch: pa.RecordBatch, name: str, file: Path, first_line: int) -> np.ndarray:
+    column = batch.column(name)
+    if column.null_count:
+        empty = int(np.flatnonzero(~_bits(column.buffers()[0], column.offset, len(column)))[0])
+        raise MarketFormatError(
+            f"file {file} line {first_line + empty}: column {name} is empty "
+            f"({column.null_count} empty values in the lines from {first_line})"
+        )
+    return _to_numpy(column, np.int64)
 
 
 def _tardis_stream(
-    files: list[Path], is_book: bool, filt: _SymbolFilter
+    files: list[Path], is_book: bool, filt: _SymbolFilter, sources: tuple[Source, ...]
 ) -> Iterator[tuple[MarketChunk, np.ndarray]]:
     """(chunk, merge key) of one file kind; the key is the running max of ts_local, so
     the merge keeps each file's own row order even where its timestamps go backwards
     (the validator reports those rows)."""
     columns = _BOOK_COLUMNS if is_book else _TRADE_COLUMNS
+    index_of = {Path(s.path): i for i, s in enumerate(sources)}
     carry = np.iinfo(np.int64).min
-    for file, batch in _tardis_batches(files, columns):
+    for file, line, batch in _tardis_batches(files, columns):
         n = batch.num_rows
         if is_book:
-            kind = _ints(batch, "is_snapshot", file)
+            kind = _ints(batch, "is_snapshot", file, line)
             side = _side_codes(batch.column("side"), _BOOK_SIDES)
             trade_id = np.full(n, NO_TRADE_ID, dtype=np.int64)
         else:
             kind = np.full(n, int(Kind.TRADE))
             side = _side_codes(batch.column("side"), _TRADE_SIDES)
-            trade_id = _ints(batch, "id", file)
+            trade_id = _ints(batch, "id", file, line)
         chunk = MarketChunk(
             "",
-            _ints(batch, "local_timestamp", file) * _US_TO_NS,
-            _ints(batch, "timestamp", file) * _US_TO_NS,
+            _ints(batch, "local_timestamp", file, line) * _US_TO_NS,
+            _ints(batch, "timestamp", file, line) * _US_TO_NS,
             kind.astype(np.int8),
             side,
             _floats(batch, "price"),
             _floats(batch, "amount"),
             trade_id,
+            origin=origins(index_of[file], np.arange(line, line + n)),
+            sources=sources,
         )
         keep = filt.mask(batch.column("symbol"), file)
         if keep is not None:
-            chunk = MarketChunk("", *(getattr(chunk, c)[keep] for c in COLUMNS))
+            chunk = chunk.take(keep)
         if not len(chunk):
             continue
         key = np.maximum.accumulate(np.concatenate(([carry], chunk.ts_local)))[1:]
@@ -370,10 +447,9 @@ def _merge(
         nt = int(np.searchsorted(tk, bk[-1], side="left"))
         keys = np.concatenate((bk[:nb], tk[:nt]))
         order = np.argsort(keys, kind="stable")  # stable: book rows were put first
-        both = _concat([_slice(bc, 0, nb), _slice(tc, 0, nt)])
-        yield MarketChunk("", *(getattr(both, c)[order] for c in COLUMNS))
-        b = (_slice(bc, nb, len(bc)), bk[nb:]) if nb < len(bc) else next(book, None)
-        t = (_slice(tc, nt, len(tc)), tk[nt:]) if nt < len(tc) else next(trades, None)
+        yield concat([bc.take(slice(0, nb)), tc.take(slice(0, nt))]).take(order)
+        b = (bc.take(slice(nb, None)), bk[nb:]) if nb < len(bc) else next(book, None)
+        t = (tc.take(slice(nt, None)), tk[nt:]) if nt < len(tc) else next(trades, None)
     rest, stream = (b, book) if b is not None else (t, trades)
     while rest is not None:
         yield rest[0]
@@ -394,16 +470,17 @@ def read_tardis(
     also emits mid-file after a reconnect, replaces the book); amount 0 removes a
     level; a trade's `side` is the aggressor. Trade ids must be integers (true of
     the derivatives venues we trade). With several symbols in the files, `symbol`
-    picks one.
+    picks one. Every row keeps its file and line, for error messages.
     """
     book_files, trade_files = _tardis_files(source)
+    sources = tuple(Source(str(file)) for file in (*book_files, *trade_files))
     filt = _SymbolFilter(symbol)
-    book = _tardis_stream(book_files, True, filt)
-    trades = _tardis_stream(trade_files, False, filt)
+    book = _tardis_stream(book_files, True, filt, sources)
+    trades = _tardis_stream(trade_files, False, filt, sources)
     rows = 0
     for chunk in rechunk(_merge(book, trades), chunk_rows):
         rows += len(chunk)
-        yield MarketChunk(str(filt.symbol), *(getattr(chunk, c) for c in COLUMNS))
+        yield replace(chunk, symbol=str(filt.symbol))
     if rows == 0:
         raise MarketFormatError(
             f"{source}: no rows" + (f" for symbol {symbol!r}" if symbol else "")
@@ -429,18 +506,21 @@ def _open_text(path: Path) -> IO[str]:
 class _Rows:
     """Growing column lists of one output chunk (strings parsed by numpy at flush)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Source) -> None:
+        self.source = source
         self.ts: list[int] = []
         self.kind: list[int] = []
         self.side: list[int] = []
         self.price: list[str] = []
         self.qty: list[str] = []
+        self.line: list[int] = []
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def add(self, ts: int, kind: int, side: int, levels: list[list[str]]) -> None:
+    def add(self, line: int, ts: int, kind: int, side: int, levels: list[list[str]]) -> None:
         n = len(levels)
+        self.line.extend([line] * n)
         self.ts.extend([ts] * n)
         self.kind.extend([kind] * n)
         self.side.extend([side] * n)
@@ -455,12 +535,31 @@ class _Rows:
             ts.copy(),
             np.array(self.kind, dtype=np.int8),
             np.array(self.side, dtype=np.int8),
-            np.array(self.price, dtype=np.float64),
-            np.array(self.qty, dtype=np.float64),
+            self._numbers(self.price, "price"),
+            self._numbers(self.qty, "size"),
             np.full(len(ts), NO_TRADE_ID, dtype=np.int64),
+            origin=origins(0, np.array(self.line, dtype=np.int64)),
+            sources=(self.source,),
         )
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.source)  # type: ignore[misc]
         return chunk
+
+    def _numbers(self, texts: list[str], what: str) -> np.ndarray:
+        try:
+            return np.array(texts, dtype=np.float64)
+        except ValueError:
+            i = next(i for i, text in enumerate(texts) if not _is_number(text))
+            raise MarketFormatError(
+                f"file {self.source.path} line {self.line[i]}: {what} {texts[i]!r} is not a number"
+            ) from None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _ob500_message(path: Path, lineno: int, line: str) -> tuple[str, int, int, dict]:
@@ -472,7 +571,8 @@ def _ob500_message(path: Path, lineno: int, line: str) -> tuple[str, int, int, d
         return str(data["s"]), int(kind), int(msg["ts"]) * _MS_TO_NS, data
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise MarketFormatError(
-            f"{path}:{lineno}: not a Bybit orderbook message ({type(exc).__name__}: {exc})"
+            f"file {path} line {lineno}: not a Bybit orderbook message "
+            f"({type(exc).__name__}: {exc})"
         ) from exc
 
 
@@ -490,30 +590,28 @@ def read_bybit_ob500(
     file = Path(path)
     if not file.exists():
         raise FileNotFoundError(f"market data not found: {file}")
-    rows = _Rows()
+    rows = _Rows(Source(str(file)))
     name = symbol
-    with _open_text(file) as lines:
-        for lineno, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            sym, kind, ts, data = _ob500_message(file, lineno, line)
-            if name is None:
-                name = sym
-            elif sym != name:
-                raise MarketFormatError(f"{file}:{lineno}: symbol {sym!r}, expected {name!r}")
-            rows.add(ts, kind, 1, data.get("b") or [])
-            rows.add(ts, kind, -1, data.get("a") or [])
-            if len(rows) >= chunk_rows:
-                yield from rechunk([_flush(rows, file, name)], chunk_rows)
-    if len(rows):
-        yield from rechunk([_flush(rows, file, str(name))], chunk_rows)
-
-
-def _flush(rows: _Rows, file: Path, symbol: str) -> MarketChunk:
     try:
-        return rows.flush(symbol)
-    except ValueError as exc:
-        raise MarketFormatError(f"{file}: a price or size is not a number: {exc}") from exc
+        with _open_text(file) as lines:
+            for lineno, line in enumerate(lines, 1):
+                if not line.strip():
+                    continue
+                sym, kind, ts, data = _ob500_message(file, lineno, line)
+                if name is None:
+                    name = sym
+                elif sym != name:
+                    raise MarketFormatError(
+                        f"file {file} line {lineno}: symbol {sym!r}, expected {name!r}"
+                    )
+                rows.add(lineno, ts, kind, 1, data.get("b") or [])
+                rows.add(lineno, ts, kind, -1, data.get("a") or [])
+                if len(rows) >= chunk_rows:
+                    yield from rechunk([rows.flush(name)], chunk_rows)
+    except _ARCHIVE_ERRORS as exc:
+        raise _gzip_problem(file, exc) from exc
+    if len(rows):
+        yield from rechunk([rows.flush(str(name))], chunk_rows)
 
 
 # --- format detection ---------------------------------------------------------------------

@@ -1,10 +1,10 @@
 """Streaming checks of market-event chunks, with state carried across chunk boundaries.
 
 `Validator.check(chunk)` looks at one chunk at a time and remembers what it needs
-from the past (last timestamp, the L2 book, the open message), so a 24 h file is
-checked with bounded memory. The row-wise checks (values, timestamp order, gaps)
-are vectorised with numpy; only the crossed-book check walks book rows one by
-one, because it must apply them to an L2 book.
+from the past (last timestamp, the price levels of the book, the open message), so
+a 24 h file is checked with bounded memory. Every check is vectorised with numpy,
+the crossed-book check too: the replay walks each book row once, in the sim loop,
+and a second Python walk here cost a third of a replay.
 
 A *message* is a run of rows sharing one `ts_local`: one venue message updates
 several levels and the book may look crossed half-way through it, so the book is
@@ -14,9 +14,9 @@ the next chunk (or from `finish()`); consumers never see a message split across
 two validated chunks.
 
 On `on_error="raise"` a violation raises a typed `MarketDataError` naming the
-global row index, its ts, the column and the value (within one chunk the row
-checks run before the book check, so a bad value may be reported before a
-crossed book a few rows earlier).
+file and line of the row (its global row index for rows of no file), its ts, the
+column and the value (within one chunk the row checks run before the book check,
+so a bad value may be reported before a crossed book a few rows earlier).
 On `on_error="skip"` bad rows are dropped, counted per kind in `.skipped` and
 logged; a gap drops nothing (the rows after it are fine, the data is just
 missing) and is only counted; a message that would cross the book is dropped
@@ -27,14 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import ClassVar
+from typing import ClassVar, Final
 
 import numpy as np
 import structlog
 
 from bot.config import ValidationConfig
-from bot.market.book import NO_ASK, NO_BID, L2Book
-from bot.market.schema import COLUMNS, Kind, MarketChunk
+from bot.market.schema import COLUMNS, Kind, MarketChunk, concat
 from bot.runtime.clock import iso_utc
 
 log = structlog.get_logger(__name__)
@@ -48,7 +47,10 @@ MAX_DECIMALS = 10
 _ON_GRID = 1e-6
 _INT64_MIN = np.iinfo(np.int64).min
 _KINDS = np.array([k.value for k in Kind], dtype=np.int64)
-_DELTA = int(Kind.DELTA)
+# In skip mode a crossed message changes the book for the rows after it, so the
+# check restarts behind it; it restarts on this many rows, doubling while clean, so
+# that a file with many crossed messages costs no more than one with a few.
+_RESTART_ROWS: Final = 64
 
 
 # --- errors ------------------------------------------------------------------------
@@ -63,21 +65,35 @@ class MarketFormatError(MarketDataError):
 
 
 class RowError(MarketDataError):
-    """One row (or the message it belongs to) violates a rule of the event format."""
+    """One row (or the message it belongs to) violates a rule of the event format.
+
+    `where` is "file PATH line N" for rows read from a file; `row` is the row's
+    index in the replay stream (which merges files), the only place of a row of
+    generated data.
+    """
 
     key: ClassVar[str] = "row"
     reason: ClassVar[str] = "bad row"
 
-    def __init__(self, row: int, ts_ns: int, column: str, value: object, detail: str = "") -> None:
+    def __init__(
+        self,
+        row: int,
+        ts_ns: int,
+        column: str,
+        value: object,
+        detail: str = "",
+        where: str | None = None,
+    ) -> None:
         self.row = row
         self.ts_ns = ts_ns
         self.column = column
         self.value = value
         self.detail = detail
+        self.where = where or f"row {row} of the stream"
         extra = f" ({detail})" if detail else ""
         super().__init__(
-            f"{self.reason} at row {row} ts_local {ts_ns} ({iso_utc(ts_ns)}): "
-            f"column {column} = {value!r}{extra}"
+            f"{self.where}: {self.reason}: column {column} = {value!r}{extra}; "
+            f"ts_local {ts_ns} ({iso_utc(ts_ns)})"
         )
 
 
@@ -133,76 +149,159 @@ def _backwards(ts: np.ndarray, ok: np.ndarray, last_ts: int) -> tuple[np.ndarray
     return ok & (ts < running), running
 
 
-def _take(chunk: MarketChunk, keep: np.ndarray | slice) -> MarketChunk:
-    return MarketChunk(chunk.symbol, *(getattr(chunk, name)[keep] for name in COLUMNS))
+def _kind_name(kind: int) -> str:
+    return f"{Kind(kind).name.lower()} row" if kind in Kind._value2member_map_ else f"kind {kind}"
 
 
-def _concat(a: MarketChunk, b: MarketChunk) -> MarketChunk:
-    return MarketChunk(b.symbol, *(np.concatenate((getattr(a, n), getattr(b, n))) for n in COLUMNS))
+# --- the crossed-book check (vectorised) --------------------------------------------------
+# Whether a book is crossed depends only on which levels hold a size, not on the sizes,
+# so the book is two sorted arrays of price keys. For a run of complete messages, the
+# best bid after each message is the highest key among the levels alive then: every
+# row that sets a level opens an interval of messages during which it stands, closed
+# by the next row of that level or by the next snapshot; the best bid per message is
+# a max over covering intervals, answered for all messages at once (`_cover_max`).
 
 
-# --- the crossed-book check -------------------------------------------------------------
+def _cover_max(start: np.ndarray, end: np.ndarray, value: np.ndarray, points: int) -> np.ndarray:
+    """For each point 0..points-1, the max `value` over the intervals [start, end) that
+    cover it (INT64_MIN where none does).
+
+    Blocks [i, i + 2**j) at every level j: an interval is the union of two blocks of
+    the level below its length (they overlap), so it writes two cells; pushing each
+    level down onto the two halves of its blocks leaves the answer at level 0. Two
+    scatter-max calls and one pass per level, whatever the number of intervals.
+    """
+    keep = start < end
+    start, end, value = start[keep], end[keep], value[keep]
+    table = np.full((1, points), _INT64_MIN, dtype=np.int64)
+    if not len(start):
+        return table[0]
+    level = np.frexp((end - start).astype(np.float64))[1] - 1  # floor(log2(length))
+    table = np.full((int(level.max()) + 1, points), _INT64_MIN, dtype=np.int64)
+    np.maximum.at(table, (level, start), value)
+    np.maximum.at(table, (level, end - (1 << level)), value)
+    for j in range(len(table) - 1, 0, -1):
+        half = 1 << (j - 1)
+        below = table[j - 1]
+        np.maximum(below, table[j], out=below)
+        np.maximum(below[half:], table[j][: points - half], out=below[half:])
+    return table[0]
+
+
+@dataclass(frozen=True, slots=True)
+class _Window:
+    """Book rows of whole messages: keys, live (size > 0), side, and per row its message
+    (0-based, counted in this window) and whether it empties the book first (the first
+    row of a run of snapshot rows)."""
+
+    keys: np.ndarray
+    live: np.ndarray
+    side: np.ndarray
+    message: np.ndarray
+    clears: np.ndarray  # positions of the rows that empty the book
+    messages: int
+
+    def rows(self, start: int, stop: int) -> _Window:
+        message = self.message[start:stop] - (self.message[start] if stop > start else 0)
+        clears = self.clears[(self.clears >= start) & (self.clears < stop)] - start
+        count = int(message[-1]) + 1 if len(message) else 0
+        return _Window(
+            self.keys[start:stop], self.live[start:stop], self.side[start:stop], message,
+            clears, count,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _SideRows:
+    """One side's rows of a window, grouped by level: signed keys (asks negated, so
+    that the best key of either side is the max), positions in the window, live."""
+
+    keys: np.ndarray
+    pos: np.ndarray
+    live: np.ndarray
+
+    @classmethod
+    def of(cls, window: _Window, side: int) -> _SideRows:
+        pos = np.flatnonzero(window.side == side)
+        keys = window.keys[pos] * side
+        order = np.argsort(keys, kind="stable")  # by level, then row order
+        return cls(keys[order], pos[order], window.live[pos[order]])
+
+
+def _sides(window: _Window) -> tuple[_SideRows, _SideRows]:
+    return _SideRows.of(window, 1), _SideRows.of(window, -1)
+
+
+def _best_per_message(window: _Window, rows: _SideRows, carried: np.ndarray) -> np.ndarray:
+    """The best signed key of one side after each message of `window` (INT64_MIN: no
+    level), given `carried`, the side's signed live keys before the window."""
+    n = len(window.keys)
+    keys, pos, live = rows.keys, rows.pos, rows.live
+    # the row that replaces each row's level: the level's next row or the next snapshot
+    following = np.full(len(pos), n, dtype=np.int64)
+    same = keys[1:] == keys[:-1]
+    following[:-1][same] = pos[1:][same]
+    clears = np.append(window.clears, n)
+    following = np.minimum(following, clears[np.searchsorted(window.clears, pos, side="right")])
+    message_at = np.append(window.message, window.messages)  # position n: never replaced
+    # a level carried in stands until its first row here, or the first snapshot
+    first = np.searchsorted(keys, carried)
+    present = first < len(keys)
+    present[present] = keys[first[present]] == carried[present]
+    first_row = pos[np.minimum(first, len(pos) - 1)] if len(pos) else first
+    carried_until = np.minimum(np.where(present, first_row, n), clears[0])
+    return _cover_max(
+        np.concatenate((window.message[pos][live], np.zeros(len(carried), np.int64))),
+        np.concatenate((message_at[following][live], message_at[carried_until])),
+        np.concatenate((keys[live], carried)),
+        window.messages,
+    )
+
+
+def _after(levels: np.ndarray, rows: _SideRows, since: int) -> np.ndarray:
+    """The sorted signed live keys of a side after its rows at positions >= `since`."""
+    later = rows.pos >= since
+    keys, live = rows.keys[later], rows.live[later]
+    if len(keys) == 0:
+        return levels
+    last = np.append(keys[1:] != keys[:-1], True)  # the last row of each level wins
+    touched, alive = keys[last], live[last]
+    at = np.searchsorted(touched, levels)
+    hit = at < len(touched)
+    hit[hit] = touched[at[hit]] == levels[hit]
+    return np.sort(np.concatenate((levels[~hit], touched[alive])))
 
 
 @dataclass(slots=True)
-class _BookCheck:
-    """Applies book rows message by message; can undo the last message in skip mode."""
+class _Levels:
+    """The signed price keys of the levels holding a size, per side, sorted: bids as
+    they are, asks negated."""
 
-    book: L2Book = field(default_factory=L2Book)
-    # (side, key, previous qty) of every level the open message touched, for rollback
-    undo: list[tuple[int, int, int]] = field(default_factory=list)
-    saved: tuple[dict[int, int], dict[int, int], int, int] | None = None
-    in_snapshot: bool = False
+    bids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    neg_asks: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
 
-    def begin_message(self) -> None:
-        self.undo.clear()
-        self.saved = None
-        self.in_snapshot = False
+    def crossed(
+        self, window: _Window, sides: tuple[_SideRows, _SideRows]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(crossed?, best bid, best ask) per message of `window`, in keys."""
+        bid = _best_per_message(window, sides[0], self.bids)
+        neg_ask = _best_per_message(window, sides[1], self.neg_asks)
+        both = (bid != _INT64_MIN) & (neg_ask != _INT64_MIN)
+        return both & (bid >= -neg_ask), bid, -neg_ask
 
-    def apply(self, kind: int, side: int, key: int, lots: int) -> None:
-        book = self.book
-        if kind == Kind.SNAPSHOT:
-            if not self.in_snapshot:
-                # A snapshot replaces the book: keep a copy so skip mode can undo it.
-                self.saved = (dict(book.bids), dict(book.asks), book.best_bid, book.best_ask)
-                self.in_snapshot = True
-                book.clear()
-            book.apply_snapshot_level(side, key, lots)
-            return
-        self.in_snapshot = False
-        if self.saved is None:
-            self.undo.append((side, key, book.qty_at(side, key)))
-        book.apply_delta(side, key, lots)
+    def apply(self, window: _Window, sides: tuple[_SideRows, _SideRows]) -> None:
+        """The levels after every row of `window`."""
+        since = 0
+        if len(window.clears):
+            since = int(window.clears[-1])
+            self.bids = self.neg_asks = np.empty(0, np.int64)
+        self.bids = _after(self.bids, sides[0], since)
+        self.neg_asks = _after(self.neg_asks, sides[1], since)
 
     def rescale(self, factor: int) -> None:
         """Keys times `factor` (more price decimals): the same book on a finer grid."""
-        book = self.book
-        book.bids = {px * factor: q for px, q in book.bids.items()}
-        book.asks = {px * factor: q for px, q in book.asks.items()}
-        if book.has_bid():
-            book.best_bid *= factor
-        if book.has_ask():
-            book.best_ask *= factor
-        self.undo = [(side, key * factor, qty) for side, key, qty in self.undo]
-        if self.saved is not None:
-            bids, asks, best_bid, best_ask = self.saved
-            self.saved = (
-                {px * factor: q for px, q in bids.items()},
-                {px * factor: q for px, q in asks.items()},
-                best_bid * factor if best_bid != NO_BID else best_bid,
-                best_ask * factor if best_ask != NO_ASK else best_ask,
-            )
-
-    def rollback(self) -> None:
-        book = self.book
-        if self.saved is not None:
-            bids, asks, best_bid, best_ask = self.saved
-            book.bids, book.asks = bids, asks
-            book.best_bid, book.best_ask = best_bid, best_ask
-        else:
-            for side, key, qty in reversed(self.undo):
-                book.apply_delta(side, key, qty)
-        self.begin_message()
+        self.bids = self.bids * factor
+        self.neg_asks = self.neg_asks * factor
 
 
 # --- the validator ------------------------------------------------------------------------
@@ -218,7 +317,7 @@ class Validator:
         self._max_gap_ns = self.config.max_gap_ms * 1_000_000
         self._next_row = 0  # global index of the next input row
         self._last_ts = _INT64_MIN  # ts_local of the last accepted row
-        self._book = _BookCheck()
+        self._levels = _Levels()
         self._decimals = 0  # book keys are prices in units of 10**-decimals
         self._held: tuple[MarketChunk, np.ndarray] | None = None  # open message + its row ids
 
@@ -240,7 +339,7 @@ class Validator:
         self._next_row += len(chunk)
         chunk, rows = self._row_checks(chunk, rows)
         if self._held is not None:
-            chunk = _concat(self._held[0], chunk)
+            chunk = concat([self._held[0], chunk])
             rows = np.concatenate((self._held[1], rows))
             self._held = None
         if len(chunk) == 0:
@@ -250,8 +349,8 @@ class Validator:
         # last message starts at the first row carrying the last ts.
         ts = chunk.ts_local
         cut = int(np.searchsorted(ts, ts[-1], side="left"))
-        self._held = (_take(chunk, slice(cut, None)), rows[cut:])
-        return self._book_checks(_take(chunk, slice(0, cut)), rows[:cut])
+        self._held = (chunk.take(slice(cut, None)), rows[cut:])
+        return self._book_checks(chunk.take(slice(0, cut)), rows[:cut])
 
     def finish(self) -> MarketChunk:
         """Check and return the held last message; call once at end of stream."""
@@ -277,12 +376,12 @@ class Validator:
             )
         if len(kept_ts):
             self._last_ts = int(kept_ts[-1])
-        self._count(BadValue, int(bad_value.sum()), rows[bad_value])
-        self._count(TimestampBackwards, int(back.sum()), rows[back])
-        self._count(DataGap, int(gaps.sum()), rows[np.flatnonzero(ok)[gaps]])
+        self._count(BadValue, chunk, rows, np.flatnonzero(bad_value))
+        self._count(TimestampBackwards, chunk, rows, np.flatnonzero(back))
+        self._count(DataGap, chunk, rows, np.flatnonzero(ok)[gaps])
         if ok.all():
             return chunk, rows
-        return _take(chunk, ok), rows[ok]
+        return chunk.take(ok), rows[ok]
 
     def _raise_first(
         self,
@@ -305,61 +404,81 @@ class Validator:
             return
         i = min(firsts)
         ts = int(chunk.ts_local[i])
+        row, where = int(rows[i]), chunk.where(i)
         if code[i]:
             column = _CODE_COLUMN[int(code[i])]
             value = getattr(chunk, column)[i].item()
-            raise BadValue(int(rows[i]), ts, column, value, f"kind {int(chunk.kind[i])}")
+            raise BadValue(row, ts, column, value, _kind_name(int(chunk.kind[i])), where)
         if back[i]:
             detail = f"an earlier row has ts_local {int(running[i])}"
-            raise TimestampBackwards(int(rows[i]), ts, "ts_local", ts, detail)
+            raise TimestampBackwards(row, ts, "ts_local", ts, detail, where)
         gap_ms = (ts - int(gap_prev[0])) / 1e6
-        raise DataGap(int(rows[i]), ts, "ts_local", ts, f"{gap_ms:.0f} ms since the previous row")
+        raise DataGap(row, ts, "ts_local", ts, f"{gap_ms:.0f} ms since the previous row", where)
 
-    # --- crossed book (row by row, at message boundaries) -----------------------------------
+    # --- crossed book (vectorised, at message boundaries) -----------------------------------
 
     def _book_checks(self, chunk: MarketChunk, rows: np.ndarray) -> MarketChunk:
-        """Applies complete messages to the book, checking it after each one.
+        """Applies complete messages to the levels, checking the book after each one.
 
-        Only book rows are walked: a message of trades alone cannot cross a book that
-        was not crossed before it.
+        Only book rows count: a message of trades alone cannot cross a book that was
+        not crossed before it. A crossed message raises, or in skip mode is dropped
+        whole (its trades too) and the check goes on from the book before it.
         """
         at = np.flatnonzero(chunk.kind != Kind.TRADE)
         if len(at) == 0:
             return chunk
-        keys = self._price_keys(chunk.price[at]).tolist()
-        # Sizes only matter as zero / non-zero here: any positive qty is one "lot".
-        lots = (chunk.qty[at] > 0).astype(np.int64).tolist()
-        kinds = chunk.kind[at].tolist()
-        sides = chunk.side[at].tolist()
-        stamps = chunk.ts_local[at].tolist()
-        drop: list[tuple[int, int]] = []  # [start, end) of crossed messages (skip mode)
-        check = self._book
-        book = check.book
-        apply = check.apply
-        # the common row, a delta with no snapshot open in its message, is applied
-        # here in one call: the undo entry gets the level's previous size from it
-        set_level = book.apply_delta
-        undo = check.undo
-        current = stamps[0]
-        for ts, kind, side, key, lot in zip(stamps, kinds, sides, keys, lots, strict=True):
-            if ts != current:
-                if book.best_bid >= book.best_ask:  # crossed (the sentinels never are)
-                    self._end_message(chunk, rows, current, drop)
-                else:
-                    check.begin_message()
-                current = ts
-            if kind == _DELTA and check.saved is None:
-                undo.append((side, key, set_level(side, key, lot)))
-            else:
-                apply(kind, side, key, lot)
-        self._end_message(chunk, rows, current, drop)
-        if not drop:
+        window = self._window(chunk, at)
+        dropped: list[int] = []  # ts_local of the dropped messages
+        start, size = 0, len(at)
+        while start < len(at):
+            stop = _message_end(window, min(start + size, len(at)) - 1)
+            part = window.rows(start, stop)
+            sides = _sides(part)
+            crossed, bid, ask = self._levels.crossed(part, sides)
+            hit = np.flatnonzero(crossed)
+            if not len(hit):
+                self._levels.apply(part, sides)
+                start, size = stop, size * 2
+                continue
+            message = int(hit[0])
+            first = int(np.searchsorted(part.message, message, side="left"))
+            before = part.rows(0, first)
+            self._levels.apply(before, _sides(before))
+            ts = int(chunk.ts_local[at[start + first]])
+            if not self._skip:
+                raise self._crossed(chunk, rows, ts, (int(bid[message]), int(ask[message])))
+            dropped.append(ts)
+            start += int(np.searchsorted(part.message, message, side="right"))
+            size = _RESTART_ROWS
+        if not dropped:
             return chunk
-        keep = np.ones(len(chunk), dtype=bool)
-        for lo, hi in drop:
-            keep[lo:hi] = False
-        self._count(CrossedBook, int((~keep).sum()), rows[~keep])  # one log line per chunk
-        return _take(chunk, keep)
+        drop = np.isin(chunk.ts_local, dropped)
+        self._count(CrossedBook, chunk, rows, np.flatnonzero(drop))  # one log line per chunk
+        return chunk.take(~drop)
+
+    def _window(self, chunk: MarketChunk, at: np.ndarray) -> _Window:
+        """The book rows `at` of `chunk` (whole messages) as a `_Window`."""
+        ts = chunk.ts_local[at]
+        starts = np.ones(len(at), dtype=bool)
+        starts[1:] = ts[1:] != ts[:-1]
+        message = np.cumsum(starts) - 1
+        snapshot = chunk.kind[at] == Kind.SNAPSHOT
+        # a run of snapshot rows replaces the book; a delta in between ends the run
+        after_snapshot = np.concatenate(([False], snapshot[:-1])) & ~starts
+        return _Window(
+            self._price_keys(chunk.price[at]), chunk.qty[at] > 0, chunk.side[at], message,
+            np.flatnonzero(snapshot & ~after_snapshot), int(message[-1]) + 1,
+        )  # fmt: skip
+
+    def _crossed(
+        self, chunk: MarketChunk, rows: np.ndarray, ts: int, touch: tuple[int, int]
+    ) -> CrossedBook:
+        span = np.flatnonzero(chunk.ts_local == ts)
+        first, last = int(span[0]), int(span[-1])
+        bid, ask = (key / 10**self._decimals for key in touch)
+        end = chunk.where(last) or f"row {int(rows[last])}"
+        detail = f"best bid {bid:.10g} >= best ask {ask:.10g}; the message runs to {end}"
+        return CrossedBook(int(rows[first]), ts, "price", (bid, ask), detail, chunk.where(first))
 
     def _price_keys(self, price: np.ndarray) -> np.ndarray:
         """Integer keys of `price`, refining the grid (and rescaling the book) if needed."""
@@ -372,44 +491,31 @@ class Validator:
                 break
             decimals += 1
         if decimals != self._decimals:
-            self._book.rescale(10 ** (decimals - self._decimals))
+            self._levels.rescale(10 ** (decimals - self._decimals))
             self._decimals = decimals
         return keys.astype(np.int64)
 
-    def _end_message(
-        self, chunk: MarketChunk, rows: np.ndarray, ts: int, drop: list[tuple[int, int]]
+    def _count(
+        self, error: type[RowError], chunk: MarketChunk, rows: np.ndarray, flagged: np.ndarray
     ) -> None:
-        check = self._book
-        if check.book.is_crossed():
-            start = int(np.searchsorted(chunk.ts_local, ts, side="left"))
-            end = int(np.searchsorted(chunk.ts_local, ts, side="right"))
-            bid = check.book.best_bid / 10**self._decimals
-            ask = check.book.best_ask / 10**self._decimals
-            if not self._skip:
-                raise CrossedBook(
-                    int(rows[start]),
-                    ts,
-                    "price",
-                    (bid, ask),
-                    f"best bid {bid:.10g} >= best ask {ask:.10g}; message rows "
-                    f"{rows[start]}..{rows[end - 1]}",
-                )
-            check.rollback()
-            drop.append((start, end))
-        check.begin_message()
-
-    def _count(self, error: type[RowError], n: int, rows: np.ndarray) -> None:
-        if n == 0:
+        if len(flagged) == 0:
             return
-        self.skipped[error.key] = self.skipped.get(error.key, 0) + n
+        self.skipped[error.key] = self.skipped.get(error.key, 0) + len(flagged)
+        first = int(flagged[0])
         log.warning(
             "market_rows_flagged",
             kind=error.key,
-            rows=n,
-            first_row=int(rows[0]),
+            rows=len(flagged),
+            first_row=int(rows[first]),
+            first_at=chunk.where(first),
             dropped=error is not DataGap,
             total=self.skipped[error.key],
         )
+
+
+def _message_end(window: _Window, row: int) -> int:
+    """The position after the last row of the message holding `row`."""
+    return int(np.searchsorted(window.message, window.message[row], side="right"))
 
 
 def validate(

@@ -109,3 +109,23 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(bot.config_cli, "resolve", interrupted)
     assert main(["config", "show"]) == ExitCode.INTERRUPTED == 130
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],  # missing --out
+        ["run", "--out", "x", "--bogus"],  # unknown option
+        ["market", "info"],  # missing argument
+        ["--log-format", "xml", "run", "--help"],  # not one of the choices
+    ],
+)
+def test_usage_errors_are_64_through_typers_runner_too(args: list[str]) -> None:
+    # the code is set on the root group, so `app()` and CliRunner see 64 as well as main()
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "Error" in result.stderr and "Usage:" in result.stderr

@@ -147,4 +147,4 @@ def test_diff_json_and_no_difference(runner: CliRunner, here: Path) -> None:
 def test_diff_of_a_missing_profile_is_usage(runner: CliRunner, here: Path) -> None:
     result = runner.invoke(app, ["config", "diff", "base", "nope"])
     assert result.exit_code == ExitCode.USAGE
-    assert "not found" in result.stderr
+    assert "unknown profile 'nope'" in result.stderr

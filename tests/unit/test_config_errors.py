@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.profiles import ConfigError, resolve
+from bot.profiles import PACKAGED_PROFILES, ConfigError, resolve
 
 
 @pytest.fixture
@@ -102,7 +102,16 @@ def test_profile_must_be_a_mapping(here: Path) -> None:
 
 def test_missing_profile(here: Path) -> None:
     err = error_of("nope", env={})
-    assert err.file == "nope" and "not found" in err.message
+    assert err.message.startswith("unknown profile 'nope'; profiles: base, canary, demo")
+    assert "did you mean" not in err.message  # nothing is close to "nope"
+
+
+def test_a_mistyped_profile_name_gets_the_nearest_one_and_the_list() -> None:
+    err = error_of("dmeo", env={})
+    known = sorted(p.stem for p in PACKAGED_PROFILES.glob("*.yaml"))
+    assert str(err).startswith(
+        f"unknown profile 'dmeo' (did you mean 'demo'?); profiles: {', '.join(known)}"
+    )
 
 
 def test_missing_profile_file_path(here: Path) -> None:

@@ -144,10 +144,10 @@ def test_a_partial_directory_and_a_missing_part_are_refused(tmp_path: Path) -> N
 
 def test_an_unreadable_manifest_is_a_journal_error(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text('{"mode": "pap')
-    with pytest.raises(JournalError, match=r"run\.json: not a readable manifest"):
+    with pytest.raises(JournalError, match=r"run\.json: corrupt run manifest, not JSON"):
         read_manifest(tmp_path)
     (tmp_path / MANIFEST).write_text("[1, 2]")
-    with pytest.raises(JournalError, match=r"not a manifest \(a JSON object\), got list"):
+    with pytest.raises(JournalError, match=r"a run manifest is a JSON object, not \[1, 2\]"):
         read_manifest(tmp_path)
 
 

@@ -393,10 +393,11 @@ def test_bybit_hand_made_file(tmp_path: Path, wrap: str) -> None:
 def test_bybit_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "x_ob500.data"
     path.write_text(OB500 + "{not json\n")
-    with pytest.raises(MarketFormatError, match=r":4: not a Bybit"):
+    with pytest.raises(MarketFormatError, match=f"file {path} line 4: not a Bybit"):
         list(read_bybit_ob500(path))
     path.write_text(OB500.replace('"1.2"', '"one"'))
-    with pytest.raises(MarketFormatError, match="not a number"):
+    line = next(n for n, text in enumerate(OB500.splitlines(), 1) if '"1.2"' in text)
+    with pytest.raises(MarketFormatError, match=f"line {line}: price 'one' is not a number"):
         list(read_bybit_ob500(path))
     path.write_text(OB500)
     with pytest.raises(MarketFormatError, match="symbol"):

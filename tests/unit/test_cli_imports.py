@@ -1,0 +1,63 @@
+"""`mmbot run` imports only what a run needs (issue 7 §7): start-up is most of a
+short replay, and reports, scipy, Great Expectations, Prefect and boto3 cost
+seconds. Checked in fresh interpreters, on a real replay."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+# top-level packages a `mmbot run` process must not load
+HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect", "boto3")
+# Importing the CLI loads no pandas either; a run still does, when the journal writer
+# hands pyarrow Python lists (`pa.array` probes them for pandas objects).
+NOT_ON_IMPORT = (*HEAVY, "pandas")
+
+LOADED_BY = """
+import json, sys
+from flows.cli import main
+
+codes = [main(args) for args in json.loads(sys.argv[1])]
+heavy = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
+print(json.dumps({"codes": codes, "heavy": heavy}))
+"""
+
+
+def loaded_by(*commands: list[str], cwd: Path) -> dict[str, list]:
+    done = subprocess.run(
+        [sys.executable, "-c", LOADED_BY, json.dumps(commands), json.dumps(HEAVY)],
+        cwd=cwd, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    result: dict[str, list] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_real_run_and_its_help_load_none_of_the_heavy_packages(
+    tmp_path: Path, binance_dir: Path
+) -> None:
+    run = ["run", "--data", str(binance_dir), "--duration", "20s", "--out", "j", "--no-progress"]
+    result = loaded_by(["run", "--help"], run, cwd=tmp_path)
+    assert result == {"codes": [0, 0], "heavy": []}
+    assert (tmp_path / "j" / "run.json").is_file()
+
+
+def test_the_judging_commands_still_load_what_they_need(tmp_path: Path) -> None:
+    # the other direction: the same check sees gates when a command needs them
+    result = loaded_by(["kpi", "--help"], ["gate", "kpi", "--help"], cwd=tmp_path)
+    assert result["codes"] == [0, 0]
+    assert "gates" in result["heavy"]
+
+
+def test_importing_the_cli_loads_none_of_them(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import flows.cli"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    # lines: "import time: self | cumulative | <indent>module.name"
+    modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()[1:]}
+    assert "flows.cli" in modules and "bot.runtime.run" in modules
+    assert not {m for m in modules if m.split(".")[0] in NOT_ON_IMPORT}
