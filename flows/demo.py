@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.profiles import load_settings
 from bot.runtime.clock import Clock
 from bot.runtime.run import RunResult, RunSpec, run_bot, settings_for
 from bot.runtime.telemetry import configure_for
@@ -32,8 +33,8 @@ def run_demo(
     out_dir: Path, clock: Clock, *, profile: str = "demo", overrides: tuple[str, ...] = ()
 ) -> DemoResult:
     """One paper run on the profile's synthetic market, judged by the KPI stage
-    (`gates.stage.kpi_stage`, as `mmbot gate kpi` judges it) and reported. The profile is
-    the policy too. Raises BadArtifactUrl / PublishError before the run when the artifact
+    (`gates.stage.kpi_stage`, as `mmbot gate kpi` judges it) and reported. The profile
+    as written is the policy; `overrides` change the candidate only. Raises BadArtifactUrl / PublishError before the run when the artifact
     store cannot be used."""
     spec = RunSpec(
         mode="paper", out_dir=out_dir / "journal", profile=profile,
@@ -48,8 +49,10 @@ def run_demo(
     store.check()
     run = run_bot(spec, settings)
     journal = load_journal(run.out_dir)
-    kpis = judged_kpis(journal, settings)
-    verdict = kpi_stage(journal, settings, kpis)
+    # the policy is the profile as written: `--set` changes the candidate, not its judge
+    policy = load_settings(profile)
+    kpis = judged_kpis(journal, policy)
+    verdict = kpi_stage(journal, policy, kpis)
     report = render_report(
         "kpi-gate", run.out_dir, settings, clock, verdict=verdict, run_id=run.run_id
     )

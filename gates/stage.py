@@ -114,7 +114,7 @@ def fees_check(journal: Journal, policy: Settings) -> Check:
         mine = (fills["liquidity"].astype(str) == liquidity) & bad
         if mine.any():
             seen = _rate(fills["fee"][mine].astype(float), notional[mine])
-            parts.append(f"{liquidity} {rate:g} bps expected, journal {seen:.4g}")
+            parts.append(f"{liquidity} {rate:g} bps expected, journal {seen:.2f}")
     reason = f"fees disagree with policy tier {name}: {'; '.join(parts)}"
     return Check("fees", Status.FAIL, worst, None, FEE_TOLERANCE_BPS, reason, detail)
 
