@@ -34,8 +34,8 @@ def run_demo(
 ) -> DemoResult:
     """One paper run on the profile's synthetic market, judged by the KPI stage
     (`gates.stage.kpi_stage`, as `mmbot gate kpi` judges it) and reported. The profile
-    as written is the policy; `overrides` change the candidate only. Raises BadArtifactUrl / PublishError before the run when the artifact
-    store cannot be used."""
+    as written is the policy; `overrides` change the candidate only. Raises
+    BadArtifactUrl / PublishError before the run when the artifact store cannot be used."""
     spec = RunSpec(
         mode="paper", out_dir=out_dir / "journal", profile=profile,
         overrides=overrides, force=True,

@@ -153,6 +153,9 @@ def kpi_stage(journal: Journal, policy: Settings, kpis: KpiReport | None = None)
     bounds = policy_bounds(policy)
     mode = mode_of(journal)
     checks = kpi_checks(report.total, bounds, NOT_MEASURABLE.get(mode, {}))
+    if "net_bps" not in bounds:  # the edge is what a maker is for: never left unjudged
+        reason = f"no net_bps bound for fee tier {policy.fees.tier!r} (gates.net_bps_by_tier)"
+        checks.append(Check("net_bps", Status.FAIL, None, reason=reason))
     checks.append(fees_check(journal, policy))
     summary = {
         "kpis": nan_to_none({name: report.total.get(name) for name in sorted(bounds)}),
