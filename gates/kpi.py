@@ -550,13 +550,34 @@ def _kpis(journal: Journal, horizon_ms: int) -> dict[str, float]:
     }
 
 
+# KPIs a mode cannot measure, and why: NaN in every report of such a run (never the 0
+# the journal holds: the shadow venue "acks" at once), N/A in the gates
+NOT_MEASURABLE: Final[Mapping[str, Mapping[str, str]]] = {
+    "shadow": {
+        "order_latency_p95_ms": "shadow mode sends no orders, so no order has a latency",
+    },
+}
+
+
+def not_measurable(journal: Journal) -> Mapping[str, str]:
+    """The KPIs the journal's mode (run.json) cannot measure, with why."""
+    return NOT_MEASURABLE.get(str(journal.manifest.get("mode", "")), {})
+
+
+def _measured(journal: Journal, horizon_ms: int) -> dict[str, float]:
+    kpis = _kpis(journal, horizon_ms)
+    kpis.update((name, math.nan) for name in not_measurable(journal))
+    return kpis
+
+
 def compute_kpis(journal: Journal, horizon_ms: int = 1_000) -> KpiReport:
-    """Every KPI over the whole run (`total`) and per symbol (`by_symbol`)."""
-    total = _kpis(journal, horizon_ms)
+    """Every KPI over the whole run (`total`) and per symbol (`by_symbol`); a KPI the
+    run's mode cannot measure is NaN (see NOT_MEASURABLE)."""
+    total = _measured(journal, horizon_ms)
     symbols = journal.symbols()
     if len(symbols) == 1:  # the usual case: the one symbol's KPIs are the total's
         return KpiReport(total, {symbols[0]: dict(total)}, horizon_ms)
-    by_symbol = {s: _kpis(journal.for_symbol(s), horizon_ms) for s in symbols}
+    by_symbol = {s: _measured(journal.for_symbol(s), horizon_ms) for s in symbols}
     return KpiReport(total, by_symbol, horizon_ms)
 
 

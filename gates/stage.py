@@ -22,7 +22,6 @@ as good as the rows they come from. Fees there are held to the journal's own tie
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,17 +40,11 @@ from gates.kpi import (
     interval_series,
     load_journal,
     nan_to_none,
+    not_measurable,
 )
 from gates.kpi_gate import GATE, kpi_checks
 from gates.quality import FEE_TOLERANCE_BPS, FillRules, QualityError, check_fills, check_orders
 from gates.verdict import Check, Status, Verdict
-
-# KPIs a mode cannot measure, and why (the check says so as N/A)
-NOT_MEASURABLE: Final[Mapping[str, Mapping[str, str]]] = {
-    "shadow": {
-        "order_latency_p95_ms": "shadow mode sends no orders, so no order has a latency",
-    },
-}
 
 
 def net_bound(policy: Settings) -> Bound | None:
@@ -152,13 +145,16 @@ def kpi_stage(journal: Journal, policy: Settings, kpis: KpiReport | None = None)
     report = kpis if kpis is not None else judged_kpis(journal, policy)
     bounds = policy_bounds(policy)
     mode = mode_of(journal)
-    checks = kpi_checks(report.total, bounds, NOT_MEASURABLE.get(mode, {}))
+    unmeasurable = not_measurable(journal)
+    checks = kpi_checks(report.total, bounds, unmeasurable)
     if "net_bps" not in bounds:  # the edge is what a maker is for: never left unjudged
         reason = f"no net_bps bound for fee tier {policy.fees.tier!r} (gates.net_bps_by_tier)"
         checks.append(Check("net_bps", Status.FAIL, None, reason=reason))
     checks.append(fees_check(journal, policy))
     summary = {
-        "kpis": nan_to_none({name: report.total.get(name) for name in sorted(bounds)}),
+        "kpis": nan_to_none(
+            {n: report.total.get(n) for n in sorted(bounds) if n not in unmeasurable}
+        ),
         "mode": mode or "unknown",
         "fee_tier": policy.fees.tier,
         "max_inventory_usd": policy.risk.max_inventory_usd,

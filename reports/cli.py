@@ -90,6 +90,7 @@ def report_command(
     # (an S3 endpoint password, a Redis URL password, API keys).
     configure_for(settings)
     run = run_id or _journal_run_id(journal)
+    store = _store(out, settings)  # a bad --out is refused before any work
     try:
         judged = (
             _read_verdict(verdict) if verdict else _gate_verdict(stage, journal, baseline, settings)
@@ -109,16 +110,22 @@ def report_command(
     except (ReportError, JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
     try:
-        store = ArtifactStore.from_url(out, settings.storage, settings.secrets)
         urls = publish_report(report, store, run)
-    except BadArtifactUrl as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:
         raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
     for url in urls:
         typer.echo(url)
     if judged is not None:
         raise typer.Exit(int(EXIT_OF_STATUS[judged.status]))
+
+
+def _store(out: str | None, settings: Settings) -> ArtifactStore:
+    try:
+        return ArtifactStore.from_url(out, settings.storage, settings.secrets)
+    except BadArtifactUrl as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
+    except PublishError as exc:
+        raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
 
 
 def _gate_verdict(

@@ -229,6 +229,12 @@ def fmt_bound(check: Check, which: str) -> str:
     return f"< {text}" if check.warn > check.fail else f"> {text}"
 
 
+def fmt_check_value(check: Check) -> str:
+    """A check's value; 'N/A' for a check the run's mode could not measure (not 'missing',
+    which is a KPI the gate needed and did not get)."""
+    return Status.NA.value if check.status is Status.NA else fmt_value(check.value)
+
+
 def fmt_summary(value: Any) -> str:
     """A verdict summary entry: nested mappings as 'name value, ...' in their own order."""
     if isinstance(value, Mapping):
@@ -271,6 +277,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=fmt_value,
+        checkvalue=fmt_check_value,
         summary=fmt_summary,
         bound=fmt_bound,
         mdcell=md_cell,
