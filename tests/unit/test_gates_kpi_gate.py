@@ -279,3 +279,15 @@ def test_gate_bad_profile_is_a_usage_error(app: typer.Typer, journal_dir: Path) 
     result = CliRunner().invoke(app, ["gate", "kpi", str(journal_dir), "--profile", "nope-xyz"])
     assert result.exit_code == ExitCode.USAGE
     assert "error:" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["canary.interval", "gates.accuracy.interval"])
+def test_a_bad_interval_in_the_settings_is_a_usage_error(
+    app: typer.Typer, journal_dir: Path, key: str
+) -> None:
+    """The canary and accuracy intervals are checked where settings load, so every
+    command that takes `--set` refuses them with 64 before reading a journal."""
+    result = CliRunner().invoke(app, ["gate", "kpi", str(journal_dir), "--set", f"{key}=7x"])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert f"{key}: interval '7x'" in result.stderr
+    assert load_settings("base", overrides=(f"{key}=90s",)) is not None
