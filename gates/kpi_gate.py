@@ -1,4 +1,4 @@
-"""The KPI gate: each bounded KPI against its WARN and FAIL bound (DESIGN §6).
+"""The KPI checks: each bounded KPI against its WARN and FAIL bound (DESIGN §6).
 
 A bound is crossed strictly ("net_bps FAIL < 0"): a value equal to a bound is on
 the good side. A KPI that is missing or NaN fails with its name in the reasons,
@@ -6,8 +6,8 @@ never a silent default. A KPI the run's mode cannot measure is N/A, with why: it
 is no evidence for a PASS and no cause for a FAIL. A gate with no bound at all
 judges nothing and FAILs ("no bounds configured").
 
-This is one part of the KPI stage; the stage's verdict, with the policy's fees,
-limits and the journal's quality suites, is `gates.stage.kpi_stage`.
+These checks are one part of the KPI stage; the stage's verdict, with the policy's
+fees, limits and the journal's quality suites, is `gates.stage.kpi_stage`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from bot.config import Bound
-from gates.kpi import KpiReport
-from gates.verdict import Check, Status, Verdict
+from gates.verdict import Check, Status
 
 GATE: Final = "kpi"
 NO_BOUNDS: Final = "no bounds configured"
@@ -61,19 +60,3 @@ def kpi_checks(
         else:
             checks.append(judge(name, values.get(name), bound))
     return checks
-
-
-def kpi_gate(
-    kpis: KpiReport | Mapping[str, float],
-    bounds: Mapping[str, Bound],
-    not_measurable: Mapping[str, str] | None = None,
-) -> Verdict:
-    """Judge the run's KPIs (a KpiReport's `total`, or a flat mapping) against the bounds."""
-    values: Mapping[str, float] = kpis.total if isinstance(kpis, KpiReport) else kpis
-    checks = kpi_checks(values, bounds, not_measurable)
-    summary = {name: _plain(values.get(name)) for name in sorted(bounds)}
-    return Verdict.of(GATE, checks, {"kpis": summary})
-
-
-def _plain(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None

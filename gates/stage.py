@@ -22,6 +22,7 @@ as good as the rows they come from. Fees there are held to the journal's own tie
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -115,11 +116,8 @@ def fees_check(journal: Journal, policy: Settings) -> Check:
 def _quality(journal: Journal, policy: Settings) -> tuple[Verdict, Verdict]:
     try:
         own = FillRules.from_manifest(journal.manifest)
-        rules = FillRules(
-            maker_bps=own.maker_bps,
-            taker_bps=own.taker_bps,
-            price_band_bps=policy.risk.price_band_bps,
-            max_order_qty=float(policy.risk.max_order_qty),
+        rules = replace(
+            FillRules.from_settings(policy), maker_bps=own.maker_bps, taker_bps=own.taker_bps
         )
         fills = check_fills(journal.table("fills"), rules)
     except QualityError as exc:

@@ -76,11 +76,6 @@ class Verdict:
         own = [f"{c.name}: {c.reason}" for c in self.checks if c.status.rank > Status.PASS.rank]
         return [*own, *(r for part in self.parts for r in part.reasons)]
 
-    @property
-    def not_measured(self) -> list[str]:
-        """Checks the run's mode could not measure (N/A), with why."""
-        return [f"{c.name}: {c.reason}" for c in self.checks if c.status is Status.NA]
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "gate": self.gate,

@@ -1,4 +1,4 @@
-"""The KPI gate's outcomes and the `mmbot kpi` / `mmbot gate kpi` commands."""
+"""The KPI checks' outcomes and the `mmbot kpi` / `mmbot gate kpi` commands."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from bot.config import Bound, GateConfig, Settings
 from bot.exitcodes import ExitCode
 from bot.profiles import load_settings
 from gates.cli import register
-from gates.kpi_gate import kpi_gate
+from gates.kpi_gate import kpi_checks
 from gates.stage import policy_bounds
-from gates.verdict import Status
+from gates.verdict import Status, Verdict
 from tests.unit import gates_helpers as h
 
 BOUNDS = policy_bounds(Settings())  # the defaults, net_bps of the default tier mm1
@@ -30,6 +30,13 @@ GOOD = {
     "fills": 400.0,
     "quote_uptime": 0.9,
 }
+
+
+def kpi_gate(
+    values: dict[str, float], bounds: dict[str, Bound], why: dict[str, str] | None = None
+) -> Verdict:
+    """The KPI checks as a verdict, the way gates.stage.kpi_stage assembles them."""
+    return Verdict.of("kpi", kpi_checks(values, bounds, why))
 
 
 def test_all_inside_bounds_pass() -> None:
@@ -75,7 +82,8 @@ def test_nan_kpi_fails_by_name() -> None:
     verdict = kpi_gate({**GOOD, "maker_share": math.nan}, BOUNDS)
     assert verdict.status is Status.FAIL
     assert verdict.reasons == ["maker_share: missing"]
-    assert verdict.summary["kpis"]["maker_share"] is None
+    (check,) = [c for c in verdict.checks if c.name == "maker_share"]
+    assert check.value is None
 
 
 def test_fail_outranks_warn() -> None:
@@ -103,9 +111,7 @@ def test_a_kpi_the_mode_cannot_measure_is_na_not_pass() -> None:
     assert (check.status, check.value) == (Status.NA, None)
     assert check.reason == "N/A: shadow mode sends no orders"
     assert verdict.status is Status.PASS  # no cause for a FAIL...
-    assert verdict.reasons == [] and verdict.not_measured == [
-        "order_latency_p95_ms: N/A: shadow mode sends no orders"
-    ]
+    assert verdict.reasons == []  # an N/A is not a reason against the run
     # ...and no evidence for a PASS: a gate of N/A checks alone has judged nothing
     only = {"order_latency_p95_ms": BOUNDS["order_latency_p95_ms"]}
     assert kpi_gate(GOOD, only, why).status is Status.FAIL
