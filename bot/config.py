@@ -18,6 +18,7 @@ from typing import Any, Final, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from bot.model import Instrument
+from bot.runtime.clock import parse_duration
 
 SECRET_MASK: Final = "**********"
 
@@ -289,8 +290,11 @@ class Bound(Section):
 
 
 def _default_kpi_bounds() -> dict[str, Bound]:
+    # net_bps is judged per fee tier (GateConfig.net_bps_by_tier); the floors on fills
+    # and quote_uptime fail a bot that barely trades or barely quotes, whatever its edge.
     return {
-        "net_bps": Bound(warn=2.7, fail=2.0, direction="min"),
+        "fills": Bound(warn=50, fail=20, direction="min"),
+        "quote_uptime": Bound(warn=0.50, fail=0.25, direction="min"),
         "maker_share": Bound(warn=0.90, fail=0.85, direction="min"),
         "order_latency_p95_ms": Bound(warn=350, fail=400, direction="max"),
         "inventory_ratio_p95": Bound(warn=0.40, fail=0.50, direction="max"),
@@ -299,12 +303,40 @@ def _default_kpi_bounds() -> dict[str, Bound]:
     }
 
 
+def _default_net_bounds() -> dict[str, Bound]:
+    # A rebate maker's net edge is about its rebate plus what spread it keeps beyond
+    # adverse selection, so the bounds follow the tier: FAIL below 0 (the fills lose
+    # money after fees and the 1 s markout), WARN below half the tier's maker rebate
+    # (the spread no longer covers adverse selection). A paying tier (vip0) must earn
+    # its fee back: WARN below 0.5 bps.
+    return {
+        "vip0": Bound(warn=0.5, fail=0.0, direction="min"),
+        "mm1": Bound(warn=0.25, fail=0.0, direction="min"),
+        "mm2": Bound(warn=0.375, fail=0.0, direction="min"),
+        "mm3": Bound(warn=0.5, fail=0.0, direction="min"),
+    }
+
+
+def _check_interval(value: str, where: tuple[str, ...]) -> None:
+    try:
+        step = parse_duration(value)
+    except ValueError as exc:
+        raise InconsistentSettings(where, f"interval {value!r}: {exc}") from None
+    if step <= 0:
+        raise InconsistentSettings(where, f"interval {value!r} must be positive")
+
+
 class AccuracyConfig(Section):
     interval: str = "5m"
     min_windows: int = Field(default=24, gt=0)
     mape_pass: float = 0.15
     mape_warn: float = 0.30
     median_delta_warn_bps: float = 1.5
+
+    @model_validator(mode="after")
+    def _interval_is_a_duration(self) -> AccuracyConfig:
+        _check_interval(self.interval, ("interval",))
+        return self
 
     @model_validator(mode="after")
     def _pass_within_warn(self) -> AccuracyConfig:
@@ -319,6 +351,9 @@ class AccuracyConfig(Section):
 
 class GateConfig(Section):
     kpi: dict[str, Bound] = Field(default_factory=_default_kpi_bounds)
+    # net_bps bound of each fee tier, picked by the policy's fees.tier; a net_bps entry
+    # in `kpi` overrides it for every tier
+    net_bps_by_tier: dict[str, Bound] = Field(default_factory=_default_net_bounds)
     horizon_ms: int = Field(default=1_000, gt=0)
     accuracy: AccuracyConfig = AccuracyConfig()
     readiness_ready: float = 90
@@ -424,11 +459,19 @@ class CanaryConfig(Section):
     fraction: float = Field(default=0.05, gt=0, le=1, description="size multiplier, in (0, 1]")
     duration_ms: int = Field(default=3_600_000, gt=0)
     interval: str = "1m"
+    min_intervals: int = Field(
+        default=24, gt=0, description="intervals each side needs before a PASS"
+    )
     confidence: float = Field(default=0.95, gt=0, lt=1)
     pass_score: float = 95
     marginal_score: float = 75
     metrics: dict[str, CanaryMetric] = Field(default_factory=_default_canary_metrics)
     rollback: list[RollbackTrigger] = Field(default_factory=_default_rollback)
+
+    @model_validator(mode="after")
+    def _interval_is_a_duration(self) -> CanaryConfig:
+        _check_interval(self.interval, ("interval",))
+        return self
 
     @model_validator(mode="after")
     def _metrics_are_series(self) -> CanaryConfig:

@@ -625,7 +625,13 @@ def resolve(
         layers.put(path, value, f"env:{name}")
     for text in overrides:
         path, value, source = _parse_override(text, layers.data)
-        layers.put(path, value, source)
+        if isinstance(value, dict) and isinstance(_node_at(layers.data, path), dict):
+            # a mapping value merges key by key, as a profile's does: `--set
+            # gates.kpi={fills: ...}` changes one bound and keeps the others
+            layers.ranks.setdefault(source, len(layers.ranks))
+            layers.merge(value, source, path)
+        else:
+            layers.put(path, value, source)
     settings = _validate(layers)
     sources = {
         ".".join(path): layers.source_of(path)

@@ -158,12 +158,16 @@ def demo(
     Exits 0 whatever the gate says: the demo shows a verdict, `mmbot gate kpi` enforces one.
     """
     from flows.demo import run_demo  # the pipeline imports pandas, GX, jinja2: pay only here
+    from reports.publish import BadArtifactUrl, PublishError
 
     try:
         result = run_demo(out, default_clock(), profile=profile, overrides=tuple(set_ or ()))
-    except ConfigError as exc:
+    except (ConfigError, BadArtifactUrl) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
+    except PublishError as exc:  # the store was checked before the run
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.UNAVAILABLE) from exc
     total = result.kpis.total
     if as_json:
         payload = {

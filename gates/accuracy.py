@@ -4,8 +4,8 @@
 reference (shadow, or live) and `b` the run being judged (paper replay).
 
 Which KPIs: shadow vs paper (`COMPARED`, the default) compares net_bps,
-maker_share and fills. order_latency_ms is left out there and reported as a
-PASS check with value None, "not comparable": a shadow run sends no orders, so
+maker_share and fills. order_latency_ms is left out there and reported as an
+N/A check with value None, "not comparable": a shadow run sends no orders, so
 its acks are immediate and its latency is 0 in every interval by construction;
 there is nothing to hold the paper run's latency to. `sim_to_real` (paper vs a
 canary/live journal, whose latency is real) compares it too (`SIM_TO_REAL`).
@@ -93,7 +93,8 @@ def accuracy_gate(
     a: pd.DataFrame, b: pd.DataFrame, cfg: AccuracyConfig, metrics: Sequence[str] = COMPARED
 ) -> Verdict:
     """Judge `b` against the reference `a` (both `interval_series` frames) on `metrics`;
-    a metric of `NOT_COMPARABLE` left out of them is listed as a PASS with its reason."""
+    a metric of `NOT_COMPARABLE` left out of them is listed as N/A with its reason: the
+    shadow run cannot measure it, so it is evidence neither way."""
     aligned = int(a.index.intersection(b.index).size)
     checks = []
     for column in metrics:
@@ -103,7 +104,7 @@ def accuracy_gate(
             checks.append(_median_delta_check(ref, got, cfg))
     for column, why in NOT_COMPARABLE.items():
         if column not in metrics:
-            checks.append(Check(column, Status.PASS, None, reason=why, detail={"compared": False}))
+            checks.append(Check(column, Status.NA, None, reason=why, detail={"compared": False}))
     summary = {"aligned_intervals": aligned, "min_windows": cfg.min_windows}
     return Verdict.of(GATE, checks, summary)
 

@@ -17,7 +17,8 @@ passing metrics) / (total weight); NoData is not passing (a canary that shows
 nothing has not earned trust). A failing critical metric forces the score to 0,
 and so does a critical metric with NoData: what must be judged was not seen.
 PASS at score ≥ pass_score, MARGINAL (Status.WARN: needs a person) at
-≥ marginal_score, else FAIL.
+≥ marginal_score, else FAIL. Fewer than `min_intervals` intervals on either side
+FAILs whatever the score ("too few intervals (6 < 24)").
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from typing import Final, Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import mannwhitneyu
 
 from bot.config import CanaryConfig, CanaryMetric, RollbackTrigger
 from gates.kpi import KpiError, interval_ns
@@ -88,6 +88,10 @@ def judge_metric(
     if np.ptp(np.concatenate([baseline, canary])) == 0:
         p_value = 1.0  # every sample equal: nothing to test
     else:
+        # scipy.stats costs ~1 s to import: only a judged metric pays for it, so that
+        # importing this module (every `mmbot` command does) stays cheap
+        from scipy.stats import mannwhitneyu
+
         p_value = float(mannwhitneyu(canary, baseline, alternative="two-sided").pvalue)
     significant = p_value < 1 - confidence and abs(effect) > spec.tolerance
     classification: Classification = "Pass"
@@ -135,8 +139,19 @@ def _score_check(score: float, cfg: CanaryConfig, critical_failed: list[str]) ->
     return Check("score", status, score, cfg.pass_score, cfg.marginal_score, reason)
 
 
+def _intervals_check(baseline: pd.DataFrame, canary: pd.DataFrame, cfg: CanaryConfig) -> Check:
+    seen = min(len(baseline), len(canary))
+    detail = {"n_baseline": len(baseline), "n_canary": len(canary)}
+    if seen < cfg.min_intervals:
+        reason = f"too few intervals ({seen} < {cfg.min_intervals})"
+        return Check("intervals", Status.FAIL, float(seen), None, cfg.min_intervals, reason, detail)
+    return Check("intervals", Status.PASS, float(seen), None, cfg.min_intervals, detail=detail)
+
+
 def canary_judge(baseline: pd.DataFrame, canary: pd.DataFrame, cfg: CanaryConfig) -> Verdict:
-    """Score the canary against the baseline; the Verdict's status follows the score."""
+    """Score the canary against the baseline; the Verdict's status follows the score,
+    except that fewer than `cfg.min_intervals` intervals on either side is a FAIL
+    whatever the score: a handful of windows cannot show a regression."""
     results = {
         name: judge_metric(
             name, _samples(baseline, name), _samples(canary, name), spec, cfg.confidence
@@ -152,15 +167,15 @@ def canary_judge(baseline: pd.DataFrame, canary: pd.DataFrame, cfg: CanaryConfig
     ]
     score = 0.0 if critical_failed or total == 0 else 100.0 * passing / total
     score_check = _score_check(score, cfg, critical_failed)
-    checks = [score_check, *(_metric_check(results[n], cfg.metrics[n]) for n in results)]
+    intervals = _intervals_check(baseline, canary, cfg)
+    status = Status.worst([score_check.status, intervals.status])
+    checks = [score_check, intervals, *(_metric_check(results[n], cfg.metrics[n]) for n in results)]
     summary = {
         "score": score,
-        "decision": {Status.PASS: "PASS", Status.WARN: "MARGINAL", Status.FAIL: "FAIL"}[
-            score_check.status
-        ],
+        "decision": {Status.PASS: "PASS", Status.WARN: "MARGINAL", Status.FAIL: "FAIL"}[status],
         "classification": {n: r.classification for n, r in results.items()},
     }
-    return Verdict(GATE, score_check.status, tuple(checks), summary)
+    return Verdict(GATE, status, tuple(checks), summary)
 
 
 # --- rollback triggers ----------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""`mmbot kpi` and `mmbot gate kpi`: thin commands over gates.kpi and gates.kpi_gate.
+"""`mmbot kpi` and `mmbot gate kpi`: thin commands over gates.kpi and gates.stage.
 
 stdout is data (a rich table, or JSON with `--json`), diagnostics go to stderr.
 The JSON of `mmbot kpi --json` is a stable interface:
@@ -7,11 +7,12 @@ The JSON of `mmbot kpi --json` is a stable interface:
 null, keys are sorted. `mmbot kpi` takes its horizon H from the profile's
 `gates.horizon_ms` (as `mmbot gate kpi` does); `--horizon-ms` overrides it.
 
-`mmbot gate kpi` judges the KPIs and the journal they come from: the fills and
-orders quality suites run too (rules from the journal's run.json) and the
-command's status is the worst of the three verdicts. Its JSON is the KPI
-verdict's shape with that combined status and reasons, `summary.kpi_status`, and
-a `quality` list of the suites' verdicts. Exit 0 on PASS, 1 on FAIL, 2 on WARN.
+`mmbot gate kpi` prints the KPI stage's verdict (`gates.stage.kpi_stage`): the
+profile is the release policy (bounds, fee tier, inventory limit), the journal
+is evidence, and the journal's fills and orders quality suites are the
+verdict's `parts`. Its JSON is `Verdict.to_dict()`. Exit 0 on PASS, 1 on FAIL,
+2 on WARN; a check the run's mode cannot measure shows N/A and counts for
+neither. A bad `--interval` is a usage error (64), found before any journal is read.
 """
 
 from __future__ import annotations
@@ -35,13 +36,15 @@ from gates.kpi import (
     KpiError,
     KpiReport,
     compute_kpis,
+    interval_ns,
     interval_series,
     load_journal,
     nan_to_none,
 )
-from gates.kpi_gate import JournalVerdict, judge_journal
+from gates.stage import kpi_stage
 from gates.verdict import Status, Verdict
 
+# A verdict's status is never N/A (Status.overall): only its checks can be
 EXIT_OF_STATUS = {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.FAIL, Status.WARN: ExitCode.WARN}
 
 JournalArg = Annotated[
@@ -128,6 +131,11 @@ def kpi_command(
 ) -> None:
     """Every KPI of a journal (DESIGN §6), in total and per symbol."""
     horizon = horizon_ms if horizon_ms is not None else _settings(profile).gates.horizon_ms
+    if interval is not None:
+        try:
+            interval_ns(interval)
+        except KpiError as exc:
+            raise _fail(f"--interval: {exc}", ExitCode.USAGE) from exc
     try:
         loaded = load_journal(journal)
         report = compute_kpis(loaded, horizon)
@@ -169,12 +177,10 @@ def gate_kpi(
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The KPI gate and the journal's quality suites: exit 0 PASS, 1 FAIL, 2 WARN."""
+    """The KPI stage judged by the profile's policy: exit 0 PASS, 1 FAIL, 2 WARN."""
     settings = _settings(profile, overrides)
     try:
-        verdict = judge_journal(
-            load_journal(journal), settings.gates.kpi, settings.gates.horizon_ms
-        )
+        verdict = kpi_stage(load_journal(journal), settings)
     except (JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
     if as_json:
@@ -184,11 +190,11 @@ def gate_kpi(
     raise typer.Exit(int(EXIT_OF_STATUS[verdict.status]))
 
 
-def _print_verdicts(verdict: JournalVerdict) -> None:
+def _print_verdicts(verdict: Verdict) -> None:
     console = Console(width=160)
-    console.print(_verdict_table(verdict.kpi))
-    for quality in verdict.quality:
-        console.print(_verdict_table(quality))
+    console.print(_verdict_table(verdict))
+    for part in verdict.parts:
+        console.print(_verdict_table(part))
     console.print(f"gate kpi: {verdict.status.value}")
 
 

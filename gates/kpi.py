@@ -17,6 +17,11 @@ PnL. Tails (adverse_p95_bps, order_latency_p95_ms, inventory_ratio_p95) are the
 95th percentile by the nearest-rank rule: sort ascending, take the
 ceil(0.95·N)-th value, unweighted.
 
+quote_uptime is the share of book samples with both sides acknowledged on the
+venue's book (ack .. cancel-ack / completing fill / expiry) within
+max_quote_distance_bps of the sample's mid: what the venue held, not what the
+strategy wanted (`quoted_samples`).
+
 A KPI that the journal cannot define is NaN, never 0 (e.g. net_bps with no fills,
 order_latency_p95_ms with no acks). Counts (fills, freezes) and sums
 (turnover_usd) are 0 when nothing happened, because that is their true value.
@@ -27,7 +32,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +42,7 @@ from bot import edge
 from bot.config import KPI_NAMES as ALL_KPI_NAMES
 from bot.config import StrategyConfig
 from bot.journal import SCHEMAS, TABLES, final_pnl_usd, read_manifest, read_tables
+from bot.runtime.clock import parse_duration
 
 EXTRA_NAMES: Final = ("adverse_5s_bps", "net_5s_bps")
 # the DESIGN §6 KPIs; the names are kept once, in bot/config.py, for validation too
@@ -63,6 +68,9 @@ class Journal:
 
     tables: Mapping[str, pd.DataFrame]
     manifest: Mapping[str, Any] = field(default_factory=dict)
+    # The release policy's limits (max_inventory_usd, max_quote_distance_bps), set by
+    # `judged_by`: a gate judges by them, never by the ones the candidate ran with.
+    limits: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -93,20 +101,28 @@ class Journal:
         tables = {name: frame[frame["symbol"] == symbol] for name, frame in self.tables.items()}
         risk = self.tables["risk"]
         tables["risk"] = risk[risk["symbol"].isin([symbol, *GLOBAL_SYMBOLS])]
-        return Journal(tables, self.manifest)
+        return Journal(tables, self.manifest, self.limits)
+
+    def judged_by(self, **limits: float) -> Journal:
+        """The same rows held to other limits (the policy's); run.json stays as evidence."""
+        return Journal(self.tables, self.manifest, {**self.limits, **limits})
 
     @property
     def max_inventory_usd(self) -> float:
-        """Per-symbol inventory limit from the manifest (top level, else the settings)."""
-        value = self.manifest.get("max_inventory_usd")
+        """Per-symbol inventory limit: the policy's when judged by one, else the manifest's
+        (top level, else the settings)."""
+        value = self.limits.get("max_inventory_usd", self.manifest.get("max_inventory_usd"))
         if value is None:
             value = _setting(self.manifest, "risk", "max_inventory_usd")
         return float(value) if value is not None else math.nan
 
     @property
     def max_quote_distance_bps(self) -> float:
-        """From the run's settings; the schema default when the manifest has no settings."""
-        value = self.manifest.get("max_quote_distance_bps")
+        """The policy's when judged by one, else the run's settings; the schema default
+        when the manifest has no settings."""
+        value = self.limits.get(
+            "max_quote_distance_bps", self.manifest.get("max_quote_distance_bps")
+        )
         if value is None:
             value = _setting(self.manifest, "strategy", "max_quote_distance_bps")
         return float(value) if value is not None else _DEFAULT_QUOTE_DISTANCE_BPS
@@ -375,90 +391,106 @@ def _cancel_ratio(orders: pd.DataFrame) -> float:
     return cancels / (placed + cancels)
 
 
-class QuotingGate(Enum):
-    """Whether the risk engine let the bot quote, as the journal's risk rows tell it."""
-
-    OPEN = "open"
-    FROZEN = "frozen"  # lifted by an unfreeze or a resume
-    HALTED = "halted"  # after a kill: only a resume (the operator's reset) lifts it
+ON_BOOK_END_EVENTS: Final = ("cancel_ack", "expired")
+FILLED: Final = "FILLED"  # the order status a fill row carries when nothing remains
 
 
-_O, _F, _H = QuotingGate.OPEN, QuotingGate.FROZEN, QuotingGate.HALTED
-# (gate, risk kind) -> gate. Kinds not listed (block, reduce_only) leave quoting as it
-# was; an unfreeze during a halt is journaled by the engine but lifts nothing.
-_GATE_AFTER: Final[Mapping[tuple[QuotingGate, str], QuotingGate]] = {
-    **{(g, "freeze"): (_H if g is _H else _F) for g in QuotingGate},
-    **{(g, "unfreeze"): (_H if g is _H else _O) for g in QuotingGate},
-    **{(g, "resume"): _O for g in QuotingGate},
-    **{(g, "kill"): _H for g in QuotingGate},
-}
+def on_book_orders(journal: Journal) -> pd.DataFrame:
+    """Per acknowledged order: symbol, side, price, start_ns (its first ack) and end_ns
+    (its first cancel-ack, expiry or completing fill; past the journal's end while it
+    was still working). An order is on the venue's book only between the two: before the
+    ack it is in flight, and a cancel sent is not a cancel done."""
+    orders = journal.table("orders")
+    columns = ["symbol", "side", "price", "start_ns", "end_ns"]
+    keyed = orders.assign(
+        symbol=orders["symbol"].astype(str), cid=orders["client_order_id"].astype(str)
+    )
+    events = keyed["event"].astype(str)
+    acks = keyed[events == "ack"].sort_values("ts_ns", kind="stable")
+    acks = acks.drop_duplicates(["symbol", "cid"])  # a duplicated ack report changes nothing
+    if acks.empty:
+        return pd.DataFrame(columns=columns)
+    ended = events.isin(ON_BOOK_END_EVENTS) | (
+        (events == "fill") & (keyed["status"].astype(str) == FILLED)
+    )
+    first_end = keyed[ended].groupby(["symbol", "cid"])["ts_ns"].min().rename("end_ns")
+    merged = acks.join(first_end, on=["symbol", "cid"])
+    after_all = _last_ts(journal) + 1
+    return pd.DataFrame(
+        {
+            "symbol": merged["symbol"].to_numpy(),
+            "side": merged["side"].to_numpy(dtype=float),
+            "price": merged["price"].to_numpy(dtype=float),
+            "start_ns": merged["ts_ns"].to_numpy(dtype="int64"),
+            "end_ns": merged["end_ns"].fillna(after_all).to_numpy(dtype="int64"),
+        }
+    )
 
 
-def _stopped(risk: pd.DataFrame, symbol: str, ts_ns: np.ndarray) -> np.ndarray:
-    """True where quoting of `symbol` was frozen or halted at each time in `ts_ns`.
+def _last_ts(journal: Journal) -> int:
+    stamps = [int(frame["ts_ns"].max()) for frame in journal.tables.values() if not frame.empty]
+    return max(stamps, default=0)
 
-    The symbol's own risk rows and the global ones ('*' or '') form one stream: a
-    freeze of the whole bot is lifted for this symbol by either kind of unfreeze.
-    A row takes effect at its own timestamp.
-    """
-    rows = risk[risk["symbol"].astype(str).isin([symbol, *GLOBAL_SYMBOLS])]
-    rows = rows.sort_values("ts_ns", kind="stable")
-    # stopped_after[k + 1]: the gate after the k-th row; [0] is before any row (open)
-    gate, stopped_after = _O, np.zeros(len(rows) + 1, dtype=bool)
-    for position, kind in enumerate(rows["kind"].astype(str), start=1):
-        gate = _GATE_AFTER.get((gate, kind), gate)
-        stopped_after[position] = gate is not _O
-    # the last risk row at or before each sample decides
-    seen = np.searchsorted(rows["ts_ns"].to_numpy(dtype="int64"), ts_ns, side="right")
-    return stopped_after[seen]
+
+def _side_covered(
+    stamps: np.ndarray, mids: np.ndarray, orders: pd.DataFrame, side: int, limit_bps: float
+) -> np.ndarray:
+    """True at each sample where an order of `side` was on the book within limit_bps of
+    the sample's mid (a bid at most that far below it, an ask at most that far above).
+
+    Vectorised as (order, sample) pairs: each order covers the contiguous run of samples
+    in [start, end), so the pairs number about samples x orders working at once."""
+    mine = orders[orders["side"] == side]
+    covered = np.zeros(stamps.size, dtype=bool)
+    if mine.empty or stamps.size == 0:
+        return covered
+    lo = np.searchsorted(stamps, mine["start_ns"].to_numpy(dtype="int64"), side="left")
+    hi = np.searchsorted(stamps, mine["end_ns"].to_numpy(dtype="int64"), side="left")
+    counts = np.maximum(hi - lo, 0)
+    total = int(counts.sum())
+    if total == 0:
+        return covered
+    order_of = np.repeat(np.arange(len(mine)), counts)
+    # sample index of each pair: lo of its order plus its position within the order's run
+    offsets = np.cumsum(counts) - counts
+    sample = lo[order_of] + np.arange(total) - offsets[order_of]
+    price, mid = mine["price"].to_numpy(dtype=float)[order_of], mids[sample]
+    distance = (mid - price) / mid * BPS if side > 0 else (price - mid) / mid * BPS
+    covered[sample[distance <= limit_bps]] = True
+    return covered
 
 
 def quoted_samples(journal: Journal) -> pd.DataFrame:
-    """Per book row: ts_ns, symbol and `quoted` — both sides wanted within the distance
-    while the risk engine let the bot quote.
+    """Per book row: ts_ns, symbol and `quoted` -- both sides ACKNOWLEDGED on the venue's
+    book (see `on_book_orders`) within max_quote_distance_bps of the sample's mid.
 
-    A decision is the set of `quotes` rows sharing (symbol, ts_ns): a full snapshot of
-    what the strategy wanted then (a side with no row, or only qty 0 rows, is not
-    quoted). At each book sample the latest decision at or before it is taken; its best
-    bid must be within max_quote_distance_bps below the sample's mid and its best ask
-    within that distance above. Book samples before the first decision are not quoted.
-
-    The engine writes no `quotes` rows while frozen, so the last two-sided decision
-    would otherwise be carried through a freeze: samples between a `risk` freeze and
-    the next unfreeze/resume of the symbol (or of all symbols: '*' or ''), and after a
-    kill until a resume, are not quoted (see `_GATE_AFTER`).
+    What the strategy wanted (the `quotes` table) is not what the venue held: with
+    latency an order is in flight after the decision and a cancelled one stays on the
+    book until its cancel-ack. A freeze needs no rule of its own here: it cancels the
+    orders, and they count until the venue confirms it.
     """
     book = journal.table("book")
     book = _sorted(
         book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]].astype({"symbol": str})
     )
-    quotes = journal.table("quotes").astype({"symbol": str})
-    live = quotes[(quotes["qty"] > 0) & quotes["price"].notna()]
-    keys = ["symbol", "ts_ns"]
-    decisions = quotes[keys].drop_duplicates()
-    best_bid = live[live["side"] > 0].groupby(keys)["price"].max().rename("best_bid")
-    best_ask = live[live["side"] < 0].groupby(keys)["price"].min().rename("best_ask")
-    decisions = decisions.join(best_bid, on=keys).join(best_ask, on=keys)
-    decisions = decisions.astype({"ts_ns": "int64"}).sort_values("ts_ns", kind="stable")
-    merged = _asof(book, decisions, on="ts_ns", by="symbol", direction="backward")
+    orders = on_book_orders(journal)
     limit = journal.max_quote_distance_bps
-    bid_ok = (merged["mid"] - merged["best_bid"]) / merged["mid"] * BPS <= limit
-    ask_ok = (merged["best_ask"] - merged["mid"]) / merged["mid"] * BPS <= limit
-    stopped = np.zeros(len(merged), dtype=bool)
-    symbols = merged["symbol"].to_numpy()
-    stamps = merged["ts_ns"].to_numpy(dtype="int64")
+    quoted = np.zeros(len(book), dtype=bool)
+    symbols = book["symbol"].to_numpy()
     for symbol in np.unique(symbols):
-        mine = symbols == symbol
-        stopped[mine] = _stopped(journal.table("risk"), str(symbol), stamps[mine])
-    # NaN distances compare False: a missing side is not quoted
-    merged["quoted"] = bid_ok & ask_ok & ~stopped
-    return merged[["ts_ns", "symbol", "quoted"]]
+        rows = np.flatnonzero(symbols == symbol)
+        stamps = book["ts_ns"].to_numpy(dtype="int64")[rows]
+        mids = book["mid"].to_numpy(dtype=float)[rows]
+        theirs = orders[orders["symbol"] == symbol]
+        bid = _side_covered(stamps, mids, theirs, 1, limit)
+        ask = _side_covered(stamps, mids, theirs, -1, limit)
+        quoted[rows] = bid & ask
+    return pd.DataFrame({"ts_ns": book["ts_ns"].to_numpy(), "symbol": symbols, "quoted": quoted})
 
 
 def _quote_uptime(journal: Journal) -> float:
-    """Share of book samples quoted (see `quoted_samples`); NaN with no book or no quotes."""
-    if journal.table("quotes").empty:
-        return math.nan
+    """Share of book samples quoted (see `quoted_samples`); NaN with no book sample, 0
+    for a run that never had both sides on the book (its true value)."""
     samples = quoted_samples(journal)
     return float(samples["quoted"].mean()) if not samples.empty else math.nan
 
@@ -496,13 +528,34 @@ def _kpis(journal: Journal, horizon_ms: int) -> dict[str, float]:
     }
 
 
+# KPIs a mode cannot measure, and why: NaN in every report of such a run (never the 0
+# the journal holds: the shadow venue "acks" at once), N/A in the gates
+NOT_MEASURABLE: Final[Mapping[str, Mapping[str, str]]] = {
+    "shadow": {
+        "order_latency_p95_ms": "shadow mode sends no orders, so no order has a latency",
+    },
+}
+
+
+def not_measurable(journal: Journal) -> Mapping[str, str]:
+    """The KPIs the journal's mode (run.json) cannot measure, with why."""
+    return NOT_MEASURABLE.get(str(journal.manifest.get("mode", "")), {})
+
+
+def _measured(journal: Journal, horizon_ms: int) -> dict[str, float]:
+    kpis = _kpis(journal, horizon_ms)
+    kpis.update((name, math.nan) for name in not_measurable(journal))
+    return kpis
+
+
 def compute_kpis(journal: Journal, horizon_ms: int = 1_000) -> KpiReport:
-    """Every KPI over the whole run (`total`) and per symbol (`by_symbol`)."""
-    total = _kpis(journal, horizon_ms)
+    """Every KPI over the whole run (`total`) and per symbol (`by_symbol`); a KPI the
+    run's mode cannot measure is NaN (see NOT_MEASURABLE)."""
+    total = _measured(journal, horizon_ms)
     symbols = journal.symbols()
     if len(symbols) == 1:  # the usual case: the one symbol's KPIs are the total's
         return KpiReport(total, {symbols[0]: dict(total)}, horizon_ms)
-    by_symbol = {s: _kpis(journal.for_symbol(s), horizon_ms) for s in symbols}
+    by_symbol = {s: _measured(journal.for_symbol(s), horizon_ms) for s in symbols}
     return KpiReport(total, by_symbol, horizon_ms)
 
 
@@ -521,9 +574,9 @@ INTERVAL_COLUMNS: Final = (
 
 
 def interval_ns(interval: str) -> int:
-    """'1m', '5m', '1h', '500ms' -> nanoseconds."""
+    """'1m', '5m', '1h', '500ms' -> nanoseconds (the one duration grammar of the CLI)."""
     try:
-        step = int(pd.Timedelta(interval).value)
+        step = parse_duration(interval)
     except ValueError as exc:
         raise KpiError(f"interval {interval!r} is not a duration like '1m' or '30s'") from exc
     if step <= 0:

@@ -1,27 +1,26 @@
-"""The KPI gate: each bounded KPI against its WARN and FAIL bound (DESIGN §6).
+"""The KPI checks: each bounded KPI against its WARN and FAIL bound (DESIGN §6).
 
-A bound is crossed strictly ("net_bps WARN < 2.7"): a value equal to a bound is
-on the good side. A KPI that is missing or NaN fails with its name in the
-reasons, never a silent default.
+A bound is crossed strictly ("net_bps FAIL < 0"): a value equal to a bound is on
+the good side. A KPI that is missing or NaN fails with its name in the reasons,
+never a silent default. A KPI the run's mode cannot measure is N/A, with why: it
+is no evidence for a PASS and no cause for a FAIL. A gate with no bound at all
+judges nothing and FAILs ("no bounds configured").
 
-`judge_journal` is the gate at the boundary (`mmbot gate kpi`): KPIs are only as
-good as the journal they come from, so the journal's quality suites run too and
-the judgment is the worst of the KPI verdict and theirs.
+These checks are one part of the KPI stage; the stage's verdict, with the policy's
+fees, limits and the journal's quality suites, is `gates.stage.kpi_stage`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from bot.config import Bound
-from gates.kpi import Journal, KpiReport, compute_kpis, nan_to_none
-from gates.quality import check_journal
-from gates.verdict import Check, Status, Verdict
+from gates.verdict import Check, Status
 
 GATE: Final = "kpi"
+NO_BOUNDS: Final = "no bounds configured"
 
 
 def judge(name: str, value: float | None, bound: Bound) -> Check:
@@ -43,49 +42,21 @@ def judge(name: str, value: float | None, bound: Bound) -> Check:
     return Check(name, status, float(value), bound.warn, bound.fail, reason)
 
 
-def kpi_gate(kpis: KpiReport | Mapping[str, float], bounds: Mapping[str, Bound]) -> Verdict:
-    """Judge the run's KPIs (a KpiReport's `total`, or a flat mapping) against the bounds."""
-    values: Mapping[str, float] = kpis.total if isinstance(kpis, KpiReport) else kpis
-    checks = [judge(name, values.get(name), bound) for name, bound in sorted(bounds.items())]
-    summary = {name: _plain(values.get(name)) for name in sorted(bounds)}
-    return Verdict.of(GATE, checks, {"kpis": summary})
-
-
-def _plain(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-@dataclass(frozen=True, slots=True)
-class JournalVerdict:
-    """The KPI verdict and the quality verdicts of the journal it was computed from."""
-
-    kpi: Verdict
-    quality: tuple[Verdict, ...]
-
-    @property
-    def status(self) -> Status:
-        return Status.worst([self.kpi.status, *(q.status for q in self.quality)])
-
-    @property
-    def reasons(self) -> list[str]:
-        return [*self.kpi.reasons, *(r for q in self.quality for r in q.reasons)]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The KPI verdict's dict with the combined status and reasons, the KPI verdict's
-        own status in `summary.kpi_status`, and a `quality` list of verdict dicts; JSON-ready
-        (NaN as None)."""
-        data = self.kpi.to_dict()
-        data["status"] = self.status.value
-        data["reasons"] = self.reasons
-        data["summary"] = {**data["summary"], "kpi_status": self.kpi.status.value}
-        data["quality"] = [q.to_dict() for q in self.quality]
-        result: dict[str, Any] = nan_to_none(data)
-        return result
-
-
-def judge_journal(
-    journal: Journal, bounds: Mapping[str, Bound], horizon_ms: int = 1_000
-) -> JournalVerdict:
-    """The KPI gate over a journal, with the fills and orders suites of that journal."""
-    verdict = kpi_gate(compute_kpis(journal, horizon_ms), bounds)
-    return JournalVerdict(verdict, check_journal(journal))
+def kpi_checks(
+    values: Mapping[str, float],
+    bounds: Mapping[str, Bound],
+    not_measurable: Mapping[str, str] | None = None,
+) -> list[Check]:
+    """One check per bound, in name order; `not_measurable` maps a KPI to why the run
+    could not measure it (its check is N/A with that reason)."""
+    if not bounds:
+        return [Check("bounds", Status.FAIL, None, reason=NO_BOUNDS)]
+    unmeasured = not_measurable or {}
+    checks = []
+    for name, bound in sorted(bounds.items()):
+        if name in unmeasured:
+            reason = f"N/A: {unmeasured[name]}"
+            checks.append(Check(name, Status.NA, None, bound.warn, bound.fail, reason))
+        else:
+            checks.append(judge(name, values.get(name), bound))
+    return checks

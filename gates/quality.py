@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from bot.config import Settings
-from gates.kpi import BPS, KPI_NAMES, NS_PER_MS, Journal
+from gates.kpi import BPS, KPI_NAMES, NS_PER_MS
 from gates.verdict import Check, Status, Verdict
 
 SAMPLE: Final = 5  # bad values shown per failed expectation
@@ -277,22 +277,6 @@ def check_orders(orders: pd.DataFrame) -> Verdict:
     return Verdict.of(
         "quality.orders", validate(orders, expectations, "orders."), {"rows": len(orders)}
     )
-
-
-# --- a whole journal at the boundary ---------------------------------------------------
-
-
-def check_journal(journal: Journal) -> tuple[Verdict, ...]:
-    """The journal suites a KPI judgment rests on (DESIGN §5): fills, with the rules of the
-    run's own manifest, and orders. A manifest without the fee tier or risk limits fails
-    the fills suite by name: fills that cannot be checked are not vouched for."""
-    try:
-        fills = check_fills(journal.table("fills"), FillRules.from_manifest(journal.manifest))
-    except QualityError as exc:
-        fills = Verdict.of(
-            "quality.fills", [Check("fills.rules", Status.FAIL, None, reason=str(exc))]
-        )
-    return fills, check_orders(journal.table("orders"))
 
 
 # --- iteration summaries -------------------------------------------------------------------

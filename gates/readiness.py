@@ -2,7 +2,7 @@
 
 Sections and their points (a section's input is a number, a Verdict, or None):
 
-- edge (25): net_bps against its KPI bound (min):
+- edge (25): net_bps against the policy's net bound (its fee tier's, min):
   25 × clamp((net_bps − fail) / (warn − fail), 0, 1) — full marks at the warn
   bound or better, 0 at the fail bound or worse.
 - latency (20): order_latency_p95_ms against its bound (max):
@@ -24,7 +24,8 @@ import math
 from collections.abc import Mapping
 from typing import Final
 
-from bot.config import Bound, GateConfig
+from bot.config import Bound, GateConfig, Settings
+from gates.stage import policy_bounds
 from gates.verdict import Check, Status, Verdict
 
 GATE: Final = "readiness"
@@ -100,9 +101,11 @@ def readiness(
     ready: float | None = None,
     hold: float | None = None,
 ) -> Verdict:
-    """Score the sections (see the module docstring); thresholds default to GateConfig's."""
+    """Score the sections (see the module docstring); bounds default to the default
+    policy's (`gates.stage.policy_bounds`: net_bps of its fee tier), thresholds to
+    GateConfig's."""
     defaults = GateConfig()
-    bounds = defaults.kpi if bounds is None else bounds
+    bounds = policy_bounds(Settings()) if bounds is None else bounds
     ready = defaults.readiness_ready if ready is None else ready
     hold = defaults.readiness_hold if hold is None else hold
     unknown = set(sections) - set(WEIGHTS)

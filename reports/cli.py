@@ -2,8 +2,11 @@
 
 A thin command: settings from the profile, the report from reports.render, the
 artifacts to the store at --out; stdout is the artifact URLs, one a line, and
-diagnostics go to stderr. Publishing a report judges nothing, so the exit code
-says whether the report was written, not what its verdict is.
+diagnostics go to stderr. The report judges nothing: the stage's verdict comes
+from its gate function (`gates.stage.stage_verdict`, the same call `mmbot gate kpi`
+makes) or from `--verdict`. Once the report is published the command exits with
+the verdict's code (0 PASS, 1 FAIL, 2 WARN), so a script cannot take a published
+FAIL for a success; the release summary, which has no gate, exits 0.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from typing import Annotated
 
 import typer
 
+from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError, read_manifest
 from bot.profiles import ConfigError, load_settings
 from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import configure_for
-from gates.kpi import KpiError
+from gates.cli import EXIT_OF_STATUS
+from gates.kpi import KpiError, load_journal
+from gates.stage import StageError, stage_verdict
 from gates.verdict import Verdict
 from reports.publish import ArtifactStore, BadArtifactUrl, PublishError, publish_report
 from reports.render import STAGES, ReportError, render_report, verdict_from_dict
@@ -84,7 +90,11 @@ def report_command(
     # (an S3 endpoint password, a Redis URL password, API keys).
     configure_for(settings)
     run = run_id or _journal_run_id(journal)
+    store = _store(out, settings)  # a bad --out is refused before any work
     try:
+        judged = (
+            _read_verdict(verdict) if verdict else _gate_verdict(stage, journal, baseline, settings)
+        )
         report = render_report(
             stage,
             journal,
@@ -92,20 +102,40 @@ def report_command(
             default_clock(),
             baseline_path=baseline,
             run_id=run,
-            verdict=_read_verdict(verdict) if verdict else None,
+            verdict=judged,
             evidence=[_read_verdict(p) for p in evidence or ()],
         )
+    except StageError as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
     except (ReportError, JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
     try:
-        store = ArtifactStore.from_url(out, settings.storage, settings.secrets)
         urls = publish_report(report, store, run)
-    except BadArtifactUrl as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:
         raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
     for url in urls:
         typer.echo(url)
+    if judged is not None:
+        raise typer.Exit(int(EXIT_OF_STATUS[judged.status]))
+
+
+def _store(out: str | None, settings: Settings) -> ArtifactStore:
+    try:
+        return ArtifactStore.from_url(out, settings.storage, settings.secrets)
+    except BadArtifactUrl as exc:
+        raise _fail(str(exc), ExitCode.USAGE) from exc
+    except PublishError as exc:
+        raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
+
+
+def _gate_verdict(
+    stage: str, journal: Path, baseline: Path | None, settings: Settings
+) -> Verdict | None:
+    """The stage's verdict from its gate function; None for the release summary."""
+    if stage == "release":
+        return None
+    other = load_journal(baseline) if baseline is not None else None
+    return stage_verdict(stage, load_journal(journal), settings, other)
 
 
 def report_app() -> typer.Typer:

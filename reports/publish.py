@@ -124,6 +124,12 @@ class ArtifactStore(ABC):
     def put(self, name: str, data: bytes, content_type: str) -> str:
         """Store one artifact, verify it, and return its URL."""
 
+    @abstractmethod
+    def check(self) -> None:
+        """Raise the PublishError a `put` would meet (no such bucket, no access, server
+        unreachable) before there is anything to put: a pipeline checks its store
+        before an hour-long run, not after it."""
+
     def put_many(self, artifacts: Iterable[Artifact]) -> list[str]:
         return [self.put(a.name, a.data, a.content_type) for a in artifacts]
 
@@ -151,6 +157,14 @@ class FileStore(ArtifactStore):
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.url = self.root.resolve().as_uri()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(f"cannot create {self.root}: {exc.strerror or exc}") from exc
+        if not os.access(self.root, os.W_OK):
+            raise AccessDenied(f"{self.root} is not writable")
 
     def put(self, name: str, data: bytes, content_type: str) -> str:
         target = self.root / checked_name(name)
@@ -251,6 +265,10 @@ class S3Store(ArtifactStore):
             "s3", endpoint_url=storage.s3_endpoint_url, config=config, **credentials
         )
         return cls(bucket, prefix, client, retry)
+
+    def check(self) -> None:
+        where = f"{self.url} ({self.endpoint})"
+        self._call(where, lambda: self.client.head_bucket(Bucket=self.bucket))
 
     def key(self, name: str) -> str:
         name = checked_name(name)

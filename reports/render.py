@@ -30,18 +30,15 @@ from bot.profiles import redacted_dict
 from bot.runtime.clock import Clock, iso_utc
 from bot.runtime.secrets import secret_values as bot_secret_values
 from gates.accuracy import COMPARED as ACCURACY_COMPARED
-from gates.accuracy import accuracy_gate
-from gates.canary import canary_judge
 from gates.kpi import (
     KpiError,
-    KpiReport,
     compute_kpis,
     equity_curve,
     fill_edges,
     interval_series,
     load_journal,
 )
-from gates.kpi_gate import kpi_gate
+from gates.stage import policy_view
 from gates.verdict import Check, Status, Verdict
 from reports import charts
 from reports.charts import Chart
@@ -174,7 +171,8 @@ def verdict_from_dict(data: Mapping[str, Any]) -> Verdict:
             for c in data.get("checks", ())
         )
         summary = dict(data.get("summary") or {})
-        return Verdict(data["gate"], Status(data["status"]), checks, summary)
+        parts = tuple(verdict_from_dict(p) for p in data.get("parts", ()))
+        return Verdict(data["gate"], Status(data["status"]), checks, summary, parts)
     except (KeyError, ValueError) as exc:
         raise ReportError(f"verdict dict is malformed: {exc!r}") from exc
 
@@ -231,6 +229,12 @@ def fmt_bound(check: Check, which: str) -> str:
     return f"< {text}" if check.warn > check.fail else f"> {text}"
 
 
+def fmt_check_value(check: Check) -> str:
+    """A check's value; 'N/A' for a check the run's mode could not measure (not 'missing',
+    which is a KPI the gate needed and did not get)."""
+    return Status.NA.value if check.status is Status.NA else fmt_value(check.value)
+
+
 def fmt_summary(value: Any) -> str:
     """A verdict summary entry: nested mappings as 'name value, ...' in their own order."""
     if isinstance(value, Mapping):
@@ -245,7 +249,7 @@ def md_cell(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-_MD_STATUS: Final = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL"}
+_MD_STATUS: Final = {"PASS": "✅ PASS", "WARN": "⚠️ WARN", "FAIL": "❌ FAIL", "N/A": "➖ N/A"}
 
 
 def md_status(status: Status | str) -> str:
@@ -255,6 +259,11 @@ def md_status(status: Status | str) -> str:
 
 def _status_text(status: Status | str) -> str:
     return status.value if isinstance(status, Status) else str(status)
+
+
+def _status_class(status: Status | str) -> str:
+    """A CSS class name for a status ('N/A' -> 'na')."""
+    return _status_text(status).replace("/", "").lower()
 
 
 def _environment() -> jinja2.Environment:
@@ -268,11 +277,13 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=fmt_value,
+        checkvalue=fmt_check_value,
         summary=fmt_summary,
         bound=fmt_bound,
         mdcell=md_cell,
         mdstatus=md_status,
         status=_status_text,
+        status_class=_status_class,
     )
     return env
 
@@ -450,26 +461,6 @@ def _interval(stage: str, settings: Settings) -> str:
     return "1m"
 
 
-KPI_STAGES: Final = frozenset({"shadow", "soak-iteration", "soak-final", "kpi-gate", "tuning"})
-TWO_JOURNAL_STAGES: Final = frozenset({"canary", "accuracy"})
-
-
-def _stage_verdict(stage: str, kpis: KpiReport, frames: Frames, settings: Settings) -> Verdict:
-    """The stage's gate, run here when the caller did not bring its verdict."""
-    if stage in KPI_STAGES:
-        return kpi_gate(kpis, settings.gates.kpi)
-    if stage in TWO_JOURNAL_STAGES:
-        if frames.intervals is None or frames.baseline_intervals is None:
-            raise ReportError(
-                f"stage {stage!r} compares two journals: give baseline_path (--baseline)"
-            )
-        if stage == "canary":
-            return canary_judge(frames.baseline_intervals, frames.intervals, settings.canary)
-        # accuracy: the journal is the reference (shadow), the baseline path the sim run
-        return accuracy_gate(frames.intervals, frames.baseline_intervals, settings.gates.accuracy)
-    raise ReportError(f"stage {stage!r} has no gate of its own: pass its verdict")
-
-
 def build_context(
     stage: str,
     journal_path: Path | str,
@@ -482,21 +473,24 @@ def build_context(
     tables: Sequence[Table] = (),
     links: Sequence[tuple[str, str]] = (),
 ) -> StageContext:
-    """Load a journal, compute its KPIs and frames through gates.kpi, and lay them out.
+    """Load a journal, compute its KPIs and frames through gates, and lay them out.
 
-    `verdict` is the stage's gate verdict when the caller already has it (a flow
-    ran the gate); otherwise the stage's gate runs here: the KPI gate for the KPI
-    stages, the canary judge or the accuracy gate for the two-journal stages,
-    where `baseline_path` is the baseline (canary) or the simulated run judged
-    against the shadow journal (accuracy). The release summary has no gate of
-    its own: it shows `evidence` and an optional `verdict`.
+    `verdict` is the stage's verdict made by its gate function
+    (`gates.stage.stage_verdict`); the report shows it and never makes one, so a
+    stage with a gate refuses to be built without it. KPIs and frames are the
+    policy's view of the journal (`gates.stage.policy_view`: the policy's fees and
+    limits), the view the verdict judged. `baseline_path` is the canary's baseline or
+    the simulated run of an accuracy report. The release summary has no gate of its
+    own: it shows `evidence` and an optional `verdict`.
     """
     if stage not in STAGE_TITLES:
         raise UnknownStage(stage)
+    if verdict is None and stage != "release":
+        raise ReportError(f"stage {stage!r}: pass the verdict its gate made (gates.stage)")
     journal_path = Path(journal_path)
     facts = journal_facts(journal_path)
     try:
-        journal = load_journal(journal_path)
+        journal = policy_view(load_journal(journal_path), settings)
     except (JournalError, KpiError) as exc:
         raise ReportError(f"{journal_path}: {exc}") from exc
     horizon = settings.gates.horizon_ms
@@ -510,15 +504,13 @@ def build_context(
     if baseline_path is not None:
         baseline_path = Path(baseline_path)
         facts += journal_facts(baseline_path, role="baseline")
-        baseline = load_journal(baseline_path)
+        baseline = policy_view(load_journal(baseline_path), settings)
         frames = Frames(
             frames.equity,
             frames.edges,
             frames.intervals,
             interval_series(baseline, interval, horizon),
         )
-    if verdict is None and stage != "release":
-        verdict = _stage_verdict(stage, kpis, frames, settings)
     return stage_context(
         stage,
         settings,

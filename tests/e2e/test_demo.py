@@ -37,3 +37,36 @@ def test_demo_with_a_typo_in_a_setting_is_a_usage_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 64
     assert "min_edge_bps" in result.output
+
+
+def test_demo_with_a_bad_artifact_url_fails_before_the_run(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--set", "storage.artifacts_url=ftp://host/reports"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 64, result.output
+    assert result.stderr.splitlines() == [
+        "error: artifact URL 'ftp://host/reports/demo': scheme must be file:// or s3:// "
+        "(storage.artifacts_url)"
+    ]
+    assert not (out / "journal").exists()  # refused before the run, not after it
+
+
+def test_demo_with_an_unreachable_store_fails_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--set", "storage.artifacts_url=s3://reports/mmbot",
+            "--set", f"storage.s3_endpoint_url=http://127.0.0.1:{port}",
+            "--set", "storage.s3_retry_attempts=1"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 69, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "error: " in result.stderr
+    assert "Traceback" not in result.output
+    assert not (out / "journal").exists()

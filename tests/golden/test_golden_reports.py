@@ -1,7 +1,10 @@
 """Golden reports: rendered bytes compared with files kept under tests/golden/reports/.
 
-Inputs are hand-built frames and verdicts (tests/unit/reports_helpers.py) and the
-default settings, rendered with a frozen clock. A difference is a failure; to
+Inputs are hand-built frames (tests/unit/reports_helpers.py) and journals
+(tests/unit/gates_helpers.py); the verdicts are the ones the gate functions make of
+them (gates.stage, gates.canary, gates.accuracy, gates.readiness), so a golden shows
+only the shapes the real gates emit. Rendered with the default settings and a frozen
+clock. A difference is a failure; to
 accept a change on purpose run `make update-golden` (MMBOT_UPDATE_GOLDEN=1),
 which rewrites the files. A missing golden is a failure, never a silent write.
 """
@@ -9,6 +12,7 @@ which rewrites the files. A missing golden is a failure, never a silent write.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 from pathlib import Path
 
@@ -16,8 +20,14 @@ import pytest
 
 from bot.config import Settings
 from bot.runtime.clock import FREEZE_ENV, default_clock
-from gates.verdict import Check, Status, Verdict
+from gates.accuracy import accuracy_gate
+from gates.canary import canary_judge
+from gates.kpi import Journal
+from gates.readiness import readiness
+from gates.stage import judged_kpis, kpi_stage
+from gates.verdict import Verdict
 from reports.render import STAGES, Frames, StageContext, Table, render, stage_context
+from tests.unit import gates_helpers as gh
 from tests.unit import reports_helpers as h
 
 GOLDEN_DIR = Path(__file__).parent / "reports"
@@ -25,32 +35,45 @@ UPDATE = os.environ.get("MMBOT_UPDATE_GOLDEN") == "1"
 EXTENSION = {"md": "md", "html": "html"}
 
 
+# Every verdict below is made by the gate function that makes it in a run, on fixed
+# inputs: the hand journal of tests/unit/gates_helpers (its own fee tier "hand" is not
+# the default policy's mm1, so the fee check FAILs) and the hand interval frames.
+
+
+def hand_journal(mode: str = "paper") -> Journal:
+    return Journal.of(gh.memory_tables(), {**gh.MANIFEST, "mode": mode})
+
+
+@functools.cache
+def kpi_verdict(mode: str = "paper") -> Verdict:
+    return kpi_stage(hand_journal(mode), Settings())
+
+
+@functools.cache
+def judged(mode: str = "paper") -> dict[str, float]:
+    """The KPIs the verdict judged, for the KPI table beside it."""
+    return judged_kpis(hand_journal(mode), Settings()).total
+
+
 def accuracy_verdict() -> Verdict:
-    # shaped like gates.accuracy: MAPE per compared KPI against mape_pass / mape_warn
-    return Verdict.of(
-        "accuracy",
-        [
-            Check("net_bps", Status.PASS, 0.08, 0.15, 0.30, "", {"windows": 60}),
-            Check("net_bps median |delta|", Status.PASS, 0.4, 1.5, None),
-            Check("maker_share", Status.WARN, 0.21, 0.15, 0.30, "MAPE 0.21 > pass 0.15"),
-            Check("fills", Status.PASS, 0.11, 0.15, 0.30),
-        ],
-        {"aligned_intervals": 60, "sim_run": "sim-1"},
-    )
+    return accuracy_gate(h.interval_frame(), h.interval_frame(shift=0.2), Settings().gates.accuracy)
+
+
+def canary_verdict() -> Verdict:
+    return canary_judge(h.interval_frame(shift=0.4), h.interval_frame(), Settings().canary)
 
 
 def readiness_verdict() -> Verdict:
-    # shaped like gates.readiness: points per component, then the overall score
-    return Verdict.of(
-        "readiness",
-        [
-            Check("kpi_gate", Status.WARN, 30.0, reason="1 KPI in WARN", detail={"max": 40}),
-            Check("soak_stability", Status.PASS, 25.0, detail={"max": 25}),
-            Check("accuracy", Status.PASS, 20.0, detail={"max": 20}),
-            Check("score", Status.WARN, 75.0, 90, 70, "75 < ready 90"),
-        ],
-        {"score": 75.0, "iterations": 6},
-    )
+    kpis = kpi_verdict().summary["kpis"]
+    sections = {
+        "edge": kpis["net_bps"],
+        "latency": kpis["order_latency_p95_ms"],
+        "maker_share": kpis["maker_share"],
+        "guards": 0.9,
+        "chaos": 1.0,
+        "tests": 1.0,
+    }
+    return readiness(sections)
 
 
 def golden_context(stage: str) -> StageContext:
@@ -61,8 +84,8 @@ def golden_context(stage: str) -> StageContext:
             stage,
             settings,
             run_id="golden-1",
-            verdict=h.kpi_verdict(),
-            kpis=h.KPIS,
+            verdict=kpi_verdict("shadow"),
+            kpis=judged("shadow"),
             by_symbol={"BTCUSDT": {"net_bps": 3.1, "fills": 200}},
             frames=Frames(equity=h.equity_frame(), edges=h.edges_frame()),
             facts=[("journal", "journals/golden-1"), ("mode", "shadow"), ("source", "replay")],
@@ -83,8 +106,8 @@ def golden_context(stage: str) -> StageContext:
             stage,
             settings,
             run_id="golden-1",
-            verdict=h.kpi_verdict(),
-            kpis=h.KPIS,
+            verdict=kpi_verdict(),
+            kpis=judged(),
             frames=Frames(equity=h.equity_frame(), intervals=h.interval_frame()),
             facts=[*facts, ("iteration", "3 of 6")],
         )
@@ -97,8 +120,8 @@ def golden_context(stage: str) -> StageContext:
             settings,
             run_id="golden-1",
             verdict=readiness_verdict(),
-            evidence=[h.kpi_verdict()],
-            kpis=h.KPIS,
+            evidence=[kpi_verdict()],
+            kpis=judged(),
             frames=Frames(equity=h.equity_frame(), intervals=h.interval_frame()),
             tables=[
                 Table("iterations", "Iterations", ("iteration", "net_bps", "gate"), iterations)
@@ -134,7 +157,7 @@ def golden_context(stage: str) -> StageContext:
             stage,
             settings,
             run_id="golden-1",
-            verdict=h.canary_verdict(),
+            verdict=canary_verdict(),
             kpis=h.KPIS,
             frames=Frames(
                 equity=h.equity_frame(),
@@ -148,7 +171,7 @@ def golden_context(stage: str) -> StageContext:
             stage,
             settings,
             run_id="golden-1",
-            evidence=[h.kpi_verdict(), h.canary_verdict()],
+            evidence=[kpi_verdict(), canary_verdict()],
             tables=[Table("approval", "Approval", ("who", "decision"), (("ops@desk", "approve"),))],
             links=[("kpi-gate report", "s3://mmbot-artifacts/kpi-gate/golden-1/report.html")],
         )
@@ -156,8 +179,8 @@ def golden_context(stage: str) -> StageContext:
         stage,
         settings,
         run_id="golden-1",
-        verdict=h.kpi_verdict(),
-        kpis=h.KPIS,
+        verdict=kpi_verdict(),
+        kpis=judged(),
         by_symbol={
             "BTCUSDT": {"net_bps": 3.1, "fills": 200},
             "ETHUSDT": {"net_bps": 2.8, "fills": 40},

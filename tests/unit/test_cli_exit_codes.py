@@ -19,9 +19,16 @@ from flows.cli import main
 from tests.unit import gates_helpers as h
 
 MMBOT = Path(sys.executable).parent / "mmbot"
-# One bound only, on the fill count (the hand journal has a few fills, never 1000):
-# WARN whatever the other KPIs of the helper journal are.
-WARNING = ["--set", "gates.kpi={fills: {warn: 1000, fail: 0, direction: min}}"]
+# A policy of the hand journal's own fee tier and size limit, the bounds it fails
+# removed and a fill-count floor it WARNs on (a few fills, never 1000). `--set
+# gates.kpi={...}` merges into the profile's bounds, so the others are named here.
+WARNING = [
+    "--set", "fees.tiers.hand={maker_bps: -1.0, taker_bps: 3.0}", "--set", "fees.tier=hand",
+    "--set", "risk.max_order_qty=2",
+    "--set", "gates.kpi={maker_share: null, adverse_p95_bps: null, quote_uptime: null, "
+    "net_bps: {warn: 0, fail: -100, direction: min}, "
+    "fills: {warn: 1000, fail: 0, direction: min}}",
+]  # fmt: skip
 
 
 def mmbot(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

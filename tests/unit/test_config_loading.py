@@ -81,8 +81,9 @@ def test_shipped_profiles_say_what_the_issue_asks() -> None:
 
 
 def test_base_gate_thresholds_are_the_design_defaults() -> None:
-    kpi = load_settings(PACKAGED_PROFILES / "base.yaml", env={}).gates.kpi
-    assert (kpi["net_bps"].warn, kpi["net_bps"].fail) == (2.7, 2.0)
+    gates = load_settings(PACKAGED_PROFILES / "base.yaml", env={}).gates
+    kpi, net = gates.kpi, gates.net_bps_by_tier["mm1"]  # net_bps is judged per fee tier
+    assert (net.warn, net.fail) == (0.25, 0.0)
     assert (kpi["order_latency_p95_ms"].warn, kpi["order_latency_p95_ms"].fail) == (350, 400)
 
 
@@ -203,15 +204,15 @@ def test_profile_merges_mappings_and_null_removes_an_entry(here: Path) -> None:
             ETHUSDT: {tick_size: "0.01", lot_size: "0.01", min_qty: "0.01", min_notional: "5"}
         gates:
           kpi:
-            net_bps: {warn: 3.0}
+            maker_share: {warn: 0.95}
         """,
     )
     resolved = resolve("eth", env={})
     s = resolved.settings
     assert list(s.venue.symbols) == ["ETHUSDT"]
-    assert (s.gates.kpi["net_bps"].warn, s.gates.kpi["net_bps"].fail) == (3.0, 2.0)
-    assert resolved.sources["gates.kpi.net_bps.warn"] == "profile:profiles/eth.yaml"
-    assert resolved.sources["gates.kpi.net_bps.fail"] == "default"
+    assert (s.gates.kpi["maker_share"].warn, s.gates.kpi["maker_share"].fail) == (0.95, 0.85)
+    assert resolved.sources["gates.kpi.maker_share.warn"] == "profile:profiles/eth.yaml"
+    assert resolved.sources["gates.kpi.maker_share.fail"] == "default"
 
 
 def test_timestamps_stay_strings(here: Path) -> None:
@@ -243,7 +244,7 @@ def test_diff_masks_secrets_and_marks_absent_keys() -> None:
     a = resolve(None, ["secrets.api_key=first-secret"], env={})
     b = resolve(
         None,
-        ["secrets.api_key=second-secret", "gates.kpi.fills={warn: 2, fail: 1, direction: min}"],
+        ["secrets.api_key=second-secret", "gates.kpi.pnl_usd={warn: 2, fail: 1, direction: min}"],
         env={},
     )
     changes = {c.key: c for c in diff(a, b)}
@@ -251,8 +252,9 @@ def test_diff_masks_secrets_and_marks_absent_keys() -> None:
         SECRET_MASK,
         SECRET_MASK,
     )
-    assert changes["gates.kpi.fills.warn"].old_source == "absent"
-    assert changes["gates.kpi.fills.warn"].old is None and changes["gates.kpi.fills.warn"].new == 2
+    added = changes["gates.kpi.pnl_usd.warn"]  # a bound the defaults do not have
+    assert added.old_source == "absent"
+    assert added.old is None and added.new == 2
     assert "second-secret" not in repr(changes)
 
 

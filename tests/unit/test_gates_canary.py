@@ -124,9 +124,33 @@ def test_critical_metric_without_data_forces_zero() -> None:
 
 def test_nan_samples_are_ignored_and_constant_samples_pass() -> None:
     base = pd.DataFrame({"net_bps": [3.0, 3.0, 3.0, math.nan]})
-    cfg = CanaryConfig(metrics={"net_bps": CanaryMetric(bad="decrease", critical=True)})
+    cfg = CanaryConfig(
+        metrics={"net_bps": CanaryMetric(bad="decrease", critical=True)}, min_intervals=4
+    )
     verdict = canary_judge(base, base.copy(), cfg)
     assert verdict.status is Status.PASS
+
+
+def test_too_few_intervals_fail_whatever_the_score() -> None:
+    """Six one-minute windows with p = 1.0 passed before; 24 are needed by default."""
+    six, many = samples(6), samples(60, seed=4)
+    verdict = canary_judge(six, six.copy(), CFG)
+    assert verdict.summary["score"] == 100  # identical sides: nothing significant
+    assert verdict.status is Status.FAIL
+    assert verdict.reasons == ["intervals: too few intervals (6 < 24)"]
+    assert canary_judge(many, six, CFG).status is Status.FAIL  # either side too short
+    assert canary_judge(samples(24), samples(24, seed=4), CFG).status is Status.PASS
+    relaxed = CanaryConfig(min_intervals=6)
+    assert canary_judge(six, six.copy(), relaxed).status is Status.PASS
+
+
+def test_importing_the_canary_judge_does_not_load_scipy() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, gates.canary; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 # --- rollback triggers ------------------------------------------------------------------
@@ -142,7 +166,7 @@ MAKER = RollbackTrigger(metric="maker_share", bound=0.70, direction="min", for_m
 
 def test_trigger_fires_after_continuous_breach() -> None:
     five_low = minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.6, 0.9])  # 5 min below 0.70
-    verdict = rollback_triggers(five_low, [MAKER], "1min")
+    verdict = rollback_triggers(five_low, [MAKER], "1m")
     assert verdict.status is Status.FAIL
     assert verdict.checks[0].value == 300_000
     assert verdict.summary["fired"] == ["maker_share < 0.7"]
@@ -150,16 +174,16 @@ def test_trigger_fires_after_continuous_breach() -> None:
 
 def test_trigger_holds_when_breach_is_short_or_broken() -> None:
     four_low = minutes([0.9, 0.6, 0.6, 0.6, 0.6, 0.9])
-    assert rollback_triggers(four_low, [MAKER], "1min").status is Status.PASS
+    assert rollback_triggers(four_low, [MAKER], "1m").status is Status.PASS
     broken = minutes([0.6, 0.6, 0.6, 0.9, 0.6, 0.6, 0.6])  # 3 + 3 minutes
-    assert rollback_triggers(broken, [MAKER], "1min").checks[0].value == 180_000
+    assert rollback_triggers(broken, [MAKER], "1m").checks[0].value == 180_000
     gap = minutes([0.6, 0.6, 0.6, math.nan, 0.6, 0.6])  # no data is not a breach
-    assert rollback_triggers(gap, [MAKER], "1min").status is Status.PASS
+    assert rollback_triggers(gap, [MAKER], "1m").status is Status.PASS
 
 
 def test_trigger_index_gap_breaks_the_run() -> None:
     frame = minutes([0.6] * 6).drop(index=minutes([0.6] * 6).index[3])  # minute 3 missing
-    verdict = rollback_triggers(frame, [MAKER], interval="1min")
+    verdict = rollback_triggers(frame, [MAKER], interval="1m")
     assert verdict.status is Status.PASS
     assert verdict.checks[0].value == 180_000
 
@@ -167,7 +191,7 @@ def test_trigger_index_gap_breaks_the_run() -> None:
 def test_max_direction_and_missing_metric() -> None:
     latency = RollbackTrigger(metric="error_rate", bound=0.05, direction="max", for_ms=60_000)
     frame = minutes([0.01, 0.2, 0.01], column="error_rate")
-    verdict = rollback_triggers(frame, [latency, MAKER], "1min")
+    verdict = rollback_triggers(frame, [latency, MAKER], "1m")
     assert [c.status for c in verdict.checks] == [Status.FAIL, Status.FAIL]
     assert verdict.reasons[1] == "maker_share < 0.7: missing"
 
@@ -187,26 +211,26 @@ def test_default_triggers_run_on_an_interval_series() -> None:
 def test_series_finer_than_the_interval_is_refused() -> None:
     frame = pd.DataFrame({"maker_share": [0.5, 0.5]}, index=pd.DatetimeIndex(["2024-08-09"] * 2))
     with pytest.raises(CanaryError, match="closer than the interval"):
-        rollback_triggers(frame, [MAKER], "1min")
-    with pytest.raises(CanaryError, match="closer than the interval '5min'"):
-        rollback_triggers(minutes([0.9] * 3), [MAKER], "5min")  # a 1-minute series
+        rollback_triggers(frame, [MAKER], "1m")
+    with pytest.raises(CanaryError, match="closer than the interval '5m'"):
+        rollback_triggers(minutes([0.9] * 3), [MAKER], "5m")  # a 1-minute series
     with pytest.raises(CanaryError, match="not a duration"):
         rollback_triggers(minutes([0.9]), [MAKER], "soon")
 
 
 def test_one_interval_beyond_counts_for_one_interval() -> None:
     one = minutes([0.1])  # a single row, far below 0.70
-    short = rollback_triggers(one, [MAKER], "1min")
+    short = rollback_triggers(one, [MAKER], "1m")
     assert (short.status, short.checks[0].value) == (Status.PASS, 60_000)  # 1 min < 5 min
-    long = rollback_triggers(one, [MAKER], "5min")
+    long = rollback_triggers(one, [MAKER], "5m")
     assert (long.status, long.checks[0].value) == (Status.FAIL, 300_000)  # 5 min >= 5 min
     assert long.summary["fired"] == ["maker_share < 0.7"]
 
 
 def test_a_trigger_that_cannot_see_fails() -> None:
     blind = minutes([math.nan, math.nan, math.nan])  # no fills: no maker share
-    verdict = rollback_triggers(blind, [MAKER], "1min")
+    verdict = rollback_triggers(blind, [MAKER], "1m")
     assert verdict.status is Status.FAIL
     assert verdict.reasons == ["maker_share < 0.7: no data: no finite maker_share in 3 intervals"]
-    empty = rollback_triggers(minutes([]), [MAKER], "1min")
+    empty = rollback_triggers(minutes([]), [MAKER], "1m")
     assert empty.status is Status.FAIL and empty.checks[0].reason.startswith("no data")

@@ -92,9 +92,9 @@ def test_run_kpis_match_hand_values(journal: Journal) -> None:
     assert kpis["inventory_ratio_p95"] == pytest.approx(0.2004)
     assert kpis["order_latency_p95_ms"] == pytest.approx(40.0)  # 10, 40, 20, 30 -> 4th
     assert kpis["cancel_ratio"] == pytest.approx(3 / 8)
-    # both sides within 15 bps at 0, 0.5, 2, 2.5, 5, 5.5, 6, 6.5, 7 s; the 5 s sample is
-    # inside the 3.1-5.2 s freeze (the 5 s decision was carried into it): 8 of 15 samples
-    assert kpis["quote_uptime"] == pytest.approx(8 / 15)
+    # every acknowledged order of this journal is a bid: never both sides on the book
+    # (the wanted quotes were two-sided, but the venue never held an ask)
+    assert kpis["quote_uptime"] == 0
     assert kpis["freezes"] == 2
 
 
@@ -188,40 +188,57 @@ def test_two_symbols_split_and_sum(tmp_path: Path) -> None:
     assert report.total["max_drawdown_usd"] == pytest.approx(2 * 0.93)
 
 
-def risk_frame(rows: list[tuple[int, str, str]]) -> pd.DataFrame:
-    memory = MemoryJournal()
-    for t, symbol, kind in rows:
-        memory.append("risk", h.T0 + t * h.MS, symbol, kind, "edge", "why", "")
-    return memory.frame("risk")
+# (t_ms, client_order_id, event, side, price, status) on the helper's book (mids every
+# 500 ms, 15 samples); quote distance 15 bps (the manifest's)
+ORDER_LIFE = [
+    (0, "b1", "ack", 1, 99.9, "OPEN"),
+    (200, "a1", "ack", -1, 100.1, "OPEN"),
+    (1200, "a1", "fill", -1, 100.1, "FILLED"),  # filled whole: off the book
+    (1600, "a2", "ack", -1, 99.9, "OPEN"),
+    (1900, "b1", "cancel", 1, 99.9, "PENDING_CANCEL"),  # sent, not done: still on the book
+    (2100, "b1", "cancel_ack", 1, 99.9, "CANCELED"),
+    (2600, "b2", "ack", 1, 99.7, "OPEN"),
+    (2800, "a2", "cancel", -1, 99.9, "PENDING_CANCEL"),
+    (3000, "a2", "cancel_ack", -1, 99.9, "CANCELED"),  # gone at 3 s (the end is exclusive)
+    (3900, "b3", "ack", 1, 99.95, "OPEN"),
+    (3900, "a4", "ack", -1, 100.05, "OPEN"),
+    (4200, "b3", "fill", 1, 99.95, "PARTIALLY_FILLED"),  # a partial fill keeps it working
+    (5200, "a4", "expired", -1, 100.05, "EXPIRED"),
+    (5600, "a5", "place", -1, 100.05, "PENDING_NEW"),  # in flight to the end: not on book
+]
 
 
-def test_global_freeze_and_kill_stop_quoting() -> None:
-    """Without risk rows the samples at 0, 0.5, 2, 2.5, 5, 5.5, 6, 6.5, 7 s are quoted."""
+def order_life_tables() -> dict[str, pd.DataFrame]:
     tables = h.memory_tables()
-    tables["risk"] = risk_frame([])
-    free = quoted_samples(Journal.of(tables, h.MANIFEST))
-    quoted_at = [0, 500, 2000, 2500, 5000, 5500, 6000, 6500, 7000]
-    assert free["quoted"].tolist() == [t in quoted_at for t in sorted(h.MIDS)]
-    tables["risk"] = risk_frame(
-        [
-            (0, "ETHUSDT", "freeze"),  # another symbol's freeze: no effect here
-            (2000, "*", "freeze"),  # the whole bot, from the 2 s sample on
-            (2200, "", "unfreeze"),  # '' is global too: 2.5 s is quoted again
-            (6200, "BTCUSDT", "kill"),
-            (6400, "BTCUSDT", "unfreeze"),  # an unfreeze does not lift a kill
-        ]
-    )
-    samples = quoted_samples(Journal.of(tables, h.MANIFEST))
-    assert samples["ts_ns"].tolist() == free["ts_ns"].tolist()
-    stopped = {2000, 6500, 7000}
-    assert samples["quoted"].tolist() == [
-        t in quoted_at and t not in stopped for t in sorted(h.MIDS)
-    ]
-    assert compute_kpis(Journal.of(tables, h.MANIFEST)).total["quote_uptime"] == (
-        pytest.approx(6 / 15)
-    )
-    tables["risk"] = risk_frame([(6200, "*", "kill"), (6700, "*", "resume")])  # operator reset
-    resumed = quoted_samples(Journal.of(tables, h.MANIFEST))
-    assert resumed["quoted"].tolist() == [
-        t in quoted_at and t != 6500 for t in sorted(h.MIDS)
-    ]  # halted at 6.5 s only
+    memory = MemoryJournal()
+    for t, cid, event, side, price, status in ORDER_LIFE:
+        ts = h.T0 + t * h.MS
+        ack = ts if event == "ack" else 0
+        memory.append("orders", ts, h.SYMBOL, cid, event, side, price, 1.0, status, ts, ack, "")
+    tables["orders"] = memory.frame("orders")
+    return tables
+
+
+def test_quote_uptime_counts_acknowledged_orders_on_the_book() -> None:
+    """By hand, sample by sample (mid; best bid / ask on the book within 15 bps):
+    0 s: b1 only (a1 not acked yet); 0.5 s: b1 99.9, a1 100.1 around 100.0 -> quoted;
+    1 s and 1.5 s: b1 is 29.9 bps under 100.2, a1 filled at 1.2 s; 2 s: mid 99.8, b1
+    (cancel sent, not acked) and a2 99.9 -> quoted; 2.5 s: no bid; 3 s and 3.5 s: b2
+    99.7 is too far under 100.0 (3.5 s) and a2 is gone (3 s); 4, 4.5, 5 s: b3 99.95,
+    a4 100.05 -> quoted; from 5.5 s no ask (a4 expired, a5 never acked): 5 of 15."""
+    journal = Journal.of(order_life_tables(), h.MANIFEST)
+    samples = quoted_samples(journal)
+    quoted_at = {500, 2000, 4000, 4500, 5000}
+    assert samples["quoted"].tolist() == [t in quoted_at for t in sorted(h.MIDS)]
+    assert compute_kpis(journal).total["quote_uptime"] == pytest.approx(5 / 15)
+    # the policy's distance is the one used: at 5 bps only 4-5 s keeps both sides
+    narrow = journal.judged_by(max_quote_distance_bps=5.0)
+    assert compute_kpis(narrow).total["quote_uptime"] == pytest.approx(3 / 15)
+
+
+def test_quote_uptime_without_orders_is_zero_and_without_book_undefined() -> None:
+    tables = h.memory_tables()
+    tables["orders"] = tables["orders"].iloc[0:0]
+    assert compute_kpis(Journal.of(tables, h.MANIFEST)).total["quote_uptime"] == 0
+    tables["book"] = tables["book"].iloc[0:0]
+    assert math.isnan(compute_kpis(Journal.of(tables, h.MANIFEST)).total["quote_uptime"])

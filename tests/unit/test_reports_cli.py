@@ -39,12 +39,14 @@ def test_report_publishes_md_html_and_verdict(journal: Path, tmp_path: Path) -> 
         ["kpi-gate", "--journal", str(journal), "--out", f"file://{out}"],
         env={FREEZE_ENV: h.FROZEN},
     )
-    assert result.exit_code == ExitCode.OK, result.output
+    # published, then the verdict's exit code: the hand journal's maker share FAILs
+    assert result.exit_code == ExitCode.FAIL, result.output
     assert result.stdout.splitlines() == [
         (out / "kpi-gate/run-7" / name).as_uri()
         for name in ("report.md", "report.html", "verdict.json")
     ]
-    assert json.loads((out / "kpi-gate/run-7/verdict.json").read_text())["gate"] == "kpi"
+    published = json.loads((out / "kpi-gate/run-7/verdict.json").read_text())
+    assert (published["gate"], published["status"]) == ("kpi", "FAIL")
     assert "2024-08-10T12:00:00.000000Z" in (out / "kpi-gate/run-7/report.html").read_text()
 
 
@@ -66,7 +68,7 @@ def test_canary_takes_a_baseline_and_the_gate_verdict(journal: Path, tmp_path: P
         "c1",
     ]
     result = runner.invoke(report_app(), args)
-    assert result.exit_code == ExitCode.OK, result.output
+    assert result.exit_code == ExitCode.WARN, result.output  # the verdict handed: MARGINAL
     assert "dist-net_bps" in (tmp_path / "out/canary/c1/report.html").read_text()
 
 
@@ -74,7 +76,7 @@ def test_canary_takes_a_baseline_and_the_gate_verdict(journal: Path, tmp_path: P
     ("args", "code", "message"),
     [
         (["soak"], ExitCode.USAGE, "unknown stage 'soak'"),
-        (["canary"], ExitCode.DATA, "compares two journals"),
+        (["canary"], ExitCode.USAGE, "compares two journals"),
         (["shadow", "--profile", "no-such-profile"], ExitCode.USAGE, "no-such-profile"),
         (["shadow", "--out", "ftp://x"], ExitCode.USAGE, "scheme must be file:// or s3://"),
     ],

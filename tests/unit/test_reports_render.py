@@ -11,6 +11,8 @@ from pydantic import SecretStr
 
 from bot.config import SecretsConfig, Settings, StorageConfig
 from bot.runtime.clock import FrozenClock, parse_utc
+from gates.kpi import load_journal
+from gates.stage import StageError, kpi_stage, stage_verdict
 from gates.verdict import Check, Status, Verdict
 from reports.publish import FileStore, publish_report
 from reports.render import (
@@ -173,8 +175,13 @@ def journal(tmp_path: Path) -> Path:
     return h.write_journal(tmp_path / "run-a")
 
 
+def judged(journal: Path, settings: Settings | None = None) -> Verdict:
+    """The verdict the KPI stage's gate function makes: what a report is handed."""
+    return kpi_stage(load_journal(journal), settings or Settings())
+
+
 def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
-    ctx = build_context("kpi-gate", journal, Settings(), run_id="run-a")
+    ctx = build_context("kpi-gate", journal, Settings(), run_id="run-a", verdict=judged(journal))
     assert ctx.verdict is not None and ctx.verdict.gate == "kpi"
     maker = next(c for c in ctx.verdict.checks if c.name == "maker_share")
     # 1200.00 maker of 1800.005 notional (reports_helpers) is below the 0.85 FAIL bound
@@ -186,13 +193,18 @@ def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
     assert "interval-net_bps" in keys
 
 
-def test_canary_runs_the_judge_unless_given_its_verdict(tmp_path: Path) -> None:
+def test_a_report_never_makes_the_verdict_it_shows(tmp_path: Path) -> None:
     canary = h.write_journal(tmp_path / "canary", mode="canary")
     baseline = h.write_journal(tmp_path / "baseline", mode="live")
-    with pytest.raises(ReportError, match="compares two journals"):
-        build_context("canary", canary, Settings())
-    judged = build_context("canary", canary, Settings(), baseline_path=baseline)
-    assert judged.verdict is not None and judged.verdict.gate == "canary"
+    for stage in ("canary", "kpi-gate", "shadow", "accuracy"):
+        with pytest.raises(ReportError, match="pass the verdict its gate made"):
+            build_context(stage, canary, Settings(), baseline_path=baseline)
+    with pytest.raises(StageError, match="compares two journals"):
+        stage_verdict("canary", load_journal(canary), Settings())
+    verdict = stage_verdict("canary", load_journal(canary), Settings(), load_journal(baseline))
+    shown = build_context("canary", canary, Settings(), baseline_path=baseline, verdict=verdict)
+    assert shown.verdict is verdict and verdict.gate == "canary"
+    assert "intervals: too few intervals (4 < 24)" in verdict.reasons  # 0-180 s: 4 minutes
     given = build_context(
         "canary", canary, Settings(), baseline_path=baseline, verdict=h.canary_verdict()
     )
@@ -204,7 +216,10 @@ def test_canary_runs_the_judge_unless_given_its_verdict(tmp_path: Path) -> None:
 def test_accuracy_runs_the_gate_on_shadow_vs_sim(tmp_path: Path) -> None:
     shadow = h.write_journal(tmp_path / "shadow", mode="shadow")
     sim = h.write_journal(tmp_path / "sim", mode="paper")
-    report = render_report("accuracy", shadow, Settings(), CLOCK, baseline_path=sim)
+    verdict = stage_verdict("accuracy", load_journal(shadow), Settings(), load_journal(sim))
+    report = render_report(
+        "accuracy", shadow, Settings(), CLOCK, baseline_path=sim, verdict=verdict
+    )
     # 3 minutes of data: one 5-minute interval, far below min_windows (24)
     assert report.verdict is not None and report.verdict.gate == "accuracy"
     assert report.verdict.status is Status.FAIL
@@ -218,15 +233,15 @@ def test_release_needs_no_gate(journal: Path) -> None:
 
 
 def test_same_journal_and_frozen_clock_give_identical_bytes(journal: Path) -> None:
-    a = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x")
-    b = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x")
+    a = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x", verdict=judged(journal))
+    b = render_report("kpi-gate", journal, Settings(), CLOCK, run_id="x", verdict=judged(journal))
     assert (a.markdown, a.html) == (b.markdown, b.html)
     assert a.verdict is not None and a.verdict.status is Status.FAIL
 
 
 def test_a_journal_that_is_not_one_is_a_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="not a journal directory"):
-        build_context("shadow", tmp_path, Settings())
+        build_context("shadow", tmp_path, Settings(), verdict=h.kpi_verdict())
 
 
 # --- no secret anywhere -------------------------------------------------------------
@@ -251,7 +266,9 @@ def test_no_secret_in_any_stage_format_or_published_byte(journal: Path, tmp_path
     for stage in STAGES:
         context = full_context(stage, settings)
         publish_report(report_from_context(context, settings, CLOCK), store, "run-1")
-    report = render_report("kpi-gate", journal, settings, CLOCK, run_id="from-journal")
+    report = render_report(
+        "kpi-gate", journal, settings, CLOCK, run_id="from-journal", verdict=judged(journal)
+    )
     publish_report(report, store, "run-2")
     files = [p for p in (tmp_path / "artifacts").rglob("*") if p.is_file()]
     assert len(files) == 3 * len(STAGES) + 3
