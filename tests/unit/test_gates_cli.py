@@ -74,7 +74,9 @@ def test_kpi_unknown_profile_is_a_usage_error(hand_journal: Path) -> None:
 # bounds the real run's KPIs meet, so that only the journal's quality can fail the gate
 LOOSE = ("--set", "gates.kpi.net_bps={warn: -100, fail: -200, direction: min}",
          "--set", "gates.kpi.adverse_p95_bps.warn=100",
-         "--set", "gates.kpi.adverse_p95_bps.fail=200")  # fmt: skip
+         "--set", "gates.kpi.adverse_p95_bps.fail=200",
+         "--set", "gates.kpi.fills={warn: 5, fail: 2, direction: min}",
+         "--set", "gates.kpi.quote_uptime={warn: 0.05, fail: 0.02, direction: min}")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
