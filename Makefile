@@ -6,7 +6,7 @@ UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint bench update-golden clean
+.PHONY: install demo test lint bench gate-table update-golden clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: install
 	$(PY) benchmarks/real_replay.py
 	$(PY) benchmarks/tick_to_quote.py
 	$(PY) benchmarks/synth_throughput.py
+
+# The README's table of release candidates and the checks that catch them (about a minute).
+gate-table: install
+	$(PY) -m tests.e2e.candidates
 
 update-golden: install
 	MMBOT_UPDATE_GOLDEN=1 $(PY) -m pytest tests/golden -q
