@@ -135,14 +135,17 @@ def _drive(hbt, ts_ns, kind, order_no, px, qty, end, end_ts, fill_px, fill_qty):
         if rc == 0:
             # every command due now goes out before the clock moves on
             while i < n and ts_ns[i] <= hbt.current_timestamp:
-                if kind[i] == 0:
+                if kind[i] == PLACE_BUY:
                     rc = hbt.submit_buy_order(0, order_no[i], px[i], qty[i], GTX, LIMIT, False)
-                elif kind[i] == 1:
+                elif kind[i] == PLACE_SELL:
                     rc = hbt.submit_sell_order(0, order_no[i], px[i], qty[i], GTX, LIMIT, False)
                 else:
-                    # the local side refuses a cancel of an order it already saw end
-                    hbt.cancel(0, order_no[i], False)
-                    rc = 0
+                    rc = hbt.cancel(0, order_no[i], False)
+                    # the local side refuses a cancel of an order it already saw end (mmbot
+                    # sends it and gets a cancel reject); refusing any other is a failure
+                    o = hbt.orders(0).get(order_no[i])
+                    if o is not None and (o.status == FILLED or o.status == EXPIRED):
+                        rc = 0
                 if rc != 0:
                     return 1, i, rc
                 i += 1
