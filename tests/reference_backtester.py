@@ -109,7 +109,7 @@ def events(chunks: Iterable[MarketChunk], exch_ts: Iterable[np.ndarray]) -> np.n
 
 
 @njit
-def _drive(hbt, ts_ns, kind, order_no, px, qty, end, end_ts, fill_px, fill_qty):  # type: ignore[no-untyped-def]
+def _drive(hbt, ts_ns, kind, order_no, px, qty, end, end_ts, fill_px, fill_qty):
     """Submit each command at its send time; record how each order ended when it is reported.
 
     An order ends at most once here: filled whole (no partial fills) or expired

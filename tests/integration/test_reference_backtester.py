@@ -38,6 +38,7 @@ import pytest
 from bot.market.readers import read_tardis
 from bot.market.schema import MarketChunk
 from bot.profiles import load_settings
+from bot.venues.sim import POST_ONLY_REJECT
 from gates.kpi import Journal
 from tests.reference_backtester import (
     Outcome,
@@ -108,7 +109,7 @@ def rejects_of(journal: Journal) -> set[tuple[str, int]]:
     """mmbot's post-only rejects at their venue time (the report lags it by the response)."""
     orders = journal.table("orders")
     rejects = orders[orders["event"] == "reject"]
-    assert rejects["reason"].str.startswith("EC_PostOnlyWillTakeLiquidity").all()
+    assert rejects["reason"].str.startswith(POST_ONLY_REJECT).all()
     return set(zip(rejects["client_order_id"], (rejects["ts_ns"] - RESPONSE_NS).tolist(),
                    strict=True))  # fmt: skip
 
