@@ -234,7 +234,8 @@ def split_clocks(chunks: list[MarketChunk], offset_ns: int, tie_ns: int) -> np.n
     hftbacktest's exchange and local processors each read only the events that carry
     their flag, in array order; one row becomes two events, each sorted by its own
     clock. `tie_ns` moves the exchange side later so that an order arriving at a
-    row's venue time is applied before the row (mmbot's rule on a tie).
+    row's venue time is applied before the row (the opposite of both venues' rule:
+    the failing direction of the tie check).
     """
     both = events(chunks, [c.ts_local for c in chunks])
     trade = np.concatenate([c.kind for c in chunks]) == int(Kind.TRADE)

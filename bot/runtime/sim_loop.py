@@ -438,7 +438,7 @@ class SimLoop:
     ) -> int:
         """The message at venue time `cur_ts` (local time `local`) is complete and the one
         at `ts` begins: close the first (as `_end_message`, inlined: most messages leave
-        the touch alone), deliver what is due before `ts`; returns the next due time."""
+        the touch alone), deliver what is due before `ts` (not at it); returns the next due time."""
         if self._snapshot_open:
             self._snapshot_open = False
             self.venue.on_snapshot(self._cur_symbol)
@@ -452,8 +452,11 @@ class SimLoop:
                 self._cur_ts = cur_ts
                 self._touch(state, self._cur_symbol, (bb, bq, ba, aq), cur_ts, local)
                 next_due = self._next_due()
-        if ts >= next_due:
-            next_due = self._advance(ts)
+        # venue work due at the new message's own time waits until after it: on a tie
+        # the market row is applied first, as at hftbacktest's venue (an order arriving
+        # in the millisecond the book crossed it is rejected, not filled through it)
+        if ts > next_due:
+            next_due = self._advance(ts - 1)
         return next_due
 
     def _snapshot_row(self, book: L2Book, side: int, px: int, qty: int) -> None:

@@ -10,18 +10,15 @@ NoPartialFillExchange) at the same send times, and its fills and expired
 (post-only rejected) orders are compared with mmbot's: the same orders, the same
 match times in exchange time, the same prices and sizes, in both directions.
 
-On one clock (ts_exch := ts_local) the engines agree with no adjustment.
-
-On the data's two clocks they differ by one documented rule, the tie between an
-order and a market message with the same venue time: mmbot lets the order
-arrive first (the loop pops venue work due at t before the message at t),
-hftbacktest applies the message first. Ties are common there because exchange
-stamps are whole milliseconds and an order sent on a venue report (venue time +
-response latency) arrives at venue time + response + entry latency: a whole
-number of milliseconds past some message. The two-clock check encodes mmbot's
-rule in the reference input (market rows 1 ns later on the exchange side, fill
-times read back 1 ns earlier) and then demands exact agreement; a second check
-shows that without it every difference is such a tie.
+On one clock (ts_exch := ts_local) and on the data's two clocks the engines agree
+with no adjustment. Both apply a market message before an order that arrives at
+the same venue time (an order arriving in the millisecond the book crossed it is
+a post-only reject, not a fill through the new touch). Ties are common on two
+clocks: exchange stamps are whole milliseconds, and an order sent on a venue
+report arrives at venue time + response + entry latency, a whole number of
+milliseconds past some message. The failing direction of that rule: a reference
+told to let the order win the tie (market rows 1 ns later on its exchange side)
+disagrees with mmbot, and only on such ties.
 """
 
 from __future__ import annotations
@@ -159,23 +156,23 @@ def two_clock_reference(run: Run, chunks: list[MarketChunk], tie_ns: int) -> Out
     return Outcome(outcome.fills.assign(ts_ns=outcome.fills["ts_ns"] - tie_ns), outcome.expired)
 
 
-def test_on_two_clocks_fills_agree_exactly_under_mmbots_tie_rule(
+def test_on_two_clocks_fills_agree_exactly(
     two_clocks: Run, chunks: list[MarketChunk]
 ) -> None:
-    reference = two_clock_reference(two_clocks, chunks, tie_ns=1)
+    reference = two_clock_reference(two_clocks, chunks, tie_ns=0)
     ours, theirs = fills_of(two_clocks[0].table("fills")), fills_of(reference.fills)
     assert len(ours) >= 20
     assert ours == theirs
     assert rejects_of(two_clocks[0]) == expired_of(reference)
 
 
-def test_on_two_clocks_every_difference_without_the_tie_rule_is_a_tie(
+def test_a_reference_where_the_order_wins_the_tie_differs_only_on_ties(
     two_clocks: Run, chunks: list[MarketChunk]
 ) -> None:
-    reference = two_clock_reference(two_clocks, chunks, tie_ns=0)
+    reference = two_clock_reference(two_clocks, chunks, tie_ns=1)
     ours, theirs = fills_of(two_clocks[0].table("fills")), fills_of(reference.fills)
     differ = {f[0] for f in ours ^ theirs}
-    assert differ, "no tie on two clocks: the docstring's rule difference is stale"
+    assert differ, "no tie on two clocks: the tie rule is not exercised by this capture"
     orders = two_clocks[0].table("orders")
     places = orders[orders["event"] == "place"].set_index("client_order_id")["ts_ns"]
     arrivals = places.loc[sorted(differ)].to_numpy() + ENTRY_NS

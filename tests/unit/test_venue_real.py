@@ -116,8 +116,8 @@ def sent(journal: Journal, event: str, reason: str = "") -> pd.DataFrame:
 
 def crossed(book: pd.DataFrame, clock: str, ts: int, side: int, px: int, *, before: bool) -> bool:
     """Did the opposite side reach `px` in the book as of `ts` on `clock` (the messages
-    strictly before `ts` when `before`: the venue takes an arrival before a message at
-    the same instant)?"""
+    strictly before `ts` when `before`, else those at `ts` too: the venue applies a
+    message before an order arriving at the same instant)?"""
     at = int(np.searchsorted(book[clock].to_numpy(), ts, "left" if before else "right")) - 1
     row = book.iloc[at]
     return bool(row["ask"] <= px) if side == 1 else bool(row["bid"] >= px)
@@ -134,7 +134,7 @@ def test_orders_arriving_after_a_cross_in_exchange_time_are_post_only_rejects(
     entry = round(load_settings("base").sim.entry_latency_ms * 1e6)
 
     def crossed_on_arrival(orders: pd.DataFrame) -> list[bool]:
-        return [crossed(book, "venue_ts", o.ts_send + entry, o.side, o.px, before=True)
+        return [crossed(book, "venue_ts", o.ts_send + entry, o.side, o.px, before=False)
                 for o in orders.itertuples()]  # fmt: skip
 
     rejects = sent(two_clocks[0], "reject", POST_ONLY_REJECT)
