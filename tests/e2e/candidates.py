@@ -28,6 +28,8 @@ NEVER_FREEZE: Final = "risk.edge_freeze_bps=-1000"  # the edge guard off
 # Toxic flow on the synthetic market: informed sweeps twice as often (annual vol 1.2 at
 # the same trade rate). More toxic bursts would not do: the generator holds the total
 # volatility, so each burst replaces sweeps and 12 bursts an hour made the flow milder.
+# The guard does not rescue a quoter there (the sensible bot FAILs on it too); on the
+# calibrated market it is what lifts the same touch quoter from a net WARN to a PASS.
 TOXIC_SYNTH: Final = "data.synth.annual_vol=1.2"
 
 
