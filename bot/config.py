@@ -304,16 +304,17 @@ def _default_kpi_bounds() -> dict[str, Bound]:
 
 
 def _default_net_bounds() -> dict[str, Bound]:
-    # A rebate maker's net edge is about its rebate plus what spread it keeps beyond
-    # adverse selection, so the bounds follow the tier: FAIL below 0 (the fills lose
-    # money after fees and the 1 s markout), WARN below half the tier's maker rebate
-    # (the spread no longer covers adverse selection). A paying tier (vip0) must earn
-    # its fee back: WARN below 0.5 bps.
+    # A rebate maker's net edge is its rebate plus the spread it keeps (~0.01 bps on a
+    # one-tick book) minus adverse selection (the touch's 1 s markout is ~0.7 bps), so
+    # the bounds follow the tier: FAIL below 0 (the fills lose money after fees and the
+    # 1 s markout), WARN below a tenth of the tier's maker rebate (so close to break-even
+    # that a handful of fills flips the sign; half the rebate asked for a forecasting
+    # edge). A paying tier (vip0) must earn its fee back: WARN below 0.5 bps.
     return {
         "vip0": Bound(warn=0.5, fail=0.0, direction="min"),
-        "mm1": Bound(warn=0.25, fail=0.0, direction="min"),
-        "mm2": Bound(warn=0.375, fail=0.0, direction="min"),
-        "mm3": Bound(warn=0.5, fail=0.0, direction="min"),
+        "mm1": Bound(warn=0.05, fail=0.0, direction="min"),
+        "mm2": Bound(warn=0.075, fail=0.0, direction="min"),
+        "mm3": Bound(warn=0.1, fail=0.0, direction="min"),
     }
 
 

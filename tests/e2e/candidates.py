@@ -25,6 +25,12 @@ POLICY: Final = "mm3"
 SYNTH_SEED: Final = 7
 SYNTH_DURATION: Final = "30m"
 NEVER_FREEZE: Final = "risk.edge_freeze_bps=-1000"  # the edge guard off
+# Toxic flow on the synthetic market: informed sweeps twice as often (annual vol 1.2 at
+# the same trade rate). More toxic bursts would not do: the generator holds the total
+# volatility, so each burst replaces sweeps and 12 bursts an hour made the flow milder.
+# The guard does not rescue a quoter there (the sensible bot FAILs on it too); on the
+# calibrated market it is what lifts the same touch quoter from a net WARN to a PASS.
+TOXIC_SYNTH: Final = "data.synth.annual_vol=1.2"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,7 @@ CANDIDATES: Final = (
             "strategy.expected_adverse_bps=0",
             "strategy.min_edge_bps=0",
             NEVER_FREEZE,
-            "data.synth.toxic_burst_rate_per_h=12",
+            TOXIC_SYNTH,
         ),
         ("net_bps",),
     ),

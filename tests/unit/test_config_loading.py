@@ -83,7 +83,7 @@ def test_shipped_profiles_say_what_the_issue_asks() -> None:
 def test_base_gate_thresholds_are_the_design_defaults() -> None:
     gates = load_settings(PACKAGED_PROFILES / "base.yaml", env={}).gates
     kpi, net = gates.kpi, gates.net_bps_by_tier["mm1"]  # net_bps is judged per fee tier
-    assert (net.warn, net.fail) == (0.25, 0.0)
+    assert (net.warn, net.fail) == (0.05, 0.0)
     assert (kpi["order_latency_p95_ms"].warn, kpi["order_latency_p95_ms"].fail) == (350, 400)
 
 

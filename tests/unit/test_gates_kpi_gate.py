@@ -49,9 +49,9 @@ def test_all_inside_bounds_pass() -> None:
 @pytest.mark.parametrize(
     ("name", "value", "status"),
     [
-        ("net_bps", 0.2, Status.WARN),  # min: below warn 0.25 (mm1)
+        ("net_bps", 0.02, Status.WARN),  # min: below warn 0.05 (mm1)
         ("net_bps", -0.1, Status.FAIL),  # below fail 0
-        ("net_bps", 0.25, Status.PASS),  # on the bound is not beyond it
+        ("net_bps", 0.05, Status.PASS),  # on the bound is not beyond it
         ("net_bps", 0.0, Status.WARN),
         ("fills", 19.0, Status.FAIL),  # the activity floors
         ("quote_uptime", 0.4, Status.WARN),
@@ -87,7 +87,7 @@ def test_nan_kpi_fails_by_name() -> None:
 
 
 def test_fail_outranks_warn() -> None:
-    verdict = kpi_gate({**GOOD, "net_bps": 0.1, "cancel_ratio": 0.9}, BOUNDS)
+    verdict = kpi_gate({**GOOD, "net_bps": 0.02, "cancel_ratio": 0.9}, BOUNDS)
     assert verdict.status is Status.FAIL
     assert len(verdict.reasons) == 2
 

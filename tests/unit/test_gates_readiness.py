@@ -9,7 +9,7 @@ import pytest
 from gates.readiness import ReadinessError, readiness
 from gates.verdict import Check, Status, Verdict
 
-# at or beyond the warn bounds (net 0.25 min on tier mm1, latency 350 max, maker 0.90
+# at or beyond the warn bounds (net 0.05 min on tier mm1, latency 350 max, maker 0.90
 # min): full marks
 FULL = {
     "edge": 0.3,
@@ -29,10 +29,10 @@ def test_full_marks_are_ready() -> None:
 
 
 def test_section_formulas_by_hand() -> None:
-    # edge: net 0.125 is half way between fail 0 and warn 0.25 (mm1) -> 12.5 of 25
+    # edge: net 0.025 is half way between fail 0 and warn 0.05 (mm1) -> 12.5 of 25
     # latency: 375 ms is half way between warn 350 and fail 400 -> 10 of 20
     # maker: 0.85 is the fail bound -> 0 of 15; guards 0.9 -> 18; chaos 0.5 -> 5; tests 1 -> 10
-    sections = {**FULL, "edge": 0.125, "latency": 375.0, "maker_share": 0.85, "guards": 0.9,
+    sections = {**FULL, "edge": 0.025, "latency": 375.0, "maker_share": 0.85, "guards": 0.9,
                 "chaos": 0.5}  # fmt: skip
     verdict = readiness(sections)
     points = {c.name: c.value for c in verdict.checks}
@@ -49,9 +49,9 @@ def test_section_formulas_by_hand() -> None:
 @pytest.mark.parametrize(
     ("edge", "score", "decision", "status"),
     [
-        (0.25, 100.0, "READY", Status.PASS),
-        (0.15, 90.0, "READY", Status.PASS),  # 25 x 0.6 = 15 -> 90, on the READY line
-        (0.10, 85.0, "HOLD", Status.WARN),  # 25 x 0.4 = 10 -> 85
+        (0.05, 100.0, "READY", Status.PASS),
+        (0.03, 90.0, "READY", Status.PASS),  # 25 x 0.6 = 15 -> 90, on the READY line
+        (0.02, 85.0, "HOLD", Status.WARN),  # 25 x 0.4 = 10 -> 85
         (0.0, 75.0, "HOLD", Status.WARN),
     ],
 )

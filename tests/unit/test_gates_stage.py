@@ -46,8 +46,8 @@ def test_inventory_is_judged_against_the_policy_limit() -> None:
 def test_net_bounds_follow_the_policy_fee_tier() -> None:
     mm1 = policy_bounds(load_settings("base"))["net_bps"]
     mm3 = policy_bounds(load_settings("base", overrides=("fees.tier=mm3",)))["net_bps"]
-    assert (mm1.warn, mm1.fail) == (0.25, 0.0)
-    assert (mm3.warn, mm3.fail) == (0.5, 0.0)
+    assert (mm1.warn, mm1.fail) == (0.05, 0.0)
+    assert (mm3.warn, mm3.fail) == (0.1, 0.0)
     # a net_bps bound in gates.kpi is the profile's own choice and wins for every tier
     own = load_settings(
         "base", overrides=("gates.kpi.net_bps={warn: 1, fail: 0.5, direction: min}",)
