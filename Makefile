@@ -5,6 +5,8 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# the suite runs on both cores of the target machine (pytest-xdist); TEST_WORKERS=0 for one process
+TEST_WORKERS ?= 2
 
 .PHONY: install demo test lint bench gate-table update-golden clean
 
@@ -27,7 +29,7 @@ lint: install
 # pytest exits 5 when it collected no test: a failure, not a pass. The check lives in
 # the recipe because make reports any failed recipe as its own exit 2.
 test: lint
-	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: install
