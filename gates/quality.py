@@ -211,6 +211,10 @@ class FillRules:
         except (KeyError, TypeError) as exc:
             raise QualityError(f"run.json lacks the fee tier or risk limits: {exc!r}") from exc
 
+    def rate_bps(self, liquidity: pd.Series) -> np.ndarray:
+        """Each fill's fee rate in bps of notional under this schedule (maker or taker)."""
+        return np.where(liquidity.astype(str) == "maker", self.maker_bps, self.taker_bps)
+
 
 def _fee_sign(liquidity: str, rate_bps: float) -> list[Any]:
     """A negative rate (rebate) means fee ≤ 0 on that liquidity, a positive one fee ≥ 0."""
@@ -231,8 +235,7 @@ def check_fills(fills: pd.DataFrame, rules: FillRules) -> Verdict:
     a fill applied twice (across orders too, which a per-order check would miss)."""
     gxe = _gxe()
     notional = fills["price"] * fills["qty"]
-    rate = np.where(fills["liquidity"] == "maker", rules.maker_bps, rules.taker_bps)
-    expected_fee = notional * rate / BPS
+    expected_fee = notional * rules.rate_bps(fills["liquidity"]) / BPS
     frame = fills.assign(
         fee_error_bps=(fills["fee"] - expected_fee) / notional * BPS,
         mid_distance_bps=(fills["price"] - fills["mid"]).abs() / fills["mid"] * BPS,

@@ -26,7 +26,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import pandas as pd
 
 from bot.config import Bound, Settings
@@ -63,17 +62,12 @@ def policy_bounds(policy: Settings) -> dict[str, Bound]:
     return bounds
 
 
-def _policy_rates(policy: Settings, liquidity: pd.Series) -> np.ndarray:
-    tier = policy.fees.tiers[policy.fees.tier]
-    return np.where(liquidity.astype(str) == "maker", tier.maker_bps, tier.taker_bps)
-
-
 def policy_view(journal: Journal, policy: Settings) -> Journal:
     """The journal as the policy judges it: fees recomputed from the policy's tier, and
     the policy's inventory limit and quote distance. Nothing else changes."""
     fills = journal.table("fills")
     notional = fills["price"].astype(float) * fills["qty"].astype(float)
-    fees = notional * _policy_rates(policy, fills["liquidity"]) / BPS
+    fees = notional * FillRules.from_settings(policy).rate_bps(fills["liquidity"]) / BPS
     tables = {**journal.tables, "fills": fills.assign(fee=fees.astype(float))}
     return Journal(tables, journal.manifest, journal.limits).judged_by(
         max_inventory_usd=policy.risk.max_inventory_usd,
@@ -95,7 +89,7 @@ def fees_check(journal: Journal, policy: Settings) -> Check:
     if fills.empty:
         return Check("fees", Status.PASS, 0.0, reason="", detail={"tier": name, "fills": 0})
     notional = fills["price"].astype(float) * fills["qty"].astype(float)
-    expected = _policy_rates(policy, fills["liquidity"])
+    expected = FillRules.from_settings(policy).rate_bps(fills["liquidity"])
     error = (fills["fee"].astype(float) / notional * BPS - expected).abs()
     bad = error > FEE_TOLERANCE_BPS
     worst = float(error.max())
