@@ -155,6 +155,11 @@ class EdgeDecomposition:
         adverse selection: net = gross + fee - adverse, solved for gross."""
         return net_target - self.fee_bps + self.adverse_bps
 
+    def adverse_allowed_bps(self, net_target: float) -> float:
+        """The most adverse selection that still reaches `net_target` at today's gross
+        and fees: the same identity solved for adverse."""
+        return self.gross_bps + self.fee_bps - net_target
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "gross_bps": self.gross_bps,
@@ -195,6 +200,8 @@ def _with_needs(check: Check, edges: EdgeDecomposition) -> Check:
         **edges.to_dict(),
         "gross_needed_fail_bps": edges.gross_needed_bps(check.fail),
         "gross_needed_warn_bps": edges.gross_needed_bps(check.warn),
+        "adverse_allowed_fail_bps": edges.adverse_allowed_bps(check.fail),
+        "adverse_allowed_warn_bps": edges.adverse_allowed_bps(check.warn),
     }
     return replace(check, detail=detail)
 
