@@ -1,11 +1,12 @@
 """Numbers as a trading desk reads them: each KPI with its unit and what it measures.
 
 A count prints as an integer with thousands separators (fills 17,320, never 1.732e+04
-or 64.00), money with cents and separators (turnover 2,764,000.00 USD), bps with two
-decimals, milliseconds with one, ratios with three. Totals over the run say that they
-are cumulative. The sign convention is the KPIs' (DESIGN §6): fee_bps > 0 is a rebate
-earned, adverse_bps > 0 is a cost; where the edge is shown as a sum, the adverse part
-is the signed contribution "adverse selection" = -adverse_bps.
+or 64.00), money with separators, and cents below 100,000 USD (pnl -14.85, turnover
+2,764,000), bps with two decimals, milliseconds with one, ratios with three. Totals
+over the run say that they are cumulative. The sign convention is the KPIs' (DESIGN
+§6): fee_bps > 0 is a rebate earned, adverse_bps > 0 is a cost; where the edge is
+shown as a sum, the adverse part is the signed contribution "adverse selection" =
+-adverse_bps.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def _fmt_float(value: float) -> str:
 
 _BY_UNIT: Final = {
     "count": lambda v: f"{round(v):,}",
-    "USD": lambda v: f"{v:,.2f}",
+    # cents matter on a PnL of -14.85, not on a turnover of 2,764,000
+    "USD": lambda v: f"{v:,.0f}" if abs(v) >= 100_000 else f"{v:,.2f}",
     "bps": lambda v: f"{v:,.2f}",
     "ms": lambda v: f"{v:,.1f}",
     "ratio": lambda v: f"{v:.3f}",
@@ -127,8 +129,3 @@ def fmt_quantity(value: Any, unit: str) -> str:
 def fmt_kpi(name: str, value: Any) -> str:
     """A KPI's value in its unit's format."""
     return fmt_quantity(value, unit_of(name))
-
-
-def with_unit(text: str, unit: str) -> str:
-    """'20 fills' style for counts is the caller's; here '400.0 ms', '0.50 bps'."""
-    return f"{text} {unit}" if unit in ("bps", "ms", "USD") else text
