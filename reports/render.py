@@ -265,6 +265,8 @@ def fmt_check_value(check: Check, gate: str = "") -> str:
     which is a KPI the gate needed and did not get)."""
     if check.status is Status.NA:
         return Status.NA.value
+    if check.value is None and check.warn is None and check.fail is None:
+        return "-"  # nothing to measure (a release's stage), unlike a missing KPI
     return fmt_quantity(check.value, _check_unit(check, gate))
 
 
