@@ -156,7 +156,11 @@ GATE_PHRASES: Final[Mapping[str, Callable[[Check], str]]] = {
     "canary": lambda c: f"the canary's {c.name} is worse than the baseline's: {c.reason}",
     "accuracy": lambda c: f"the simulation does not track shadow on {c.name}: {c.reason}",
     "readiness": lambda c: f"readiness {c.name}: {fmt_value(c.value)} points ({c.reason})",
-    "release": lambda c: f"stage {c.name}: {c.reason}",
+    "release": lambda c: (
+        f"the {c.name} stage {'FAILed' if c.status is Status.FAIL else 'WARNed'}: {c.reason}"
+        if "gate" in c.detail
+        else f"the {c.name} stage has no verdict: it did not run, or the release stopped before it"
+    ),
 }
 
 
@@ -235,6 +239,12 @@ def _bound_change(check: Check) -> str | None:
 
 
 def change(gate: str, check: Check, policy: Mapping[str, Any]) -> str:
+    if gate == "release":
+        if "gate" not in check.detail:
+            return f"run the {check.name} stage and hand in its verdict"
+        return f"the {check.name} stage must PASS (or WARN): its report says what would change it"
+    if gate.startswith("quality."):
+        return "fix the rows named: KPIs are only as good as the journal they come from"
     if check.value is None:
         return f"needs {check.name} measured: {check.reason or 'the journal lacks it'}"
     if gate == "kpi" and check.name == "net_bps":
@@ -247,10 +257,6 @@ def change(gate: str, check: Check, policy: Mapping[str, Any]) -> str:
             f"{policy.get('fee_tier', '?')}: run the candidate on that tier, or judge it by a "
             "policy on the tier it will trade"
         )
-    if gate == "release":
-        return f"the {check.name} stage must PASS (or WARN): see its report"
-    if gate.startswith("quality."):
-        return "fix the rows named: KPIs are only as good as the journal they come from"
     bounded = _bound_change(check)
     if bounded is not None:
         return bounded
