@@ -8,6 +8,7 @@ so that the same journal also gives a WARN and a PASS. No verdict is built by ha
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def loosened(measured: Verdict, *names: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.cache  # the quality suites under each verdict cost about a second of CPU
 def judged(run: Path, overrides: tuple[str, ...] = ()) -> Verdict:
     return kpi_stage(load_journal(run), load_settings("demo", overrides=overrides), profile="demo")
 
