@@ -20,7 +20,6 @@ import shutil
 import signal
 import sys
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,19 +30,11 @@ import structlog
 
 from bot.config import Settings, instruments
 from bot.engine import Engine
-from bot.journal import (
-    MANIFEST,
-    TABLES,
-    JournalWriter,
-    final_pnl_usd,
-    partial_path,
-    read_table,
-)
+from bot.journal import MANIFEST, TABLES, JournalFigures, JournalWriter, partial_path
 from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import open_market
 from bot.market.schema import MarketChunk
-from bot.market.synth import generate
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
@@ -129,6 +120,8 @@ def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[Mark
         return str(path), chunks
     if data.source == "live":
         raise RunError("data.source=live needs the live shell; `mmbot run` replays or synthesises")
+    from bot.market.synth import generate  # a replay does not load the generator
+
     seed = spec.synth_seed if spec.synth_seed is not None else settings.run.seed
     cfg = data.synth
     spec_of = settings.venue.symbols.get(cfg.symbol)
@@ -357,7 +350,7 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
         "out": str(spec.out_dir),
         "data_source": source,
         **engine.summary(),
-        **journal_figures(partial),
+        **journal_figures(writer.figures),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
     }
@@ -367,23 +360,20 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     return RunResult(run_id, spec.out_dir, summary, stats)
 
 
-def journal_figures(root: Path) -> dict[str, Any]:
-    """The summary's figures read back from the journal just written, so that they are
-    what `mmbot kpi` finds in it: pnl_usd by the KPI's one definition (`final_pnl_usd`;
-    the engine's own mark is its last touch, which the sampled book may not hold) and
-    the risk blocks by check, most frequent first."""
-    fills = read_table(root, "fills", ["ts_ns", "symbol", "side", "price", "qty", "fee", "mid"])
-    book = read_table(root, "book", ["ts_ns", "symbol", "mid"])
-    risk = read_table(root, "risk", ["kind", "check"])
-    pnl = final_pnl_usd(fills, book)
-    turnover = float((fills["price"] * fills["qty"]).sum())
-    checks = Counter(risk.loc[risk["kind"] == "block", "check"].astype(str).tolist())
+def journal_figures(figures: JournalFigures) -> dict[str, Any]:
+    """The summary's figures of the journal rows the writer flushed, so that they are
+    what `mmbot kpi` finds in the journal: pnl_usd by the KPI's one definition (the
+    engine's own mark is its last touch, which the sampled book may not hold) and the
+    risk blocks by check, most frequent first."""
+    pnl = figures.pnl_usd()
+    turnover = figures.turnover_usd()
+    by_check = figures.blocks_by_check()
     return {
         "pnl_usd": pnl,
         # PnL per turnover: not the KPI net_bps of DESIGN §6 (`mmbot kpi` computes that)
         "pnl_per_turnover_bps": pnl / turnover * 1e4 if turnover else None,
-        "blocks": sum(checks.values()),
-        "blocks_by_check": dict(sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "blocks": sum(by_check.values()),
+        "blocks_by_check": by_check,
     }
 
 
