@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +36,11 @@ from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import open_market
 from bot.market.schema import MarketChunk
 from bot.profiles import load_settings, redacted_dict
-from bot.runtime.clock import parse_duration
+from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
+from bot.runtime.progress import BarSink, LogSink, ProgressSink, ReplayProgress
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
+from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
 
@@ -65,7 +67,10 @@ class RunSpec:
     duration: str | None = None
     overrides: tuple[str, ...] = ()
     force: bool = False
-    progress: bool | None = None  # None: only when stderr is a terminal
+    # a bar on a terminal, else a log line every `progress_every_pct` % of the data time;
+    # (None, the default, is True)
+    progress: bool | None = None
+    progress_every_pct: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,20 +271,32 @@ def _publish(partial: Path, out_dir: Path) -> None:
     partial.rmdir()
 
 
+def _progress_sink(spec: RunSpec, settings: Settings) -> ProgressSink | None:
+    """A bar on a terminal (unless logs are JSON there), log lines elsewhere, nothing
+    with `--no-progress`."""
+    if spec.progress is False:
+        return None
+    if sys.stderr.isatty() and log_format_for(settings) != "json":
+        return BarSink()
+    return LogSink(spec.progress_every_pct)
+
+
 @contextmanager
-def _progress(enabled: bool | None) -> Iterator[Callable[[int], None] | None]:
-    show = sys.stderr.isatty() if enabled is None else enabled
-    if not show:
+def _progress(
+    spec: RunSpec, settings: Settings, total_ns: int, engine: Engine, wall: Clock | None
+) -> Iterator[ReplayProgress | None]:
+    """The replay's progress display over `total_ns` of data time, closed with the run."""
+    sink = _progress_sink(spec, settings)
+    if sink is None:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("replaying {task.completed:,.0f} rows"),
-               TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("replay", total=None)
-        yield lambda rows: bar.advance(task, rows)
+    progress = ReplayProgress(sink, total_ns, engine.progress_figures,
+                              wall if wall is not None else WallClock())  # fmt: skip
+    try:
+        yield progress
+    except BaseException:
+        progress.close(finished=False)  # the bar goes; the log says where it stopped
+        raise
 
 
 def _venue(
@@ -292,8 +309,9 @@ def _venue(
     return build_sim_venue(settings, insts, books, seed), FeedFaults(settings.sim.faults, seed)
 
 
-def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
-    """Replay, trade against the venue of the mode, write the journal; no printing.
+def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> RunResult:
+    """Replay, trade against the venue of the mode, write the journal; no printing but
+    the progress display (`wall` times it: the ETA is wall time).
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
@@ -309,7 +327,11 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     chunks = itertools.chain([first] if first is not None else [], chunks)
     partial = _prepare_out(spec.out_dir, spec.force)
     duration = settings.run.duration
-    span_known = warn_duration(duration, data_span_ns(spec, settings), source)
+    span_ns = data_span_ns(spec, settings)
+    span_known = warn_duration(duration, span_ns, source)
+    # the data time the replay will cover, for its progress: unknown span, the duration
+    total_ns = parse_duration(duration)
+    total_ns = total_ns if span_ns is None else min(span_ns, total_ns)
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source, clock),
         segment_rows=settings.storage.journal_segment_rows,
@@ -318,7 +340,7 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     venue, feed_faults = _venue(spec, settings, books)
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
-    with _progress(spec.progress) as progress:
+    with _progress(spec, settings, total_ns, engine, wall) as progress:
         loop = SimLoop(
             engine, venue, books, instruments(settings), writer,
             LoopConfig(
@@ -335,6 +357,8 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
         try:
             with _signal_handler(stop):
                 stats = loop.run(stop.chunks(chunks))
+            if progress is not None:
+                progress.close(finished=True, reached_ns=stats.last_ts_ns)
         except BaseException as exc:  # Ctrl-C, SIGTERM, bad data: keep what was journaled
             with _signal_handler(signal.SIG_IGN):  # a second Ctrl-C must not cut the flush
                 writer.flush_all()

@@ -67,6 +67,8 @@ from bot.venues.sim import NEVER, FeedFaults, SimVenue
 log = structlog.get_logger(__name__)
 
 NS_PER_MS: Final = 1_000_000
+# the progress callback hears the data time reached once per this many messages
+PROGRESS_MESSAGES: Final = 256
 _DELTA: Final = int(Kind.DELTA)
 _SNAPSHOT: Final = int(Kind.SNAPSHOT)
 _TRADE: Final = int(Kind.TRADE)
@@ -183,7 +185,8 @@ class LoopConfig:
     book_sample_ms: int = 100
     duration_ns: int | None = None
     record_book: bool = True
-    progress: Callable[[int], None] | None = None
+    # (first data time, data time reached), every PROGRESS_MESSAGES messages: display only
+    progress: Callable[[int, int], None] | None = None
     # the engine's view of the market can be spoiled by feed faults (paper only)
     feed_faults: FeedFaults | None = None
     # exchange -> local clock; None: estimated from the first chunk, no feed latency
@@ -234,6 +237,7 @@ class SimLoop:
         self._last_local = -1
         self._max_lag = 0
         self._faults = self.config.feed_faults if self.config.feed_faults else None
+        self._progress = self.config.progress
         if self._faults is not None and not self._faults.active:
             self._faults = None
 
@@ -245,8 +249,6 @@ class SimLoop:
                 self.stats.stopped_early = True
                 self._finish()
                 return self.stats
-            if self.config.progress is not None:
-                self.config.progress(len(chunk))
         # the data ended: nothing can come before the rows held back any more
         for symbol, state in self._symbols.items():
             if state.carry is not None and len(state.carry):
@@ -443,7 +445,10 @@ class SimLoop:
             self._snapshot_open = False
             self.venue.on_snapshot(self._cur_symbol)
         if cur_ts >= 0:
-            self.stats.messages += 1
+            stats = self.stats
+            stats.messages += 1
+            if self._progress is not None and not stats.messages % PROGRESS_MESSAGES:
+                self._progress(stats.first_ts_ns, cur_ts)
             book = state.book
             bb, ba = book.best_bid, book.best_ask
             bq, aq = book.bids.get(bb, 0), book.asks.get(ba, 0)
