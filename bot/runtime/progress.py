@@ -9,18 +9,21 @@ few hundred messages and one wall-clock read per call. Two sinks: a rich bar on 
 terminal (redrawn at most every 0.2 s of wall time), a structlog line every N % of
 the data time elsewhere (a log file, CI, `--log-format json`).
 
+The share is of the data's span when the source says it up front; a compressed
+capture cannot, so its span is estimated as it is read (`estimating_total`).
 The wall clock (for the elapsed time and the ETA) is injected; the data time is the
 data's, so the sim itself stays deterministic.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 import structlog
 
+from bot.market.schema import MarketChunk
 from bot.runtime.clock import Clock, iso_utc
 
 log = structlog.get_logger(__name__)
@@ -183,3 +186,23 @@ class ReplayProgress:
         fills, pnl = self.figures()
         return ProgressPoint(done, self._reached_ns, fills, pnl,
                              (now_ns - self._start_wall) / NS_PER_S)  # fmt: skip
+
+
+def estimating_total(
+    chunks: Iterable[MarketChunk],
+    read: Callable[[], float],
+    progress: ReplayProgress,
+    cap_ns: int,
+) -> Iterator[MarketChunk]:
+    """The chunks of a source whose span is unknown up front (a compressed file), setting
+    `progress.total_ns` as they come: the data time read so far over the share of the
+    input it took (`read`, e.g. `InputMeter.fraction`), at most `cap_ns` (the duration).
+    Exact once the input is read to its end."""
+    first: int | None = None
+    for chunk in chunks:
+        share = read()
+        if len(chunk) and share > 0:
+            first = int(chunk.ts_local[0]) if first is None else first
+            estimate = (int(chunk.ts_local[-1]) - first) / share
+            progress.total_ns = max(min(cap_ns, round(estimate)), 1)
+        yield chunk

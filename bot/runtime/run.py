@@ -33,12 +33,18 @@ from bot.engine import Engine
 from bot.journal import MANIFEST, TABLES, JournalFigures, JournalWriter, partial_path
 from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
-from bot.market.readers import open_market
+from bot.market.readers import InputMeter, open_market
 from bot.market.schema import MarketChunk
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
-from bot.runtime.progress import BarSink, LogSink, ProgressSink, ReplayProgress
+from bot.runtime.progress import (
+    BarSink,
+    LogSink,
+    ProgressSink,
+    ReplayProgress,
+    estimating_total,
+)
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
@@ -112,16 +118,20 @@ def _data_path(spec: RunSpec, settings: Settings) -> Path | None:
     return Path(data.path) if data.source == "replay" and data.path else None
 
 
-def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[MarketChunk]]:
-    """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's."""
+def market_source(
+    spec: RunSpec, settings: Settings, meter: InputMeter | None = None
+) -> tuple[str, Iterator[MarketChunk]]:
+    """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's;
+    `meter` follows how much of a file source is read."""
     data = settings.data
     path = _data_path(spec, settings)
     if path is not None:
         if not path.exists():
             raise RunError(f"--data {path}: no such file or directory")
         chunks = open_market(
-            path, fmt=data.format, chunk_rows=data.chunk_rows, validation=data.validation
-        )
+            path, fmt=data.format, chunk_rows=data.chunk_rows, validation=data.validation,
+            meter=meter,
+        )  # fmt: skip
         return str(path), chunks
     if data.source == "live":
         raise RunError("data.source=live needs the live shell; `mmbot run` replays or synthesises")
@@ -319,7 +329,9 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
     next chunk of data.
     """
     run_id = run_id_of(spec, settings)
-    source, chunks = market_source(spec, settings)
+    span_ns = data_span_ns(spec, settings)
+    meter = InputMeter() if span_ns is None else None  # the span, estimated while read
+    source, chunks = market_source(spec, settings, meter)
     # the first chunk sets the clock offset, which run.json records before the replay
     first = next(chunks, None)
     feed_ns = round(settings.sim.feed_latency_ms * 1e6)
@@ -327,7 +339,6 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
     chunks = itertools.chain([first] if first is not None else [], chunks)
     partial = _prepare_out(spec.out_dir, spec.force)
     duration = settings.run.duration
-    span_ns = data_span_ns(spec, settings)
     span_known = warn_duration(duration, span_ns, source)
     # the data time the replay will cover, for its progress: unknown span, the duration
     total_ns = parse_duration(duration)
@@ -341,6 +352,8 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
     with _progress(spec, settings, total_ns, engine, wall) as progress:
+        if progress is not None and meter is not None:
+            chunks = estimating_total(chunks, meter.fraction, progress, total_ns)
         loop = SimLoop(
             engine, venue, books, instruments(settings), writer,
             LoopConfig(

@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bot.market.readers import InputMeter, read_tardis
 from bot.runtime.clock import FrozenClock
-from bot.runtime.progress import BAR_REFRESH_NS, BarSink, LogSink, ReplayProgress
+from bot.runtime.progress import (
+    BAR_REFRESH_NS,
+    NS_PER_S,
+    BarSink,
+    LogSink,
+    ReplayProgress,
+    estimating_total,
+)
 from bot.runtime.run import RunSpec, execute
 
 MMBOT = Path(sys.executable).parent / "mmbot"
@@ -123,3 +131,26 @@ def test_progress_changes_no_journal_byte(tmp_path: Path) -> None:
                          if p.is_file() and p.name != "summary.json"})  # fmt: skip
     with_progress, without = journals
     assert len(with_progress) > 6 and with_progress == without
+
+
+def test_a_compressed_capture_estimates_its_span_as_it_is_read(binance_dir: Path) -> None:
+    """The real capture is gzip'ed: no span up front. The estimate (data time read over
+    the share of the input read) is the true span once the files are read."""
+    meter = InputMeter()
+    progress = ReplayProgress(LogSink(), 3_600 * NS_PER_S, lambda: (0, 0.0), FrozenClock(0))
+    chunks = read_tardis(binance_dir, chunk_rows=50_000, meter=meter)
+    estimates, firsts, lasts = [], [], []
+    for chunk in estimating_total(chunks, meter.fraction, progress, 3_600 * NS_PER_S):
+        estimates.append(progress.total_ns)
+        firsts.append(int(chunk.ts_local[0]))
+        lasts.append(int(chunk.ts_local[-1]))
+    span = lasts[-1] - firsts[0]
+    assert meter.fraction() == 1.0 and len(estimates) > 5
+    assert estimates[-1] == span  # 5.7 min, not the hour of the cap
+    assert all(abs(e / span - 1) < 0.25 for e in estimates[1:]), [e / span for e in estimates]
+    # a cap below the data: the duration, the run's own end
+    capped = ReplayProgress(LogSink(), 1, lambda: (0, 0.0), FrozenClock(0))
+    for _ in estimating_total(read_tardis(binance_dir, meter=InputMeter()), lambda: 1.0, capped,
+                              60 * NS_PER_S):  # fmt: skip
+        pass
+    assert capped.total_ns == 60 * NS_PER_S
