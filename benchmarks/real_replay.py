@@ -24,10 +24,12 @@ DATA = REPO.parent / "shared" / "data" / "real" / "binance-futures_BTCUSDT_2024-
 MMBOT = Path(sys.executable).parent / "mmbot"
 
 
-def run_once(data: Path, out: str) -> tuple[float, float, float, dict[str, object]]:
+def run_once(
+    data: Path, out: str, progress: bool = False
+) -> tuple[float, float, float, dict[str, object]]:
     """(wall s, CPU s, peak RSS MiB, summary) of one `mmbot run` process."""
     cmd = [str(MMBOT), "run", "--mode", "paper", "--data", str(data), "--out", out,
-           "--json", "--no-progress"]  # fmt: skip
+           "--json", "--progress" if progress else "--no-progress"]  # fmt: skip
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stdout:
         proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
@@ -46,13 +48,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--repeat", type=int, default=5, help="runs; medians are reported")
+    parser.add_argument(
+        "--progress", action="store_true", help="with its progress log lines (display only)"
+    )
     args = parser.parse_args()
     if not MMBOT.is_file():
         raise SystemExit(f"no console script at {MMBOT}: run `make install` first")
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="mmbot-real-") as tmp:
-            runs.append(run_once(args.data, tmp))
+            runs.append(run_once(args.data, tmp, args.progress))
     wall = statistics.median(run[0] for run in runs)
     cpu = statistics.median(run[1] for run in runs)
     summary = runs[0][3]
@@ -63,7 +68,8 @@ def main() -> None:
                       "walls_s": [round(run[0], 3) for run in runs],
                       "cpus_s": [round(run[1], 3) for run in runs],
                       "peak_rss_mib": round(max(run[2] for run in runs), 1),
-                      "events": events, "events_per_s": round(events / wall)}))  # fmt: skip
+                      "events": events, "events_per_s": round(events / wall),
+                      "progress": args.progress}))  # fmt: skip
 
 
 if __name__ == "__main__":
