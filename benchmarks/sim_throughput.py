@@ -4,7 +4,8 @@ Generates `--hours` of synthetic BTCUSDT (50 book updates/s + 5 trades/s) once
 to a temporary Parquet file, then times the replay: Parquet reader -> sim loop
 -> sim venue -> engine -> journal (written to a temporary directory). Prints
 one JSON line last: events, wall_s, events_per_s, cpu_s, events_per_cpu_s,
-peak_rss_mb, loadavg_1m, and rss_mb: the
+cpu_us_per_event, book_updates (touch changes that reached the engine) and
+cpu_us_per_touch (CPU time per touch change), peak_rss_mb, loadavg_1m, and rss_mb: the
 resident set at each tenth of the replay's wall time (the replay runs at a steady
 rate, so a tenth of the wall time is about a tenth of the data hours; a flat list
 means the journal buffers do not grow with the run).
@@ -85,9 +86,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=6.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--progress",
+        action="store_true",
+        help="with the run's progress log lines (display only; off by default)",
+    )
     args = parser.parse_args()
     structlog.configure(
-        wrapper_class=structlog.make_filtering_bound_logger(30),
+        # info with --progress: its lines are rendered, as a run renders them
+        wrapper_class=structlog.make_filtering_bound_logger(20 if args.progress else 30),
         logger_factory=lambda *_: structlog.PrintLogger(sys.stderr),
     )
     with tempfile.TemporaryDirectory(prefix="mmbot-bench-") as tmp:
@@ -96,7 +103,7 @@ def main() -> None:
         # skip, not raise: the synth stream has a crossed message at some chunk
         # boundaries (reported to its owner); the validator drops those rows
         spec = RunSpec(mode="paper", out_dir=Path(tmp) / "journal", data=data,
-                       duration=f"{args.hours}h", progress=False,
+                       duration=f"{args.hours}h", progress=args.progress,
                        overrides=("data.validation.on_error=skip",))  # fmt: skip
         settings = settings_for(spec)
         start = time.perf_counter()
@@ -112,7 +119,10 @@ def main() -> None:
     print(json.dumps({
         "events": events, "wall_s": round(wall, 3), "events_per_s": round(events / wall),
         "cpu_s": round(cpu, 3), "events_per_cpu_s": round(events / cpu),
-        "peak_rss_mb": round(peak_kb / 1024, 1), "hours": args.hours,
+        "cpu_us_per_event": round(cpu / events * 1e6, 3),
+        "book_updates": result.stats.book_updates,
+        "cpu_us_per_touch": round(cpu / max(result.stats.book_updates, 1) * 1e6, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1), "hours": args.hours, "progress": args.progress,
         "rss_mb": rss.tenths(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }))  # fmt: skip

@@ -59,8 +59,15 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="summary as JSON on stdout")] = False,
     force: Annotated[bool, typer.Option(help="replace a journal already in --out")] = False,
     progress: Annotated[
-        bool | None, typer.Option("--progress/--no-progress", help="default: if a terminal")
-    ] = None,
+        bool,
+        typer.Option(
+            "--progress/--no-progress",
+            help="a bar on a terminal, else a log line every --progress-every % of data time",
+        ),
+    ] = True,
+    progress_every: Annotated[
+        float, typer.Option(min=0.1, max=100, help="% of data time between progress log lines")
+    ] = 10.0,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode; write the journal."""
     if mode not in MODES:
@@ -73,6 +80,7 @@ def run(
     spec = RunSpec(
         mode=run_mode, out_dir=out, profile=profile, data=data, synth_seed=synth,
         duration=duration, overrides=tuple(set_ or ()), force=force, progress=progress,
+        progress_every_pct=progress_every,
     )  # fmt: skip
     partial = partial_path(out)
     try:

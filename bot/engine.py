@@ -196,6 +196,10 @@ class Engine:
     def risk(self) -> RiskEngine:
         return self._risk
 
+    def progress_figures(self) -> tuple[int, float]:
+        """(fills, marked PnL USD) so far, for a progress display: reads, changes nothing."""
+        return self._stats.fills, self._marked_pnl_and_inventory()[0]
+
     def summary(self) -> dict[str, Any]:
         s = self._stats
         marks = {s: mark for s, m in self._markets.items() if (mark := m.mark()) is not None}

@@ -22,12 +22,16 @@ units; money (pnl, fee, notional) in quote currency (USD for USDT pairs).
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -127,6 +131,7 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
     ),
 }
 TABLES: Final = tuple(SCHEMAS)
+_FILL_FIGURES: Final = ("ts_ns", "symbol", "side", "price", "qty", "fee", "mid")
 _APPEND: Final = list.append
 MANIFEST: Final = "run.json"
 WHOLE: Final = "journal"  # the manifest key: {"complete": bool, "parts": {table: n}}
@@ -138,6 +143,107 @@ SEGMENT_ROWS: Final = 200_000
 SEGMENT_BYTES: Final = 16 * 1024 * 1024
 SEGMENT_NS: Final = 3_600 * 1_000_000_000
 _SLOT_BYTES: Final = 8  # a column list's pointer to the value object
+
+
+# --- column lists -> Arrow arrays, without pandas ---------------------------------------
+# `pa.array` on a Python list (or any object but a pandas one) first asks whether it
+# is a pandas object, which imports pandas: half a second of a replay that never uses
+# it. The common columns are built from numpy buffers instead; anything else (None,
+# a value of the wrong type or range) takes `pa.array`, which says what is wrong.
+
+_INT_TYPES: Final[dict[pa.DataType, type[np.signedinteger[Any]]]] = {
+    pa.int8(): np.int8,
+    pa.int16(): np.int16,
+    pa.int64(): np.int64,
+}
+_DECIMAL_WORD: Final = 1 << 64
+_Buffers = list[pa.Buffer | None]
+
+
+def _ints(values: list[Any], arrow: pa.DataType) -> _Buffers | None:
+    array = np.array(values)
+    if array.dtype != np.int64:  # Python ints only (bools, floats: not here)
+        return None
+    limits = np.iinfo(_INT_TYPES[arrow])
+    if array.min() < limits.min or array.max() > limits.max:
+        return None
+    return [pa.py_buffer(array.astype(_INT_TYPES[arrow]))]
+
+
+def _floats(values: list[Any], arrow: pa.DataType) -> _Buffers | None:
+    array = np.array(values)
+    return [pa.py_buffer(array)] if array.dtype == np.float64 else None
+
+
+def _strings(values: list[Any], arrow: pa.DataType) -> _Buffers | None:
+    try:
+        encoded = [value.encode() for value in values]
+    except AttributeError:  # not a str
+        return None
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(encoded)), out=offsets[1:])
+    return [pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+
+
+def _unscaled(value: Any, scale: int) -> int | None:
+    """The integer a decimal column stores for `value` (value * 10**scale), exactly."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return None
+    sign, digits, exponent = value.as_tuple()
+    shift = int(exponent) + scale
+    number = int("".join(map(str, digits)))
+    if shift >= 0:
+        number *= 10**shift
+    else:
+        number, rest = divmod(number, 10**-shift)
+        if rest:
+            return None  # more decimals than the column keeps: pa.array refuses it
+    return -number if sign else number
+
+
+def _decimals(values: list[Any], arrow: pa.DataType) -> _Buffers | None:
+    assert isinstance(arrow, pa.Decimal128Type)
+    words = np.zeros(2 * len(values), dtype=np.uint64)
+    bound = 10**arrow.precision
+    for i, value in enumerate(values):
+        unscaled = _unscaled(value, arrow.scale)
+        if unscaled is None or not -bound < unscaled < bound:
+            return None
+        words[2 * i] = unscaled % _DECIMAL_WORD  # two's complement, little-endian words
+        words[2 * i + 1] = (unscaled >> 64) % _DECIMAL_WORD
+    return [pa.py_buffer(words)]
+
+
+def _builder(arrow: pa.DataType) -> tuple[Any, Any] | None:
+    """(buffers of the non-null values, the value standing in for a null) of a type."""
+    if arrow in _INT_TYPES:
+        return _ints, 0
+    if arrow == pa.float64():
+        return _floats, 0.0
+    if arrow == pa.string():
+        return _strings, ""
+    if isinstance(arrow, pa.Decimal128Type):
+        return _decimals, Decimal(0)
+    return None
+
+
+def arrow_column(values: list[Any], arrow: pa.DataType) -> pa.Array:
+    """One buffered column as an Arrow array of `arrow`, equal to `pa.array(values,
+    type=arrow)` (the fallback, for the values it must refuse)."""
+    builder = _builder(arrow)
+    if not values or builder is None:
+        return pa.nulls(0, arrow) if not values else pa.array(values, type=arrow)
+    build, stand_in = builder
+    given, validity, nulls = values, None, 0
+    if None in values:  # a C-level scan; None is a null, NaN a float
+        missing = np.fromiter((v is None for v in values), bool, len(values))
+        nulls = int(missing.sum())
+        validity = pa.py_buffer(np.packbits(~missing, bitorder="little"))
+        values = [stand_in if v is None else v for v in values]
+    buffers = build(values, arrow)
+    if buffers is None:
+        return pa.array(given, type=arrow)
+    return pa.Array.from_buffers(arrow, len(values), [validity, *buffers], null_count=nulls)
 
 
 class Recorder(Protocol):
@@ -222,6 +328,10 @@ class TableBuffer:
         self._check()
         return [list(column) for column in self._columns]
 
+    def values(self) -> list[list[Any]]:
+        """The column lists themselves, until the next `take` (which starts new ones)."""
+        return self._columns
+
     def _check(self) -> None:
         if self._bad_width is not None:
             raise JournalError(
@@ -233,9 +343,7 @@ class TableBuffer:
         schema = SCHEMAS[self.name]
         self._check()
         columns = self._columns
-        arrays = [
-            pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)
-        ]
+        arrays = [arrow_column(col, field.type) for col, field in zip(columns, schema, strict=True)]
         self._reset()
         return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -273,6 +381,8 @@ class JournalWriter:
         # per table: rows that fill a segment, set once its first row's size is known
         self._limits = dict.fromkeys(TABLES, 0)
         self._parts = dict.fromkeys(TABLES, 0)
+        # the run summary's figures, from the rows as they go to disk: no read-back
+        self.figures = JournalFigures()
 
     def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
         (self.root / MANIFEST).write_text(
@@ -305,9 +415,20 @@ class JournalWriter:
         # Fixed writer options and no pandas metadata: same rows -> same bytes. Written
         # under another name and renamed: a process killed mid-write leaves no torn part.
         part = path.with_name(path.name + ".tmp")
-        pq.write_table(buffer.take(), part, compression="zstd", store_schema=False)
+        columns = buffer.values()  # the lists themselves: `take` starts new ones
+        rows = buffer.take()
+        self._tally(table, dict(zip(SCHEMAS[table].names, columns, strict=True)))
+        pq.write_table(rows, part, compression="zstd", store_schema=False)
         os.replace(part, path)
         self._parts[table] += 1
+
+    def _tally(self, table: str, columns: Mapping[str, list[Any]]) -> None:
+        if table == "fills":
+            self.figures.add_fills(*(columns[c] for c in _FILL_FIGURES))
+        elif table == "book":
+            self.figures.add_book(*(columns[c] for c in ("ts_ns", "symbol", "mid")))
+        elif table == "risk":
+            self.figures.add_risk(columns["kind"], columns["check"])
 
     def flush_all(self) -> None:
         """Every buffered row to disk; the manifest stays incomplete (an interrupted run)."""
@@ -422,41 +543,87 @@ def read_tables(
     return {name: read_table(root, name) for name in tables}
 
 
-def last_mids(book: pd.DataFrame, fills: pd.DataFrame) -> pd.Series:
-    """Last book mid per symbol; the last fill mid for a symbol without book rows."""
-    book = book.dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
-    fills = fills.dropna(subset=["mid"]).sort_values("ts_ns", kind="stable")
-    from_book = book.groupby("symbol")["mid"].last()
-    from_fills = fills.groupby("symbol")["mid"].last()
-    mids = from_book.combine_first(from_fills).astype(float)
-    mids.index = mids.index.astype(str)
-    return mids
+class JournalFigures:
+    """What a run's summary says of its journal rows: risk blocks by check, turnover,
+    and the mark-to-market PnL (DESIGN §6 pnl_usd), of which this is the one definition: per symbol,
+    cash Σ(−s·p·q) − Σfee plus the position Σ(s·q) at the symbol's last mid, summed
+    over symbols in name order; NaN if a traded symbol has no mid at all.
+
+    The last mid is the book's (the row with the latest ts_ns, the later row on a
+    tie; NaN mids skipped), else the last fill's. Sums are exactly rounded
+    (`math.fsum`), so the figure does not depend on the order the rows come in: the
+    journal writer tallies the rows it flushes (`mmbot run` prints that) and
+    `final_pnl_usd` the rows read back (the KPI), and both give the same number.
+    """
+
+    __slots__ = ("_blocks", "_book_mid", "_cash", "_fill_mid", "_position", "_turnover")
+
+    def __init__(self) -> None:
+        self._cash: dict[str, list[float]] = {}
+        self._position: dict[str, list[float]] = {}
+        self._turnover: list[float] = []
+        # symbol -> (ts_ns, mid) of the latest row with a mid
+        self._book_mid: dict[str, tuple[int, float]] = {}
+        self._fill_mid: dict[str, tuple[int, float]] = {}
+        self._blocks: Counter[str] = Counter()
+
+    def add_fills(self, ts: Sequence[int], symbol: Sequence[str], side: Sequence[float],
+                  price: Sequence[float], qty: Sequence[float], fee: Sequence[float],
+                  mid: Sequence[float]) -> None:  # fmt: skip
+        rows = zip(ts, symbol, side, price, qty, fee, mid, strict=True)
+        for t, sym, s, p, q, f, m in rows:
+            s, p, q = float(s), float(p), float(q)
+            self._cash.setdefault(sym, []).append(-s * p * q - float(f))
+            self._position.setdefault(sym, []).append(s * q)
+            self._turnover.append(p * q)
+            _latest(self._fill_mid, t, sym, m)
+
+    def add_book(self, ts: Sequence[int], symbol: Sequence[str], mid: Sequence[float]) -> None:
+        # vectorised: the book table has a row per sample (864 k a day at 100 ms)
+        stamps = np.array(ts, dtype=np.int64)
+        mids = np.array(mid, dtype=np.float64)  # None -> NaN: skipped like NaN
+        symbols = np.array(symbol, dtype=object)
+        valid = ~np.isnan(mids)
+        for sym in set(symbol):
+            rows = np.flatnonzero(valid & (symbols == sym))
+            if len(rows):
+                last = rows[np.flatnonzero(stamps[rows] == stamps[rows].max())[-1]]
+                _latest(self._book_mid, int(stamps[last]), sym, float(mids[last]))
+
+    def add_risk(self, kind: Sequence[str], check: Sequence[Any]) -> None:
+        self._blocks.update(str(c) for k, c in zip(kind, check, strict=True) if k == "block")
+
+    def pnl_usd(self) -> float:
+        total = 0.0
+        for sym in sorted(self._cash):
+            mark = self._book_mid.get(sym) or self._fill_mid.get(sym)
+            mid = mark[1] if mark is not None else math.nan
+            total += math.fsum(self._cash[sym]) + math.fsum(self._position[sym]) * mid
+        return total
+
+    def turnover_usd(self) -> float:
+        return math.fsum(self._turnover)
+
+    def blocks_by_check(self) -> dict[str, int]:
+        """Risk blocks per check, most frequent first (ties by name)."""
+        return dict(sorted(self._blocks.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _latest(marks: dict[str, tuple[int, float]], ts: int, symbol: str, mid: Any) -> None:
+    """Keep (ts, mid) as `symbol`'s mark if it is a number and not older than the mark."""
+    if mid is None or mid != mid:
+        return
+    mark = marks.get(symbol)
+    if mark is None or ts >= mark[0]:
+        marks[symbol] = (ts, float(mid))
 
 
 def final_pnl_usd(fills: pd.DataFrame, book: pd.DataFrame) -> float:
-    """The run's mark-to-market PnL (DESIGN §6 pnl_usd) from its journal rows: per
-    symbol, cash Σ(−s·p·q) − Σfee plus the position Σ(s·q) at the symbol's last mid
-    (`last_mids`), summed over symbols; NaN if a traded symbol has no mid at all.
-
-    The one definition: `mmbot run` prints it and the KPI `pnl_usd` is it.
-    """
-    if fills.empty:
-        return 0.0
-    import pandas as pd  # the readers' dependency; a run reaches here only at its end
-
-    ordered = fills.sort_values("ts_ns", kind="stable")
-    side = ordered["side"].astype(float)
-    qty = ordered["qty"].astype(float)
-    flows = pd.DataFrame(
-        {
-            "symbol": ordered["symbol"].astype(str),
-            "position": side * qty,
-            "cash": -side * ordered["price"].astype(float) * qty - ordered["fee"].astype(float),
-        }
-    )
-    sums = flows.groupby("symbol", sort=True)[["position", "cash"]].sum()
-    mids = last_mids(book, fills).reindex(sums.index)
-    total = 0.0
-    for cash, position, mid in zip(sums["cash"], sums["position"], mids, strict=True):
-        total += cash + position * mid  # NaN mid -> NaN total: a PnL the journal lacks
-    return total
+    """`JournalFigures.pnl_usd` of journal frames (fills: ts_ns, symbol, side, price, qty,
+    fee, mid; book: ts_ns, symbol, mid). `mmbot run` prints it and the KPI `pnl_usd`
+    is it."""
+    pnl = JournalFigures()
+    pnl.add_book(*(book[c].tolist() for c in ("ts_ns", "symbol", "mid")))
+    pnl.add_fills(*(fills[c].tolist() for c in ("ts_ns", "symbol", "side", "price", "qty",
+                                                "fee", "mid")))  # fmt: skip
+    return pnl.pnl_usd()

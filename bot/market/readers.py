@@ -321,7 +321,36 @@ def _open_binary(file: Path) -> gzip.GzipFile | BinaryIO:
     return open(file, "rb")
 
 
-def _line_blocks(file: Path) -> Iterator[bytes]:
+class InputMeter:
+    """How much of its input files a reader has consumed: compressed bytes read over
+    the files' sizes. A progress display's measure when a compressed file cannot say
+    its data span up front."""
+
+    def __init__(self) -> None:
+        self._sizes: dict[Path, int] = {}
+        self._read: dict[Path, int] = {}
+
+    def expect(self, files: Iterable[Path]) -> None:
+        for file in files:
+            self._sizes[file] = file.stat().st_size
+            self._read.setdefault(file, 0)
+
+    def advance(self, file: Path, position: int) -> None:
+        self._read[file] = position
+
+    def fraction(self) -> float:
+        total = sum(self._sizes.values())
+        return min(sum(self._read.values()) / total, 1.0) if total else 0.0
+
+
+def _position(raw: gzip.GzipFile | BinaryIO) -> int:
+    """Bytes of the file itself read so far (for a gzip file, compressed bytes)."""
+    source = raw.fileobj if isinstance(raw, gzip.GzipFile) else raw
+    tell = getattr(source, "tell", None)
+    return int(tell()) if callable(tell) else 0
+
+
+def _line_blocks(file: Path, meter: InputMeter | None = None) -> Iterator[bytes]:
     """The data lines of a CSV file (its header skipped) in blocks of whole lines.
 
     Python reads and decompresses; pyarrow only parses bytes already in memory. A
@@ -338,6 +367,8 @@ def _line_blocks(file: Path) -> Iterator[bytes]:
                 data = tail + block
                 cut = data.rfind(b"\n") + 1
                 tail = data[cut:]
+                if meter is not None:
+                    meter.advance(file, _position(raw))
                 if cut:
                     yield data[:cut]
             if tail:
@@ -347,7 +378,7 @@ def _line_blocks(file: Path) -> Iterator[bytes]:
 
 
 def _tardis_batches(
-    files: list[Path], columns: tuple[str, ...]
+    files: list[Path], columns: tuple[str, ...], meter: InputMeter | None
 ) -> Iterator[tuple[Path, int, pa.RecordBatch]]:
     """(file, line of the first row, rows) of each block of every file in turn."""
     parse = pacsv.ParseOptions(ignore_empty_lines=False)  # one row per line: exact lines
@@ -360,7 +391,7 @@ def _tardis_batches(
     for file in files:
         read = pacsv.ReadOptions(column_names=_csv_header(file), use_threads=False)
         line = 2  # the header is line 1
-        for block in _line_blocks(file):
+        for block in _line_blocks(file, meter):
             try:
                 table = pacsv.read_csv(
                     io.BytesIO(block), read_options=read, parse_options=parse,
@@ -389,7 +420,11 @@ def _ints(batch: pa.RecordBatch, name: str, file: Path, first_line: int) -> np.n
 
 
 def _tardis_stream(
-    files: list[Path], is_book: bool, filt: _SymbolFilter, sources: tuple[Source, ...]
+    files: list[Path],
+    is_book: bool,
+    filt: _SymbolFilter,
+    sources: tuple[Source, ...],
+    meter: InputMeter | None = None,
 ) -> Iterator[tuple[MarketChunk, np.ndarray]]:
     """(chunk, merge key) of one file kind; the key is the running max of ts_local, so
     the merge keeps each file's own row order even where its timestamps go backwards
@@ -397,7 +432,7 @@ def _tardis_stream(
     columns = _BOOK_COLUMNS if is_book else _TRADE_COLUMNS
     index_of = {Path(s.path): i for i, s in enumerate(sources)}
     carry = np.iinfo(np.int64).min
-    for file, line, batch in _tardis_batches(files, columns):
+    for file, line, batch in _tardis_batches(files, columns, meter):
         n = batch.num_rows
         if is_book:
             kind = _ints(batch, "is_snapshot", file, line)
@@ -460,6 +495,7 @@ def read_tardis(
     source: str | Path | Sequence[str | Path],
     symbol: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    meter: InputMeter | None = None,
 ) -> Iterator[MarketChunk]:
     """Tardis.dev `incremental_book_L2` + `trades` CSV (plain or .gz) as one stream.
 
@@ -470,13 +506,16 @@ def read_tardis(
     also emits mid-file after a reconnect, replaces the book); amount 0 removes a
     level; a trade's `side` is the aggressor. Trade ids must be integers (true of
     the derivatives venues we trade). With several symbols in the files, `symbol`
-    picks one. Every row keeps its file and line, for error messages.
+    picks one. Every row keeps its file and line, for error messages. `meter`, if
+    given, follows how much of the files is read.
     """
     book_files, trade_files = _tardis_files(source)
+    if meter is not None:
+        meter.expect([*book_files, *trade_files])
     sources = tuple(Source(str(file)) for file in (*book_files, *trade_files))
     filt = _SymbolFilter(symbol)
-    book = _tardis_stream(book_files, True, filt, sources)
-    trades = _tardis_stream(trade_files, False, filt, sources)
+    book = _tardis_stream(book_files, True, filt, sources, meter)
+    trades = _tardis_stream(trade_files, False, filt, sources, meter)
     rows = 0
     for chunk in rechunk(_merge(book, trades), chunk_rows):
         rows += len(chunk)
@@ -649,8 +688,10 @@ def open_market(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     validation: ValidationConfig | None = None,
     symbol: str | None = None,
+    meter: InputMeter | None = None,
 ) -> Iterator[MarketChunk]:
-    """Replay-ordered chunks of any supported source, validated when `validation` is given.
+    """Replay-ordered chunks of any supported source, validated when `validation` is given;
+    `meter` follows how much of a Tardis CSV source is read (the other readers ignore it).
 
     To read the skip counts of the validation, wrap the unvalidated stream yourself:
     `v = Validator(cfg); for chunk in v.validate(open_market(path)): ...; v.skipped`.
@@ -660,7 +701,7 @@ def open_market(
     if kind == "parquet":
         chunks = read_parquet(path, chunk_rows, symbol)
     elif kind == "tardis":
-        chunks = read_tardis(path, symbol, chunk_rows)
+        chunks = read_tardis(path, symbol, chunk_rows, meter)
     elif kind == "bybit":
         chunks = read_bybit_ob500(path, chunk_rows, symbol)
     else:

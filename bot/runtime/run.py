@@ -20,8 +20,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,23 +30,23 @@ import structlog
 
 from bot.config import Settings, instruments
 from bot.engine import Engine
-from bot.journal import (
-    MANIFEST,
-    TABLES,
-    JournalWriter,
-    final_pnl_usd,
-    partial_path,
-    read_table,
-)
+from bot.journal import MANIFEST, TABLES, JournalFigures, JournalWriter, partial_path
 from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
-from bot.market.readers import open_market
+from bot.market.readers import InputMeter, open_market
 from bot.market.schema import MarketChunk
-from bot.market.synth import generate
 from bot.profiles import load_settings, redacted_dict
-from bot.runtime.clock import parse_duration
+from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
+from bot.runtime.progress import (
+    BarSink,
+    LogSink,
+    ProgressSink,
+    ReplayProgress,
+    estimating_total,
+)
 from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
+from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
 
@@ -74,7 +73,10 @@ class RunSpec:
     duration: str | None = None
     overrides: tuple[str, ...] = ()
     force: bool = False
-    progress: bool | None = None  # None: only when stderr is a terminal
+    # a bar on a terminal, else a log line every `progress_every_pct` % of the data time;
+    # (None, the default, is True)
+    progress: bool | None = None
+    progress_every_pct: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,19 +118,25 @@ def _data_path(spec: RunSpec, settings: Settings) -> Path | None:
     return Path(data.path) if data.source == "replay" and data.path else None
 
 
-def market_source(spec: RunSpec, settings: Settings) -> tuple[str, Iterator[MarketChunk]]:
-    """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's."""
+def market_source(
+    spec: RunSpec, settings: Settings, meter: InputMeter | None = None
+) -> tuple[str, Iterator[MarketChunk]]:
+    """(label, chunks) of the data to replay: `--data`, `--synth SEED`, else the profile's;
+    `meter` follows how much of a file source is read."""
     data = settings.data
     path = _data_path(spec, settings)
     if path is not None:
         if not path.exists():
             raise RunError(f"--data {path}: no such file or directory")
         chunks = open_market(
-            path, fmt=data.format, chunk_rows=data.chunk_rows, validation=data.validation
-        )
+            path, fmt=data.format, chunk_rows=data.chunk_rows, validation=data.validation,
+            meter=meter,
+        )  # fmt: skip
         return str(path), chunks
     if data.source == "live":
         raise RunError("data.source=live needs the live shell; `mmbot run` replays or synthesises")
+    from bot.market.synth import generate  # a replay does not load the generator
+
     seed = spec.synth_seed if spec.synth_seed is not None else settings.run.seed
     cfg = data.synth
     spec_of = settings.venue.symbols.get(cfg.symbol)
@@ -273,20 +281,32 @@ def _publish(partial: Path, out_dir: Path) -> None:
     partial.rmdir()
 
 
+def _progress_sink(spec: RunSpec, settings: Settings) -> ProgressSink | None:
+    """A bar on a terminal (unless logs are JSON there), log lines elsewhere, nothing
+    with `--no-progress`."""
+    if spec.progress is False:
+        return None
+    if sys.stderr.isatty() and log_format_for(settings) != "json":
+        return BarSink()
+    return LogSink(spec.progress_every_pct)
+
+
 @contextmanager
-def _progress(enabled: bool | None) -> Iterator[Callable[[int], None] | None]:
-    show = sys.stderr.isatty() if enabled is None else enabled
-    if not show:
+def _progress(
+    spec: RunSpec, settings: Settings, total_ns: int, engine: Engine, wall: Clock | None
+) -> Iterator[ReplayProgress | None]:
+    """The replay's progress display over `total_ns` of data time, closed with the run."""
+    sink = _progress_sink(spec, settings)
+    if sink is None:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    columns = (SpinnerColumn(), TextColumn("replaying {task.completed:,.0f} rows"),
-               TimeElapsedColumn())  # fmt: skip
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("replay", total=None)
-        yield lambda rows: bar.advance(task, rows)
+    progress = ReplayProgress(sink, total_ns, engine.progress_figures,
+                              wall if wall is not None else WallClock())  # fmt: skip
+    try:
+        yield progress
+    except BaseException:
+        progress.close(finished=False)  # the bar goes; the log says where it stopped
+        raise
 
 
 def _venue(
@@ -299,8 +319,9 @@ def _venue(
     return build_sim_venue(settings, insts, books, seed), FeedFaults(settings.sim.faults, seed)
 
 
-def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
-    """Replay, trade against the venue of the mode, write the journal; no printing.
+def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> RunResult:
+    """Replay, trade against the venue of the mode, write the journal; no printing but
+    the progress display (`wall` times it: the ETA is wall time).
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
@@ -308,7 +329,9 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     next chunk of data.
     """
     run_id = run_id_of(spec, settings)
-    source, chunks = market_source(spec, settings)
+    span_ns = data_span_ns(spec, settings)
+    meter = InputMeter() if span_ns is None else None  # the span, estimated while read
+    source, chunks = market_source(spec, settings, meter)
     # the first chunk sets the clock offset, which run.json records before the replay
     first = next(chunks, None)
     feed_ns = round(settings.sim.feed_latency_ms * 1e6)
@@ -316,7 +339,10 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     chunks = itertools.chain([first] if first is not None else [], chunks)
     partial = _prepare_out(spec.out_dir, spec.force)
     duration = settings.run.duration
-    span_known = warn_duration(duration, data_span_ns(spec, settings), source)
+    span_known = warn_duration(duration, span_ns, source)
+    # the data time the replay will cover, for its progress: unknown span, the duration
+    total_ns = parse_duration(duration)
+    total_ns = total_ns if span_ns is None else min(span_ns, total_ns)
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source, clock),
         segment_rows=settings.storage.journal_segment_rows,
@@ -325,7 +351,9 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     venue, feed_faults = _venue(spec, settings, books)
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
-    with _progress(spec.progress) as progress:
+    with _progress(spec, settings, total_ns, engine, wall) as progress:
+        if progress is not None and meter is not None:
+            chunks = estimating_total(chunks, meter.fraction, progress, total_ns)
         loop = SimLoop(
             engine, venue, books, instruments(settings), writer,
             LoopConfig(
@@ -342,6 +370,8 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
         try:
             with _signal_handler(stop):
                 stats = loop.run(stop.chunks(chunks))
+            if progress is not None:
+                progress.close(finished=True, reached_ns=stats.last_ts_ns)
         except BaseException as exc:  # Ctrl-C, SIGTERM, bad data: keep what was journaled
             with _signal_handler(signal.SIG_IGN):  # a second Ctrl-C must not cut the flush
                 writer.flush_all()
@@ -357,7 +387,7 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
         "out": str(spec.out_dir),
         "data_source": source,
         **engine.summary(),
-        **journal_figures(partial),
+        **journal_figures(writer.figures),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
     }
@@ -367,23 +397,20 @@ def run_bot(spec: RunSpec, settings: Settings) -> RunResult:
     return RunResult(run_id, spec.out_dir, summary, stats)
 
 
-def journal_figures(root: Path) -> dict[str, Any]:
-    """The summary's figures read back from the journal just written, so that they are
-    what `mmbot kpi` finds in it: pnl_usd by the KPI's one definition (`final_pnl_usd`;
-    the engine's own mark is its last touch, which the sampled book may not hold) and
-    the risk blocks by check, most frequent first."""
-    fills = read_table(root, "fills", ["ts_ns", "symbol", "side", "price", "qty", "fee", "mid"])
-    book = read_table(root, "book", ["ts_ns", "symbol", "mid"])
-    risk = read_table(root, "risk", ["kind", "check"])
-    pnl = final_pnl_usd(fills, book)
-    turnover = float((fills["price"] * fills["qty"]).sum())
-    checks = Counter(risk.loc[risk["kind"] == "block", "check"].astype(str).tolist())
+def journal_figures(figures: JournalFigures) -> dict[str, Any]:
+    """The summary's figures of the journal rows the writer flushed, so that they are
+    what `mmbot kpi` finds in the journal: pnl_usd by the KPI's one definition (the
+    engine's own mark is its last touch, which the sampled book may not hold) and the
+    risk blocks by check, most frequent first."""
+    pnl = figures.pnl_usd()
+    turnover = figures.turnover_usd()
+    by_check = figures.blocks_by_check()
     return {
         "pnl_usd": pnl,
         # PnL per turnover: not the KPI net_bps of DESIGN §6 (`mmbot kpi` computes that)
         "pnl_per_turnover_bps": pnl / turnover * 1e4 if turnover else None,
-        "blocks": sum(checks.values()),
-        "blocks_by_check": dict(sorted(checks.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "blocks": sum(by_check.values()),
+        "blocks_by_check": by_check,
     }
 
 

@@ -161,11 +161,16 @@ def prefer(fmt: str | None = None, level: str | None = None) -> None:
     _COMMAND_LINE.update({k: v for k, v in (("fmt", fmt), ("level", level)) if v is not None})
 
 
+def log_format_for(settings: Settings) -> LogFormat:
+    """The log format in force: the command line's, else the settings'."""
+    return cast(LogFormat, _COMMAND_LINE.get("fmt", settings.telemetry.log_format))
+
+
 def configure_for(settings: Settings, run_id: str | None = None) -> None:
     """Logging as the settings say (unless the command line said otherwise), redacting
     every secret those settings can see."""
     configure_logging(
-        cast(LogFormat, _COMMAND_LINE.get("fmt", settings.telemetry.log_format)),
+        log_format_for(settings),
         _COMMAND_LINE.get("level", settings.telemetry.log_level),
         secrets=secret_values(settings),
         run_id=run_id,

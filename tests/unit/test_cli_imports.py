@@ -9,11 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-# top-level packages a `mmbot run` process must not load
-HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect", "boto3")
-# Importing the CLI loads no pandas either; a run still does, when the journal writer
-# hands pyarrow Python lists (`pa.array` probes them for pandas objects).
-NOT_ON_IMPORT = (*HEAVY, "pandas")
+# top-level packages a `mmbot run` process must not load: pandas neither, which
+# `pa.array` on Python lists imports (the journal writer builds its arrays from numpy)
+HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect", "boto3",
+         "pandas")  # fmt: skip
+NOT_ON_IMPORT = HEAVY
+# modules of bot/ that a replay of recorded data does not need
+NOT_FOR_A_REPLAY = ("bot.market.synth",)
 
 LOADED_BY = """
 import json, sys
@@ -21,13 +23,15 @@ from flows.cli import main
 
 codes = [main(args) for args in json.loads(sys.argv[1])]
 heavy = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
+heavy += sorted(set(sys.modules) & set(json.loads(sys.argv[3])))
 print(json.dumps({"codes": codes, "heavy": heavy}))
 """
 
 
 def loaded_by(*commands: list[str], cwd: Path) -> dict[str, list]:
     done = subprocess.run(
-        [sys.executable, "-c", LOADED_BY, json.dumps(commands), json.dumps(HEAVY)],
+        [sys.executable, "-c", LOADED_BY, json.dumps(commands), json.dumps(HEAVY),
+         json.dumps(NOT_FOR_A_REPLAY)],
         cwd=cwd, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
@@ -49,6 +53,13 @@ def test_the_judging_commands_still_load_what_they_need(tmp_path: Path) -> None:
     result = loaded_by(["kpi", "--help"], ["gate", "kpi", "--help"], cwd=tmp_path)
     assert result["codes"] == [0, 0]
     assert "gates" in result["heavy"]
+
+
+def test_a_synthetic_run_loads_the_generator(tmp_path: Path) -> None:
+    # the other direction of NOT_FOR_A_REPLAY: the check sees the module when it is used
+    run = ["run", "--synth", "1", "--duration", "5s", "--out", "j", "--no-progress"]
+    result = loaded_by(run, cwd=tmp_path)
+    assert result == {"codes": [0], "heavy": ["bot.market.synth"]}
 
 
 def test_importing_the_cli_loads_none_of_them(tmp_path: Path) -> None:

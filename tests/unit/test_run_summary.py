@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bot.journal import JournalWriter
+from bot.journal import JournalFigures, JournalWriter
 from bot.market.schema import MarketChunk
 from bot.runtime.data_span import file_span, span_text
 from bot.runtime.run import StopRequest, journal_figures, summary_lines
@@ -25,13 +25,14 @@ SUMMARY = {
 }  # fmt: skip
 
 
-def risk_journal(root: Path, checks: list[str]) -> Path:
+def risk_journal(root: Path, checks: list[str]) -> JournalFigures:
+    """The figures of a journal of these blocks and a freeze, as its writer tallied them."""
     writer = JournalWriter(root, {})
     for i, check in enumerate(checks):
         writer.append("risk", i, "BTCUSDT", "block", check, f"o-{i}: over", "active")
     writer.append("risk", 99, "*", "freeze", "edge", "net edge low", "frozen")
     writer.close()
-    return root
+    return writer.figures
 
 
 def test_blocks_are_counted_by_check_most_frequent_first(tmp_path: Path) -> None:
