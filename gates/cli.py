@@ -114,6 +114,9 @@ def _series_table(series: pd.DataFrame) -> Table:
     return table
 
 
+DEFAULT_PROFILE = "base"  # for a journal whose run.json names none (written by hand)
+
+
 def recorded_profile(journal: Path) -> str | None:
     """The profile the journal's run used (run.json `profile`); None when it names none.
     An unfinished journal is read too: refusing it is the judging path's job."""
@@ -126,12 +129,14 @@ def recorded_profile(journal: Path) -> str | None:
 
 def policy_for(journal: Path, profile: str | None, overrides: list[str] | None) -> Settings:
     """The settings a command judges `journal` by: `profile` (with a one-line warning when
-    it is not the journal's own), else the journal's own profile, then `overrides`."""
+    it is not the journal's own), else the journal's own profile (DEFAULT_PROFILE, with a
+    warning, when run.json names none), then `overrides`."""
     recorded = recorded_profile(journal)
     name = profile if profile is not None else recorded
     if name is None:
-        raise fail(f"{journal}: run.json names no profile; pass one with --profile")
-    if profile is not None and recorded is not None and profile != recorded:
+        name = DEFAULT_PROFILE
+        warn(f"{journal}: run.json names no profile; using {name!r} (pass one with --profile)")
+    elif profile is not None and recorded is not None and profile != recorded:
         warn(f"profile {profile!r} given; the journal ran with {recorded!r} (run.json)")
     try:
         return load_settings(name, overrides=tuple(overrides or ()))
