@@ -25,7 +25,8 @@ class Format(StrEnum):
 @with_log_options
 def export(
     journal: Annotated[
-        Path, typer.Argument(help="journal directory (with run.json)", show_default=False)
+        Path,
+        typer.Argument(metavar="RUN", help="journal directory (with run.json)", show_default=False),
     ],
     table: Annotated[str, typer.Option("--table", help=f"the journal table: {', '.join(TABLES)}")],
     fmt: Annotated[Format, typer.Option("--format", help="file format")] = Format.csv,

@@ -61,7 +61,8 @@ from gates.verdict import Status, Verdict
 EXIT_OF_STATUS = {Status.PASS: ExitCode.OK, Status.FAIL: ExitCode.FAIL, Status.WARN: ExitCode.WARN}
 
 JournalArg = Annotated[
-    Path, typer.Argument(help="journal directory (with run.json)", show_default=False)
+    Path,
+    typer.Argument(metavar="JOURNAL", help="journal directory (with run.json)", show_default=False),
 ]
 
 gate_app = typer.Typer(
@@ -237,11 +238,18 @@ def gate_kpi(
 @with_log_options
 def gate_accuracy(
     shadow: Annotated[
-        Path, typer.Argument(help="the reference: a shadow run's journal", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="SHADOW", help="the reference: a shadow run's journal", show_default=False
+        ),
     ],
     paper: Annotated[
         Path,
-        typer.Argument(help="the judged run: a paper run of the same market", show_default=False),
+        typer.Argument(
+            metavar="PAPER",
+            help="the judged run: a paper run of the same market",
+            show_default=False,
+        ),
     ],
     profile: JournalProfileOpt = None,
     overrides: SetOpt = None,
@@ -265,9 +273,12 @@ def gate_accuracy(
 @with_log_options
 def gate_canary(
     baseline: Annotated[
-        Path, typer.Argument(help="the baseline run's journal", show_default=False)
+        Path,
+        typer.Argument(metavar="BASELINE", help="the baseline run's journal", show_default=False),
     ],
-    canary: Annotated[Path, typer.Argument(help="the canary run's journal", show_default=False)],
+    canary: Annotated[
+        Path, typer.Argument(metavar="CANARY", help="the canary run's journal", show_default=False)
+    ],
     profile: JournalProfileOpt = None,
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
