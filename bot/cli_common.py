@@ -67,7 +67,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON on stdout instead of
 _LOG_KEY: Final = "mmbot.log"  # Click context meta: what the command line said so far
 
 
-def fail(message: str, code: ExitCode = ExitCode.USAGE) -> typer.Exit:
+def fail(message: str, code: int = ExitCode.USAGE) -> typer.Exit:
     """Prints `error: message` on stderr; returns the Exit to raise with `code`."""
     typer.echo(f"{ERROR_PREFIX}{message}", err=True)
     return typer.Exit(int(code))
