@@ -54,7 +54,7 @@ JournalProfileOpt = Annotated[
     typer.Option(
         "--profile",
         "-p",
-        help="policy: profile name or YAML path [default: the journal's own, from run.json]",
+        help="profile name or YAML path (default: the journal's own, from run.json)",
         show_default=False,
     ),
 ]
@@ -128,13 +128,21 @@ def _format_given(ctx: Any, param: Any, value: LogFormatChoice | None) -> LogFor
 LogLevelOpt = Annotated[
     LogLevel | None,
     typer.Option(
-        "--log-level", envvar="MMBOT_LOG_LEVEL", case_sensitive=False, callback=_level_given
+        "--log-level",
+        envvar="MMBOT_LOG_LEVEL",
+        case_sensitive=False,
+        callback=_level_given,
+        help="log level of the stderr log (default: the profile's telemetry.log_level)",
     ),
 ]
 LogFormatOpt = Annotated[
     LogFormatChoice | None,
     typer.Option(
-        "--log-format", envvar="MMBOT_LOG_FORMAT", case_sensitive=False, callback=_format_given
+        "--log-format",
+        envvar="MMBOT_LOG_FORMAT",
+        case_sensitive=False,
+        callback=_format_given,
+        help="stderr log as JSON lines or console text; auto: console on a terminal",
     ),
 ]
 

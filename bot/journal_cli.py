@@ -32,7 +32,7 @@ def export(
     fmt: Annotated[Format, typer.Option("--format", help="file format")] = Format.csv,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="file to write [default: CSV on stdout]", show_default=False),
+        typer.Option("--out", help="file to write (default: CSV on stdout)", show_default=False),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:

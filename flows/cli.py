@@ -152,7 +152,7 @@ def demo(
         Path | None,
         typer.Option(
             help="the journal (DIR/journal) and the reports (file://DIR) go here "
-            "[default: journal in artifacts/demo, reports to storage.artifacts_url]",
+            "(default: the journal in artifacts/demo, the reports to storage.artifacts_url)",
             show_default=False,
         ),
     ] = None,

@@ -255,8 +255,10 @@ def gate_accuracy(
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Does the simulated run agree with the shadow run, interval by interval (MAPE of
-    net_bps, maker_share, fills on gates.accuracy.interval)? Exit 0 PASS, 1 FAIL, 2 WARN.
+    """The accuracy stage: a paper run against the shadow run of its market.
+
+    MAPE of net_bps, maker_share and fills per gates.accuracy.interval; exit 0 PASS,
+    1 FAIL, 2 WARN.
 
     Usage: mmbot gate accuracy SHADOW PAPER [-p POLICY] [--set KEY=VALUE] [--json]
     (the policy defaults to PAPER's profile)
@@ -283,8 +285,10 @@ def gate_canary(
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The canary judged against its baseline (Mann-Whitney per metric on canary.interval,
-    at least canary.min_intervals intervals): exit 0 PASS, 1 FAIL, 2 WARN (MARGINAL).
+    """The canary stage: the canary run judged against its baseline.
+
+    Mann-Whitney per metric on canary.interval, at least canary.min_intervals
+    intervals; exit 0 PASS, 1 FAIL, 2 WARN (MARGINAL).
 
     Usage: mmbot gate canary BASELINE CANARY [-p POLICY] [--set KEY=VALUE] [--json]
     (the policy defaults to CANARY's profile)
@@ -338,8 +342,10 @@ def gate_readiness(
     overrides: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The readiness score (0-100) of a journal: READY (exit 0) at >= gates.readiness_ready,
-    HOLD (2) at >= gates.readiness_hold, else BLOCK (1).
+    """The readiness score (0-100) of a journal: READY, HOLD or BLOCK.
+
+    READY (exit 0) at >= gates.readiness_ready, HOLD (2) at >= gates.readiness_hold,
+    else BLOCK (1).
 
     Usage: mmbot gate readiness JOURNAL [--section guards=0.9 ...] [-p POLICY] [--json]
     """
