@@ -142,8 +142,18 @@ def policy_for(journal: Path, profile: str | None, overrides: list[str] | None) 
     try:
         return load_settings(name, overrides=tuple(overrides or ()))
     except ConfigError as exc:
-        whose = "" if profile is not None else " (the journal's own, from run.json)"
-        raise fail(f"profile {name!r}{whose}: {exc}", ExitCode.USAGE) from exc
+        message = str(exc)
+        if profile is None and not _loads(name):  # the run's profile itself: say whose
+            message = f"the journal's profile {name!r} (run.json): {message}; pass --profile"
+        raise fail(message, ExitCode.USAGE) from exc
+
+
+def _loads(profile: str) -> bool:
+    try:
+        load_settings(profile)
+    except ConfigError:
+        return False
+    return True
 
 
 @with_log_options
