@@ -96,7 +96,7 @@ def _errors_in_our_style() -> Iterator[None]:
 
 
 class _RootGroup(TyperGroup):
-    """`mmbot`: lazy gates, reports and journal commands; usage errors exit 64."""
+    """`mmbot`: lazy gates and reports commands; usage errors exit 64, errors in our style."""
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         build = _LAZY.get(cmd_name)
