@@ -49,5 +49,8 @@ update-golden: install
 lock: install
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
+# Everything the README's commands write (tests/unit/test_readme_cli.py holds the list to it)
+CLEAN_OUTPUTS := artifacts runs data
+
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) $(CLEAN_OUTPUTS) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -12,10 +12,12 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import JsonOpt, ProfileOpt, SetOpt, fail, with_log_options
 from bot.config_cli import config_app
 from bot.exitcodes import ExitCode
 from bot.journal import MANIFEST, partial_path
-from bot.market.cli import market_app
+from bot.journal_cli import journal_app
+from bot.market.cli import SourceFormat, market_app
 from bot.market.validate import MarketDataError
 from bot.profiles import ConfigError
 from bot.runtime.run import (
@@ -35,6 +37,7 @@ app = typer.Typer(
 )
 app.add_typer(market_app, name="market")
 app.add_typer(config_app, name="config")
+app.add_typer(journal_app, name="journal")
 
 
 def _tell_partial(partial: Path) -> None:
@@ -44,19 +47,27 @@ def _tell_partial(partial: Path) -> None:
 
 
 @app.command("run")
+@with_log_options
 def run(
     out: Annotated[Path, typer.Option("--out", help="journal directory")],
     mode: Annotated[str, typer.Option(help="paper (simulated venue) or shadow")] = "paper",
-    profile: Annotated[str, typer.Option(help="profile name or YAML path")] = "base",
+    profile: ProfileOpt = "base",
     data: Annotated[
         Path | None, typer.Option(help="Parquet, Tardis CSV dir or Bybit ob500 file")
     ] = None,
+    fmt: Annotated[
+        SourceFormat | None,
+        typer.Option(
+            "--format",
+            help="format of --data (or the profile's data.path), overriding the guess "
+            "from the file names; the same as --set data.format=FORMAT",
+            show_default=False,
+        ),
+    ] = None,
     synth: Annotated[int | None, typer.Option(help="synthetic market with this seed")] = None,
     duration: Annotated[str | None, typer.Option(help="data time to run, e.g. 6h")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="override a setting: key=value")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="summary as JSON on stdout")] = False,
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
     force: Annotated[bool, typer.Option(help="replace a journal already in --out")] = False,
     progress: Annotated[
         bool,
@@ -76,10 +87,14 @@ def run(
     if data is not None and synth is not None:
         typer.echo("error: --data and --synth are alternatives; pass one", err=True)
         raise typer.Exit(ExitCode.USAGE)
+    if fmt is not None and synth is not None:
+        raise fail("--format is the format of --data; a --synth market has none")
     run_mode: RunMode = "paper" if mode == "paper" else "shadow"
+    # the format is a setting like any other (data.format): a --set after it, on the right
+    overrides = (*((f"data.format={fmt.value}",) if fmt is not None else ()), *(set_ or ()))
     spec = RunSpec(
         mode=run_mode, out_dir=out, profile=profile, data=data, synth_seed=synth,
-        duration=duration, overrides=tuple(set_ or ()), force=force, progress=progress,
+        duration=duration, overrides=overrides, force=force, progress=progress,
         progress_every_pct=progress_every,
     )  # fmt: skip
     partial = partial_path(out)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from bot.cli_common import ERROR_PREFIX, JsonOpt, ProfileOpt, SetOpt, with_log_options
 from bot.exitcodes import ExitCode
 from bot.profiles import (
     Change,
@@ -83,27 +84,19 @@ def validate_profiles(files: Iterable[str | Path]) -> dict[str, tuple[ConfigErro
 
 def _fail(exc: ConfigError) -> NoReturn:
     for error in exc.all():
-        typer.echo(f"error: {error.describe()}", err=True)
+        typer.echo(f"{ERROR_PREFIX}{error.describe()}", err=True)
     raise typer.Exit(ExitCode.USAGE)
 
 
-ProfileOption = Annotated[
-    str, typer.Option("--profile", "-p", help="profile name (profiles/<name>.yaml) or YAML path")
-]
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", metavar="KEY=VALUE", help="override one setting; value is YAML"),
-]
-
-
 @config_app.command("show")
+@with_log_options
 def show(
-    profile: ProfileOption = "base",
+    profile: ProfileOpt = "base",
     sources: Annotated[
         bool, typer.Option("--sources", help="print where each value came from")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
-    overrides: SetOption = None,
+    as_json: JsonOpt = False,
+    overrides: SetOpt = None,
 ) -> None:
     """Print the resolved settings (defaults -> profile -> MMBOT_ env -> --set)."""
     try:
@@ -114,27 +107,33 @@ def show(
 
 
 @config_app.command("validate")
+@with_log_options
 def validate(
     files: Annotated[list[Path], typer.Argument(help="profile YAML files", show_default=False)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help='{"file": ["error", ...]} on stdout instead of text')
+    ] = False,
 ) -> None:
     """Check profile files: unknown keys, types, ranges, consistency."""
-    failed = False
-    for file, errors in validate_profiles(files).items():
-        if errors:
-            failed = True
-            for error in errors:
-                typer.echo(f"error: {error.describe()}", err=True)
-        else:
+    report = validate_profiles(files)
+    if as_json:
+        payload = {f: [e.describe() for e in errors] for f, errors in report.items()}
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+    for file, errors in report.items():
+        for error in errors:
+            typer.echo(f"{ERROR_PREFIX}{error.describe()}", err=True)
+        if not errors and not as_json:
             typer.echo(f"ok {file}")
-    if failed:
+    if any(report.values()):
         raise typer.Exit(ExitCode.USAGE)
 
 
 @config_app.command("diff")
+@with_log_options
 def diff_command(
     a: Annotated[str, typer.Argument(help="profile name or YAML path")],
     b: Annotated[str, typer.Argument(help="profile name or YAML path")],
-    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of text")] = False,
+    as_json: JsonOpt = False,
     with_env: Annotated[
         bool, typer.Option("--env", help="apply MMBOT_ environment variables to both sides")
     ] = False,

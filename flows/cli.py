@@ -14,9 +14,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 import click
 import typer
@@ -26,10 +25,22 @@ from typer._click import exceptions as typer_click
 from typer.core import TyperGroup
 
 from bot.cli import app
+from bot.cli_common import (
+    JsonOpt,
+    LogFormatOpt,
+    LogLevelOpt,
+    ProfileOpt,
+    SetOpt,
+    apply_logging,
+    fail,
+    show_click_error,
+    with_log_options,
+)
 from bot.exitcodes import ExitCode
 from bot.profiles import ConfigError
 from bot.runtime.clock import default_clock
-from bot.runtime.telemetry import LogFormat, configure_logging, prefer
+
+DEMO_OUT = Path("artifacts/demo")  # the journal of `mmbot demo` without --out
 
 
 def _kpi_command() -> Any:
@@ -66,19 +77,26 @@ _LAZY: dict[str, Callable[[], Any]] = {
 
 
 @contextmanager
-def _usage_exits_64() -> Iterator[None]:
+def _errors_in_our_style() -> Iterator[None]:
     # Click says 2 for a usage error, which is our WARN: a script could not tell a typo
-    # from a gate warning. Set here, on the root group, the code holds for every way in:
-    # the console script, `app()` and Typer's CliRunner.
+    # from a gate warning. Its errors also print as "Error: ..." where ours are one
+    # "error: ..." line. Caught here, on the root group, both hold for every way in: the
+    # console script, `app()` and Typer's CliRunner.
     try:
         yield
-    except typer_click.UsageError as exc:
+    except typer_click.NoArgsIsHelpError as exc:  # a bare group: its help, as a usage error
         exc.exit_code = int(ExitCode.USAGE)
         raise
+    except typer_click.UsageError as exc:
+        show_click_error(exc)
+        raise typer.Exit(int(ExitCode.USAGE)) from exc
+    except typer_click.ClickException as exc:
+        show_click_error(exc)
+        raise typer.Exit(int(getattr(exc, "exit_code", ExitCode.FAIL))) from exc
 
 
 class _RootGroup(TyperGroup):
-    """`mmbot`: lazy gates and reports commands, usage errors exit 64."""
+    """`mmbot`: lazy gates and reports commands; usage errors exit 64, errors in our style."""
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         build = _LAZY.get(cmd_name)
@@ -103,11 +121,11 @@ class _RootGroup(TyperGroup):
         super().format_help(ctx, formatter)
 
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
-        with _usage_exits_64():
+        with _errors_in_our_style():
             return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: Any) -> Any:
-        with _usage_exits_64():
+        with _errors_in_our_style():
             return super().invoke(ctx)
 
     def _build_all(self, ctx: Any) -> None:
@@ -115,43 +133,32 @@ class _RootGroup(TyperGroup):
             self.get_command(ctx, name)
 
 
-# The choices of configure_logging (bot/runtime/telemetry.py), as Click choices so that
-# a bad value is a usage error listing them.
-class LogLevel(StrEnum):
-    debug = "debug"
-    info = "info"
-    warning = "warning"
-    error = "error"
-
-
-class LogFormatChoice(StrEnum):
-    auto = "auto"
-    json = "json"
-    console = "console"
-
-
 @app.callback(cls=_RootGroup)
 def root(
-    log_level: Annotated[
-        LogLevel | None, typer.Option(envvar="MMBOT_LOG_LEVEL", case_sensitive=False)
-    ] = None,
-    log_format: Annotated[
-        LogFormatChoice | None, typer.Option(envvar="MMBOT_LOG_FORMAT", case_sensitive=False)
-    ] = None,
+    ctx: typer.Context, log_level: LogLevelOpt = None, log_format: LogFormatOpt = None
 ) -> None:
     """mmbot: market-making rebate bot and its release pipeline. Logs go to stderr."""
-    level = log_level.value if log_level is not None else None
-    fmt = log_format.value if log_format is not None else None
-    configure_logging(cast(LogFormat, fmt or "auto"), level or "info")
-    prefer(fmt, level)
+    apply_logging(
+        ctx,
+        level=log_level.value if log_level is not None else None,
+        fmt=log_format.value if log_format is not None else None,
+    )
 
 
 @app.command("demo")
+@with_log_options
 def demo(
-    out: Annotated[Path, typer.Option(help="where the journal goes")] = Path("artifacts/demo"),
-    profile: Annotated[str, typer.Option(help="profile name or YAML path")] = "demo",
-    set_: Annotated[list[str] | None, typer.Option("--set", help="key=value override")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="result as JSON on stdout")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="the journal (DIR/journal) and the reports (file://DIR) go here "
+            "(default: the journal in artifacts/demo, the reports to storage.artifacts_url)",
+            show_default=False,
+        ),
+    ] = None,
+    profile: ProfileOpt = "demo",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Synthetic market -> paper run -> KPIs -> KPI gate -> report, on embedded defaults.
 
@@ -160,14 +167,17 @@ def demo(
     from flows.demo import run_demo  # the pipeline imports pandas, GX, jinja2: pay only here
     from reports.publish import BadArtifactUrl, PublishError
 
+    where = out if out is not None else DEMO_OUT
+    reports_url = out.resolve().as_uri() if out is not None else None
     try:
-        result = run_demo(out, default_clock(), profile=profile, overrides=tuple(set_ or ()))
+        result = run_demo(
+            where, default_clock(), profile=profile, overrides=tuple(set_ or ()),
+            reports_url=reports_url,
+        )  # fmt: skip
     except (ConfigError, BadArtifactUrl) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.USAGE) from exc
+        raise fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:  # the store was checked before the run
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(ExitCode.UNAVAILABLE) from exc
+        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
     total = result.kpis.total
     if as_json:
         payload = {
@@ -209,9 +219,11 @@ def _exit_code(value: object) -> int:
 
 
 def _show(exc: Exception) -> None:
+    if isinstance(exc, typer_click.NoArgsIsHelpError):
+        exc.show()  # the group's help
     # A bare `mmbot` has Typer print the help itself, then raise with an empty message.
-    if exc.format_message():  # type: ignore[attr-defined]  # every ClickException has it
-        exc.show()  # type: ignore[attr-defined]
+    elif exc.format_message():  # type: ignore[attr-defined]  # every ClickException has it
+        show_click_error(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

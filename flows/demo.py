@@ -30,10 +30,16 @@ class DemoResult:
 
 
 def run_demo(
-    out_dir: Path, clock: Clock, *, profile: str = "demo", overrides: tuple[str, ...] = ()
+    out_dir: Path,
+    clock: Clock,
+    *,
+    profile: str = "demo",
+    overrides: tuple[str, ...] = (),
+    reports_url: str | None = None,
 ) -> DemoResult:
     """One paper run on the profile's synthetic market, judged by the KPI stage
-    (`gates.stage.kpi_stage`, as `mmbot gate kpi` judges it) and reported. The profile
+    (`gates.stage.kpi_stage`, as `mmbot gate kpi` judges it) and reported to
+    `reports_url` (default: the settings' `storage.artifacts_url` + /demo). The profile
     as written is the policy; `overrides` change the candidate only. Raises
     BadArtifactUrl / PublishError before the run when the artifact store cannot be used."""
     spec = RunSpec(
@@ -43,9 +49,8 @@ def run_demo(
     settings = settings_for(spec)
     configure_for(settings)
     # the store first: a bad or unreachable artifact URL fails before the run, not after
-    store = ArtifactStore.from_url(
-        settings.storage.artifacts_url.rstrip("/") + "/demo", settings.storage, settings.secrets
-    )
+    url = reports_url or settings.storage.artifacts_url.rstrip("/") + "/demo"
+    store = ArtifactStore.from_url(url, settings.storage, settings.secrets)
     store.check()
     run = run_bot(spec, settings)
     journal = load_journal(run.out_dir)

@@ -1,6 +1,8 @@
 """`mmbot report STAGE --journal J --out URL`: render a stage report outside Prefect.
 
-A thin command: settings from the profile, the report from reports.render, the
+A thin command: settings from the profile (by default the one the journal ran with,
+run.json `profile`; another one given with -p is used, with a one-line warning), the
+report from reports.render, the
 artifacts to the store at --out; stdout is the artifact URLs, one a line, and
 diagnostics go to stderr. The report judges nothing: the stage's verdict comes
 from its gate function (`gates.stage.stage_verdict`, the same call `mmbot gate kpi`
@@ -19,24 +21,19 @@ from typing import Annotated
 
 import typer
 
+from bot.cli_common import JournalProfileOpt, JsonOpt, SetOpt, fail, with_log_options
 from bot.config import Settings
 from bot.exitcodes import ExitCode
 from bot.journal import JournalError, read_manifest
-from bot.profiles import ConfigError, load_settings
 from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import configure_for
-from gates.cli import EXIT_OF_STATUS
+from gates.cli import EXIT_OF_STATUS, policy_for, policy_name
 from gates.kpi import KpiError, load_journal
 from gates.stage import StageError, release_verdict, stage_verdict
 from gates.verdict import Verdict
 from reports.inputs import StageInput, read_stage_input
 from reports.publish import ArtifactStore, BadArtifactUrl, PublishError, publish_report
 from reports.render import STAGES, MissingInput, ReportError, render_report, verdict_from_dict
-
-
-def _fail(message: str, code: ExitCode) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(int(code))
 
 
 def _read_verdict(path: Path) -> Verdict:
@@ -54,6 +51,7 @@ def _journal_run_id(journal: Path) -> str:
         return journal.resolve().name
 
 
+@with_log_options
 def report_command(
     stage: Annotated[str, typer.Argument(help=f"one of: {', '.join(STAGES)}", show_default=False)],
     journal: Annotated[Path, typer.Option("--journal", help="journal directory (run.json)")],
@@ -61,7 +59,7 @@ def report_command(
         str | None,
         typer.Option("--out", help="file://DIR or s3://bucket/prefix [storage.artifacts_url]"),
     ] = None,
-    profile: Annotated[str, typer.Option("--profile", help="profile name or YAML path")] = "base",
+    profile: JournalProfileOpt = None,
     baseline: Annotated[
         Path | None,
         typer.Option("--baseline", help="second journal: canary baseline or accuracy sim run"),
@@ -77,9 +75,7 @@ def report_command(
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="default: the journal's run id (run.json)")
     ] = None,
-    overrides: Annotated[
-        list[str] | None, typer.Option("--set", help="a.b=c setting override (repeatable)")
-    ] = None,
+    overrides: SetOpt = None,
     stage_input: Annotated[
         Path | None,
         typer.Option(
@@ -88,15 +84,14 @@ def report_command(
             "release stages JSON (formats: reports.inputs)",
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Render STAGE's report (Markdown + HTML + verdict JSON), publish it, print the URLs."""
+    """Render STAGE's report (Markdown + HTML + verdict JSON), publish it, print the URLs
+    (with --json: {"urls": [...], "status": the verdict's or null})."""
     stage = stage.replace("_", "-")
     if stage not in STAGES:
-        raise _fail(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}", ExitCode.USAGE)
-    try:
-        settings = load_settings(profile, overrides=overrides or ())
-    except ConfigError as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
+        raise fail(f"unknown stage {stage!r}; stages are {', '.join(STAGES)}", ExitCode.USAGE)
+    settings = policy_for(journal, profile, overrides)
     # Before anything logs: the redactor must know the secrets these settings carry
     # (an S3 endpoint password, a Redis URL password, API keys).
     configure_for(settings)
@@ -107,7 +102,9 @@ def report_command(
         judged = (
             _read_verdict(verdict)
             if verdict
-            else _gate_verdict(stage, journal, baseline, settings, given, profile)
+            else _gate_verdict(
+                stage, journal, baseline, settings, given, policy_name(journal, profile)
+            )
         )
         report = render_report(
             stage,
@@ -122,15 +119,19 @@ def report_command(
             stages=given.stages,
         )
     except (StageError, MissingInput) as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
+        raise fail(str(exc), ExitCode.USAGE) from exc
     except (ReportError, JournalError, KpiError) as exc:
-        raise _fail(str(exc), ExitCode.DATA) from exc
+        raise fail(str(exc), ExitCode.DATA) from exc
     try:
         urls = publish_report(report, store, run)
     except PublishError as exc:
-        raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
-    for url in urls:
-        typer.echo(url)
+        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+    if as_json:
+        status = judged.status.value if judged is not None else None
+        typer.echo(json.dumps({"urls": list(urls), "status": status}, sort_keys=True))
+    else:
+        for url in urls:
+            typer.echo(url)
     if judged is not None:
         raise typer.Exit(int(EXIT_OF_STATUS[judged.status]))
 
@@ -139,9 +140,9 @@ def _store(out: str | None, settings: Settings) -> ArtifactStore:
     try:
         return ArtifactStore.from_url(out, settings.storage, settings.secrets)
     except BadArtifactUrl as exc:
-        raise _fail(str(exc), ExitCode.USAGE) from exc
+        raise fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:
-        raise _fail(str(exc), ExitCode.UNAVAILABLE) from exc
+        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
 
 
 def _gate_verdict(

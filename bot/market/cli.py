@@ -12,6 +12,8 @@ from typing import Annotated, Any, NoReturn, cast
 
 import typer
 
+from bot.cli_common import ProfileOpt, SetOpt, fail, with_log_options
+
 market_app = typer.Typer(no_args_is_help=True, help="Market data: synth, info, convert")
 
 
@@ -37,8 +39,7 @@ _SYMBOL_HELP = "Symbol to read (files holding several symbols)"
 
 
 def _fail(code: int, message: str) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
+    raise fail(message, code)
 
 
 def _logs_to_stderr() -> None:
@@ -132,6 +133,7 @@ def _format_info(info: dict[str, object]) -> str:
 
 
 @market_app.command("info")
+@with_log_options
 def info(
     path: Annotated[Path, typer.Argument(help=_SRC_HELP)],
     fmt: Annotated[SourceFormat, typer.Option("--format", help="Source format")] = (
@@ -148,6 +150,7 @@ def info(
 
 
 @market_app.command("convert")
+@with_log_options
 def convert(
     src: Annotated[Path, typer.Argument(help=_SRC_HELP)],
     out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
@@ -178,6 +181,7 @@ def synth_market(
     symbol: str | None = None,
     profile: str | Path | None = "base",
     start: str | None = None,
+    overrides: tuple[str, ...] = (),
 ) -> dict[str, object]:
     """Writes `out_dir/<SYMBOL>.parquet` from the profile's `data.synth`; returns a summary.
 
@@ -190,7 +194,7 @@ def synth_market(
     from bot.profiles import load_settings
     from bot.runtime.clock import iso_utc
 
-    settings = load_settings(profile)
+    settings = load_settings(profile, overrides=overrides)
     given = {"duration": duration, "symbol": symbol, "start": start}
     cfg = SynthConfig.model_validate(
         {**settings.data.synth.model_dump(), **{k: v for k, v in given.items() if v is not None}}
@@ -220,13 +224,15 @@ def synth_market(
 
 
 @market_app.command("synth")
+@with_log_options
 def synth(
     out: Annotated[Path, typer.Option(help="Directory; writes <SYMBOL>.parquet there")],
     seed: Annotated[int, typer.Option(help="Seed of the generator: same seed, same bytes")] = 7,
     duration: Annotated[str | None, typer.Option(help="e.g. 90m, 24h (profile's default)")] = None,
     symbol: Annotated[str | None, typer.Option(help="Symbol from venue.symbols")] = None,
-    profile: Annotated[str, typer.Option(help="Profile name or YAML path")] = "base",
+    profile: ProfileOpt = "base",
     start: Annotated[str | None, typer.Option(help="UTC start, e.g. 2024-08-08T00:00:00Z")] = None,
+    overrides: SetOpt = None,
 ) -> None:
     """Generate a seeded synthetic L2 + trades stream and print a one-line JSON summary."""
     from bot.exitcodes import ExitCode
@@ -236,8 +242,9 @@ def synth(
     _logs_to_stderr()
     try:
         result = synth_market(
-            seed, out, duration=duration, symbol=symbol, profile=profile, start=start
-        )
+            seed, out, duration=duration, symbol=symbol, profile=profile, start=start,
+            overrides=tuple(overrides or ()),
+        )  # fmt: skip
     except (ConfigError, SynthConfigError, KeyError, ValueError) as exc:
         _fail(ExitCode.USAGE, str(exc).strip("'\""))
     typer.echo(json.dumps(result, sort_keys=True))

@@ -678,7 +678,7 @@ def detect_format(path: str | Path) -> Literal["parquet", "tardis", "bybit"]:
         return "bybit"
     raise MarketFormatError(
         f"{p}: cannot tell the format (expected a Tardis CSV directory, *.parquet, or a Bybit "
-        "*_ob500.data[.zip|.gz] file); pass the format explicitly"
+        "*_ob500.data[.zip|.gz] file); pass it with --format tardis|parquet|bybit (data.format)"
     )
 
 

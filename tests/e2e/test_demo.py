@@ -27,6 +27,8 @@ def test_demo_runs_judges_and_reports(tmp_path: Path, monkeypatch: pytest.Monkey
     assert payload["verdict"]["status"] in {"PASS", "WARN", "FAIL"}
     html = [u for u in payload["reports"] if u.endswith(".html")]
     assert html, payload["reports"]
+    # --out takes the reports too, over storage.artifacts_url
+    assert all(u.startswith((tmp_path / "demo").as_uri() + "/") for u in payload["reports"])
     page = Path(html[0].removeprefix("file://")).read_text()
     assert "<svg" in page
     assert "http://" not in page and "https://" not in page
@@ -39,9 +41,12 @@ def test_demo_with_a_typo_in_a_setting_is_a_usage_error(tmp_path: Path) -> None:
     assert "min_edge_bps" in result.output
 
 
-def test_demo_with_a_bad_artifact_url_fails_before_the_run(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--set", "storage.artifacts_url=ftp://host/reports"]
+def test_demo_with_a_bad_artifact_url_fails_before_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # without --out, the store is storage.artifacts_url
+    out = tmp_path / "artifacts" / "demo"
+    args = ["demo", "--set", "storage.artifacts_url=ftp://host/reports"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 64, result.output
     assert result.stderr.splitlines() == [
@@ -61,8 +66,9 @@ def test_demo_with_an_unreachable_store_fails_before_the_run(
         port = probe.getsockname()[1]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--set", "storage.artifacts_url=s3://reports/mmbot",
+    monkeypatch.chdir(tmp_path)  # without --out, the store is storage.artifacts_url
+    out = tmp_path / "artifacts" / "demo"
+    args = ["demo", "--set", "storage.artifacts_url=s3://reports/mmbot",
             "--set", f"storage.s3_endpoint_url=http://127.0.0.1:{port}",
             "--set", "storage.s3_retry_attempts=1"]  # fmt: skip
     result = CliRunner().invoke(app, args)

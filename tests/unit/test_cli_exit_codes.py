@@ -59,7 +59,9 @@ def test_the_console_script_is_flows_cli_main() -> None:
 def test_usage_errors_exit_64_with_the_reason_on_stderr(args: list[str], tmp_path: Path) -> None:
     done = mmbot(*args, cwd=tmp_path)
     assert done.returncode == ExitCode.USAGE == 64, done.stderr
-    assert "Error:" in done.stderr
+    first, usage, hint = done.stderr.splitlines()  # our one error line, then Click's hint
+    assert first.startswith("error: ") and usage.startswith("Usage: mmbot ")
+    assert hint.startswith("Try 'mmbot ") and hint.endswith(" --help' for help.")
     assert done.stdout == ""
 
 
@@ -75,7 +77,7 @@ def test_usage_errors_exit_64_with_the_reason_on_stderr(args: list[str], tmp_pat
 )
 def test_every_usage_error_maps_to_64(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(args) == ExitCode.USAGE
-    assert "Error:" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_help_exits_0(tmp_path: Path) -> None:
@@ -135,4 +137,4 @@ def test_usage_errors_are_64_through_typers_runner_too(args: list[str]) -> None:
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == ExitCode.USAGE, result.output
-    assert "Error" in result.stderr and "Usage:" in result.stderr
+    assert result.stderr.startswith("error: ") and "\nUsage: " in result.stderr

@@ -112,6 +112,21 @@ def test_validate_reports_each_bad_file(runner: CliRunner, here: Path) -> None:
     assert "broken.yaml" in result.stderr and "malformed YAML" in result.stderr
 
 
+def test_validate_json_lists_each_files_errors(runner: CliRunner, here: Path) -> None:
+    good = here / "good.yaml"
+    good.write_text("extends: base\n", encoding="utf-8")
+    typo = here / "typo.yaml"
+    typo.write_text("extends: base\nrisk:\n  max_inventry_usd: 1\n", encoding="utf-8")
+    result = runner.invoke(app, ["config", "validate", str(good), str(typo), "--json"])
+    assert result.exit_code == ExitCode.USAGE
+    report = json.loads(result.stdout)
+    assert report[str(good)] == []
+    assert len(report[str(typo)]) == 1 and "max_inventry_usd" in report[str(typo)][0]
+    assert f"error: {report[str(typo)][0]}" in result.stderr  # stderr says it too
+    clean = runner.invoke(app, ["config", "validate", str(good), "--json"])
+    assert (clean.exit_code, json.loads(clean.stdout)) == (ExitCode.OK, {str(good): []})
+
+
 def test_validate_ignores_the_environment(
     runner: CliRunner, here: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

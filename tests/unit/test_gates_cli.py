@@ -148,3 +148,35 @@ def test_gate_fails_a_journal_whose_fills_cannot_be_checked(tmp_path: Path) -> N
     fills = data["parts"][0]  # type: ignore[index]
     assert fills["checks"][0]["name"] == "fills.rules"
     assert "run.json lacks the fee tier or risk limits" in fills["checks"][0]["reason"]
+
+
+# --- the journal's own profile ---------------------------------------------------------
+
+
+def test_a_journals_profile_that_cannot_be_loaded_says_whose_it_is(tmp_path: Path) -> None:
+    journal = h.write_journal(tmp_path / "journal", {**h.MANIFEST, "profile": "gone-since"})
+    result = runner.invoke(app, ["gate", "kpi", str(journal)])
+    assert result.exit_code == ExitCode.USAGE
+    assert result.stderr.startswith("error: the journal's profile 'gone-since' (run.json): ")
+    assert result.stderr.rstrip().endswith("; pass --profile")
+    # a typo in --set is the user's, not the journal's
+    typo = runner.invoke(app, ["gate", "kpi", str(journal), "-p", "base", "--set", "gates.kpi.x=1"])
+    assert typo.exit_code == ExitCode.USAGE and "run.json): " not in typo.stderr
+    # with a profile given, the journal is judged (and the user told it is not its own)
+    judged = runner.invoke(app, ["gate", "kpi", str(journal), "-p", "base", "--json"])
+    assert judged.exit_code in (ExitCode.OK, ExitCode.WARN, ExitCode.FAIL)
+    assert json.loads(judged.stdout)["gate"] == "kpi"
+    assert judged.stderr == (
+        "warning: profile 'base' given; the journal ran with 'gone-since' (run.json)\n"
+    )
+
+
+def test_a_journal_without_a_profile_is_judged_by_base_with_a_warning(
+    hand_journal: Path,
+) -> None:
+    result = runner.invoke(app, ["gate", "kpi", str(hand_journal), "--json"])
+    assert json.loads(result.stdout)["summary"]["fee_tier"] == "mm1"  # base's tier
+    assert result.stderr == (
+        f"warning: {hand_journal}: run.json names no profile; using 'base' "
+        "(pass one with --profile)\n"
+    )
