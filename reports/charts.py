@@ -141,7 +141,7 @@ def _ms(ts_ns: np.ndarray) -> np.ndarray:
 # --- decimation ----------------------------------------------------------------------
 
 
-_NICE_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000,
+_NICE_MS: Final = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 15_000, 20_000,
                    30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000,
                    7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000)  # fmt: skip
 
@@ -428,6 +428,7 @@ def price_chart(
     risk: pd.DataFrame | None = None,
     *,
     max_points: int = MAX_POINTS,
+    max_fills: int = MAX_FILL_MARKERS,
 ) -> Chart:
     """One symbol's mid, our best bid and ask on the venue's book (step lines, gaps when
     none was working) and every fill (up to MAX_FILL_MARKERS), freezes shaded."""
@@ -450,7 +451,7 @@ def price_chart(
     if fills is not None:
         _require(fills, ["ts_ns", "symbol", "side", "price", "qty"], "price chart fills")
         mine = fills[fills["symbol"].astype(str) == symbol].sort_values("ts_ns", kind="stable")
-        kept = _cap(mine, MAX_FILL_MARKERS)
+        kept = _cap(mine, max_fills)
         shown, total = len(kept), len(mine)
         traces += [_fill_trace(kept, 1), _fill_trace(kept, -1)]
     fills_text = f"{total:,} fills" if shown == total else f"{shown:,} of {total:,} fills shown"

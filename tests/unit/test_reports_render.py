@@ -14,6 +14,7 @@ from bot.runtime.clock import FrozenClock, parse_utc
 from gates.kpi import load_journal
 from gates.stage import StageError, kpi_stage, stage_verdict
 from gates.verdict import Check, Status, Verdict
+from reports.charts import plotly_js
 from reports.publish import FileStore, publish_report
 from reports.render import (
     STAGES,
@@ -105,10 +106,14 @@ def test_every_stage_renders_self_contained_html(stage: str) -> None:
     ctx = full_context(stage)
     html = render(stage, ctx, "html", CLOCK)
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert not re.search(r"https?://", html)
-    assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I)
-    assert not re.search(r"\s(src|href)\s*=", html, re.I)
-    assert html.count("<svg") == len(ctx.charts) >= 9
+    # plotly.js is inlined once; outside it the file names no URL and loads nothing
+    assert html.count(plotly_js()) == 1
+    ours = html.replace(plotly_js(), "")
+    assert not re.search(r"https?://", ours)
+    assert not re.search(r"<link|<iframe|<img|@import|url\(", ours, re.I)
+    assert not re.search(r"\s(src|href)\s*=", ours, re.I)
+    assert ours.count('<div class="plot"') == len(ctx.charts) >= 9
+    assert ours.count("<script") == len(ctx.charts) + 2  # bundle, figures, one bootstrap
     assert "2024-08-10T12:00:00.000000Z" in html
     assert "order_latency_p95_ms" in html and "missing" in html
 
@@ -118,7 +123,7 @@ def test_every_stage_renders_markdown_tables(stage: str) -> None:
     md = render(stage, full_context(stage), "md", CLOCK)
     assert "| check | value | WARN bound | FAIL bound | status | reason |" in md
     assert "| inventory_ratio_p95 | 0.44 | > 0.40 | > 0.50 | ⚠️ WARN | 0.44 > warn bound 0.4 |" in md
-    assert "\n\n\n" not in md and "<svg" not in md
+    assert "\n\n\n" not in md and "<script" not in md
 
 
 def test_html_escapes_text_from_the_inputs() -> None:
@@ -189,7 +194,7 @@ def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
     assert ctx.kpis["fills"] == 3
     assert ("mode", "paper") in ctx.facts and ("journal", str(journal)) in ctx.facts
     keys = [c.key for c in ctx.charts]
-    assert keys[:3] == ["equity", "inventory", "edges"]
+    assert keys[:4] == ["price-BTCUSDT", "equity", "inventory", "edges"]
     assert "interval-net_bps" in keys
 
 
