@@ -158,8 +158,9 @@ def bucket_ns(span_ns: float, max_points: int) -> int:
 def decimate(
     ts_ns: np.ndarray, values: np.ndarray, max_points: int = MAX_POINTS
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """At most about max_points points: per time bucket the minimum and the maximum, in
-    time order; a bucket with no value keeps one NaN so a gap stays a gap.
+    """At most about max_points points of a series in time order: per time bucket its
+    minimum and its maximum, in time order; a bucket with no value keeps one NaN so a gap
+    stays a gap.
 
     Returns (ts_ns, values, bucket length in ns; 0 when nothing was dropped). Keeping
     both extremes (rather than every n-th point) keeps the drawdown and the spikes."""
@@ -170,7 +171,8 @@ def decimate(
     if len(ts_ns) <= max_points:
         return ts_ns, values, 0
     step = bucket_ns(float(ts_ns.max() - ts_ns.min()), max_points)
-    frame = pd.DataFrame({"bucket": (ts_ns - ts_ns.min()) // step, "value": values})
+    # epoch-aligned buckets: a 1 min bucket starts on the minute, as the interval series
+    frame = pd.DataFrame({"bucket": ts_ns // step, "value": values})
     known = frame[frame["value"].notna()].groupby("bucket")["value"]
     empty = frame.groupby("bucket")["value"].count() == 0
     first_of_empty = frame.reset_index().groupby("bucket")["index"].first()[empty]
