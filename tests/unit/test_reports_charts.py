@@ -347,3 +347,19 @@ def test_a_report_embeds_plotly_once_and_every_chart_from_the_journal(tmp_path: 
     for key in shown:
         assert f'<div class="plot" id="chart-{key}"></div>' in html
     assert "Charts (" in report.markdown and "<script" not in report.markdown
+
+
+def test_a_day_of_freezes_is_one_shape_each() -> None:
+    # 500 freezes a day happen (the edge guard's cool-down); each is one shaded rect
+    starts = h.T0 + np.arange(500) * 120 * h.S
+    risk = pd.DataFrame(
+        {
+            "ts_ns": np.ravel(np.column_stack([starts, starts + 60 * h.S])),
+            "symbol": "*",
+            "kind": ["freeze", "unfreeze"] * 500,
+        }
+    )
+    frame = pd.DataFrame({"ts_ns": starts, "pnl_usd": np.zeros(500)})
+    shapes = figure(charts.equity_chart(frame, risk))["layout"]["shapes"]
+    assert len(shapes) == 500 and shapes[0]["x0"] == "2024-08-09 00:00:00.000000"
+    assert shapes[-1]["x1"] == "2024-08-09 16:39:00.000000"
