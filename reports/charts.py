@@ -590,9 +590,11 @@ def edge_contributions(edges: pd.DataFrame) -> tuple[list[tuple[str, float]], fl
         ("fee / rebate", means["fee_bps"]),
         ("adverse selection", -means["adverse_bps"]),
     ]
-    rest = means["net_bps"] - sum(value for _, value in parts)
-    if math.isfinite(rest) and abs(rest) > 1e-9:
-        parts.append(("fills with no later mid", rest))
+    unmarked = int((edges["gross_bps"].notna() & edges["net_bps"].isna()).sum())
+    if unmarked and math.isfinite(means["net_bps"]):
+        rest = means["net_bps"] - sum(value for _, value in parts)
+        noun = "fill" if unmarked == 1 else "fills"
+        parts.append((f"{unmarked:,} {noun} with no later mid", rest))
     return parts, means["net_bps"]
 
 

@@ -168,7 +168,7 @@ def test_fills_without_a_later_mid_are_a_named_bar_not_a_silent_gap() -> None:
     parts, net = charts.edge_contributions(edges)
     # adverse (300+900+0)/1800 = 0.667 -> -0.667; net (900+300-3600)/1800 = -1.333;
     # gross and fee keep all four fills, so -1.333 - (1.30 - 0.70 - 0.667) is named
-    assert [name for name, _ in parts][-1] == "fills with no later mid"
+    assert [name for name, _ in parts][-1] == "1 fill with no later mid"
     assert net == pytest.approx(-4 / 3)
     assert sum(v for _, v in parts) == pytest.approx(net)
     assert parts[2][1] == pytest.approx(-2 / 3)
