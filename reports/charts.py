@@ -465,7 +465,6 @@ def price_chart(
         f"(mid {_sampling_text(rows['ts_ns'].to_numpy(), step)}; {fills_text})"
     )
     figure = go.Figure(data=traces, layout=_layout("price (USD)"))
-    figure.update_layout(hovermode="closest", xaxis={"rangeslider": {"visible": False}})
     end = int(rows["ts_ns"].max())
     _shade_freezes(figure, freeze_spans(risk, end, symbol))
     return _chart(key, title, figure)
