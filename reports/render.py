@@ -8,8 +8,9 @@ actually used (the journal's run.json), and the policy that judged it.
 Stages refuse inputs they cannot judge (`MissingInput`): `tuning` needs a sweep
 table, `soak-final` the soak's iteration summaries, `release` its stage verdicts
 (the file formats are in reports.inputs). Markdown is what Prefect shows as an
-artifact; the HTML file is self-contained (inline CSS, inline SVG charts, no
-script, no URL) so it opens from an S3 bucket or a mail attachment alike.
+artifact; the HTML file is self-contained (inline CSS, plotly.js inlined once, the
+charts' figures as inline JSON, nothing fetched) so it opens offline, from an S3 bucket
+or a mail attachment alike.
 
 Same inputs and a frozen clock (`MMBOT_FREEZE_UTC`) give identical bytes.
 """
@@ -20,7 +21,7 @@ import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -33,19 +34,19 @@ from bot.journal import JournalError, read_manifest
 from bot.profiles import redacted_dict
 from bot.runtime.clock import Clock, iso_utc
 from bot.runtime.secrets import secret_values as bot_secret_values
-from gates.accuracy import COMPARED as ACCURACY_COMPARED
 from gates.kpi import (
     KpiError,
     compute_kpis,
     equity_curve,
     fill_edges,
+    interval_ns,
     interval_series,
     load_journal,
+    on_book_orders,
 )
 from gates.stage import edge_decomposition, policy_view
 from gates.verdict import Check, Status, Verdict
-from reports import charts
-from reports.charts import Chart
+from reports.charts import Chart, Frames, plotly_js, stage_charts
 from reports.decision import decision_box
 from reports.numbers import KPI_MEASURES, fmt_kpi, fmt_quantity, fmt_value, unit_of
 
@@ -66,13 +67,6 @@ STAGE_TITLES: Final[Mapping[str, str]] = {
 }
 STAGES: Final = tuple(STAGE_TITLES)
 
-# Per-interval columns of gates.kpi.interval_series and the gate bound drawn on them.
-INTERVAL_BOUNDS: Final[Mapping[str, str]] = {
-    "net_bps": "net_bps",
-    "maker_share": "maker_share",
-    "order_latency_ms": "order_latency_p95_ms",
-    "inventory_ratio": "inventory_ratio_p95",
-}
 # Manifest keys that are nested config, not run facts (the settings section shows config).
 _MANIFEST_SKIP: Final = frozenset({"config", "settings"})
 _MIN_SECRET_LEN: Final = 4
@@ -363,6 +357,7 @@ def _environment() -> jinja2.Environment:
         status=_status_text,
         status_class=_status_class,
     )
+    env.globals["plotly_js"] = plotly_js
     return env
 
 
@@ -450,53 +445,6 @@ def assert_no_secret(texts: Sequence[str], secrets: Sequence[str]) -> None:
 # --- context from frames (pure) and from a journal (through the gates) ------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Frames:
-    """The frames gates/kpi.py computes from a journal; any may be absent."""
-
-    equity: pd.DataFrame | None = None
-    edges: pd.DataFrame | None = None
-    intervals: pd.DataFrame | None = None
-    baseline_intervals: pd.DataFrame | None = None
-
-
-def _interval_charts(intervals: pd.DataFrame, settings: Settings) -> list[Chart]:
-    out = []
-    for column, kpi in INTERVAL_BOUNDS.items():
-        if column in intervals.columns:
-            bound = settings.gates.kpi.get(kpi)
-            warn, fail = (bound.warn, bound.fail) if bound else (None, None)
-            out.append(charts.interval_chart(intervals, column, warn, fail))
-    return out
-
-
-def _comparison_charts(
-    stage: str, intervals: pd.DataFrame, baseline: pd.DataFrame, settings: Settings
-) -> list[Chart]:
-    """Accuracy: shadow and sim over time; canary: distributions of its judged metrics."""
-    if stage == "accuracy":
-        metrics = [m for m in ACCURACY_COMPARED if m in intervals and m in baseline]
-        return [charts.comparison_chart(m, intervals, baseline, ("shadow", "sim")) for m in metrics]
-    metrics = [m for m in settings.canary.metrics if m in intervals and m in baseline]
-    return [charts.distribution_chart(m, intervals, baseline) for m in metrics]
-
-
-def stage_charts(stage: str, frames: Frames, settings: Settings) -> tuple[Chart, ...]:
-    """The charts a stage shows, from whichever frames are present."""
-    out: list[Chart] = []
-    if frames.equity is not None:
-        out.append(charts.equity_chart(frames.equity))
-        if "inventory_usd" in frames.equity.columns:
-            out.append(charts.inventory_chart(frames.equity, settings.risk.max_inventory_usd))
-    if frames.edges is not None:
-        out.append(charts.edge_chart(frames.edges))
-    if frames.intervals is not None:
-        out += _interval_charts(frames.intervals, settings)
-        if frames.baseline_intervals is not None:
-            out += _comparison_charts(stage, frames.intervals, frames.baseline_intervals, settings)
-    return tuple(out)
-
-
 def stage_context(
     stage: str,
     settings: Settings,
@@ -506,7 +454,7 @@ def stage_context(
     evidence: Sequence[Verdict] = (),
     kpis: Mapping[str, Any] | None = None,
     by_symbol: Mapping[str, Mapping[str, Any]] | None = None,
-    frames: Frames = Frames(),
+    frames: Frames | None = None,
     tables: Sequence[Table] = (),
     facts: Sequence[tuple[str, str]] = (),
     links: Sequence[tuple[str, str]] = (),
@@ -532,7 +480,7 @@ def stage_context(
         evidence=tuple(evidence),
         kpis=dict(kpis or {}),
         by_symbol={s: dict(v) for s, v in (by_symbol or {}).items()},
-        charts=stage_charts(stage, frames, settings),
+        charts=stage_charts(stage, frames or Frames(), settings),
         tables=tuple(tables),
         facts=tuple(facts),
         settings=shown,
@@ -641,17 +589,16 @@ def build_context(
         equity=equity_curve(journal),
         edges=fill_edges(journal, horizon),
         intervals=interval_series(journal, interval, horizon),
+        book=journal.table("book"),
+        on_book=on_book_orders(journal),
+        risk=journal.table("risk"),
+        interval_ns=interval_ns(interval),
     )
     if baseline_path is not None:
         baseline_path = Path(baseline_path)
         facts += journal_facts(baseline_path, role="baseline")
         baseline = policy_view(load_journal(baseline_path), settings)
-        frames = Frames(
-            frames.equity,
-            frames.edges,
-            frames.intervals,
-            interval_series(baseline, interval, horizon),
-        )
+        frames = replace(frames, baseline_intervals=interval_series(baseline, interval, horizon))
     return stage_context(
         stage,
         settings,

@@ -16,6 +16,7 @@ from gates.canary import canary_judge
 from gates.kpi import Journal, load_journal
 from gates.stage import StageError, kpi_stage, release_verdict, stage_verdict
 from gates.verdict import Check, Status, Verdict
+from reports.charts import plotly_js
 from reports.publish import FileStore, publish_report
 from reports.render import (
     STAGES,
@@ -128,13 +129,17 @@ def test_every_stage_renders_self_contained_html(stage: str) -> None:
     ctx = full_context(stage)
     html = render(stage, ctx, "html", CLOCK)
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
-    assert not re.search(r"https?://", html)
-    assert html.index('id="decision"') < html.index("<h2>Gate")
-    assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I)
+    # plotly.js is inlined once; outside it the file names no URL and loads nothing
+    assert html.count(plotly_js()) == 1
+    ours = html.replace(plotly_js(), "")
+    assert not re.search(r"https?://", ours)
+    assert ours.index('id="decision"') < ours.index("<h2>Gate")
+    assert not re.search(r"<link|<iframe|<img|@import|url\(", ours, re.I)
     # the only link: a release's stage report, given as an input
-    links = re.findall(r"\s(?:src|href)\s*=\s*\"([^\"]*)\"", html, re.I)
+    links = re.findall(r"\s(?:src|href)\s*=\s*\"([^\"]*)\"", ours, re.I)
     assert links == (["file:///tmp/kpi/report.html"] if stage == "release" else [])
-    assert html.count("<svg") == len(ctx.charts) >= 9
+    assert ours.count('<div class="plot"') == len(ctx.charts) >= 9
+    assert ours.count("<script") == len(ctx.charts) + 2  # bundle, figures, one bootstrap
     assert "2024-08-10T12:00:00.000000Z" in html
     assert "order_latency_p95_ms" in html and "May this trade?" in html
 
@@ -150,7 +155,7 @@ def test_every_stage_renders_markdown_tables(stage: str) -> None:
     else:
         assert "| fills | 4 | count | < 50 | < 20 | ❌ FAIL | 4 < fail bound 20 |" in md
     assert "## May this trade? **no** (❌ FAIL)" in md
-    assert "\n\n\n" not in md and "<svg" not in md
+    assert "\n\n\n" not in md and "<script" not in md
 
 
 def test_html_escapes_text_from_the_inputs() -> None:
@@ -222,7 +227,7 @@ def test_kpi_gate_context_from_a_journal(journal: Path) -> None:
     assert ctx.kpis["fills"] == 3
     assert ("mode", "paper") in ctx.facts and ("journal", str(journal)) in ctx.facts
     keys = [c.key for c in ctx.charts]
-    assert keys[:3] == ["equity", "inventory", "edges"]
+    assert keys[:4] == ["price-BTCUSDT", "equity", "inventory", "edges"]
     assert "interval-net_bps" in keys
 
 
