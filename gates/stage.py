@@ -211,3 +211,33 @@ def stage_verdict(
             return canary_stage(baseline, journal, policy)
         return accuracy_stage(journal, baseline, policy)
     raise StageError(f"stage {stage!r} has no gate of its own: pass its verdict")
+
+
+# Soak iterations 1-4 are warm-up: the bot's estimators and guards settle, so a FAIL
+# there is reported as a WARN (with its reasons kept) and does not stop the soak.
+WARMUP_ITERATIONS: Final = 4
+
+
+def soak_iteration_stage(
+    journal: Journal, policy: Settings, iteration: int, warmup: int = WARMUP_ITERATIONS
+) -> Verdict:
+    """The in-run gate of soak iteration `iteration` (1-based): the KPI stage, under the
+    warm-up rule (`warm_up`)."""
+    return warm_up(kpi_stage(journal, policy), iteration, warmup)
+
+
+def warm_up(verdict: Verdict, iteration: int, warmup: int = WARMUP_ITERATIONS) -> Verdict:
+    """A soak iteration's KPI verdict under the warm-up rule: a FAIL during the first
+    `warmup` iterations counts as a WARN. The checks that failed keep their FAIL status;
+    a `warm_up` check says why the verdict is only a WARN."""
+    if iteration < 1:
+        raise StageError(f"soak iterations count from 1, got {iteration}")
+    summary = {**verdict.summary, "iteration": iteration, "warm_up": iteration <= warmup}
+    if iteration > warmup or verdict.status is not Status.FAIL:
+        return replace(verdict, summary=summary)
+    note = Check(
+        "warm_up", Status.WARN, float(iteration), reason=(
+            f"iteration {iteration} of {warmup} warm-up iterations: FAIL counts as WARN"
+        ),
+    )  # fmt: skip
+    return replace(verdict, status=Status.WARN, checks=(*verdict.checks, note), summary=summary)
