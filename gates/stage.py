@@ -22,6 +22,7 @@ as good as the rows they come from. Fees there are held to the journal's own tie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
@@ -241,3 +242,34 @@ def warm_up(verdict: Verdict, iteration: int, warmup: int = WARMUP_ITERATIONS) -
         ),
     )  # fmt: skip
     return replace(verdict, status=Status.WARN, checks=(*verdict.checks, note), summary=summary)
+
+
+def joined(journals: Sequence[Journal]) -> Journal:
+    """Consecutive segments of one run (soak iterations) as one journal: rows in order,
+    the manifest of the last segment."""
+    if not journals:
+        raise StageError("no journal segments to join")
+    tables = {
+        name: pd.concat([j.table(name) for j in journals], ignore_index=True)
+        for name in journals[0].tables
+    }
+    return Journal(tables, journals[-1].manifest, journals[-1].limits)
+
+
+def soak_final_stage(
+    iterations: Sequence[Journal], policy: Settings, warmup: int = WARMUP_ITERATIONS
+) -> tuple[Verdict, Journal | None]:
+    """The soak's final KPI gate: the KPI stage over the steady-state iterations (those
+    after the warm-up), joined; and that joined journal. A soak with no iteration after
+    its warm-up has no steady state: FAIL."""
+    steady = list(iterations[warmup:])
+    if not steady:
+        reason = (
+            f"no steady-state iteration: {len(iterations)} iterations, the first "
+            f"{warmup} are warm-up"
+        )
+        return Verdict.of(GATE, [Check("steady_state", Status.FAIL, 0.0, reason=reason)]), None
+    journal = joined(steady)
+    verdict = kpi_stage(journal, policy)
+    summary = {**verdict.summary, "steady_iterations": [warmup + 1, len(iterations)]}
+    return replace(verdict, summary=summary), journal

@@ -23,6 +23,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,8 +149,12 @@ class SimSession:
         start = self._next_start_ns()
         until = start + parse_duration(length) if start is not None else 0
         chunks = self._segment_chunks(until)
+        # what an interrupted attempt at this segment left is replaced: the segment is
+        # replayed from the session's state, which the attempt never checkpointed
         partial = partial_path(journal_dir)
-        partial.mkdir(parents=True, exist_ok=True)
+        for stale in (partial, journal_dir):
+            shutil.rmtree(stale, ignore_errors=True)
+        partial.mkdir(parents=True)
         writer = JournalWriter(
             partial, self._manifest(), segment_rows=self.settings.storage.journal_segment_rows
         )
@@ -213,24 +218,29 @@ class SimSession:
 
     # --- checkpoints -------------------------------------------------------------------
 
-    def checkpoint(self, path: Path) -> None:
-        """The whole session to `path`, atomically (temp file, then rename)."""
-        chunks, self._chunks = self._chunks, None  # a generator cannot be pickled
-        try:
-            data = cloudpickle.dumps((CHECKPOINT_VERSION, self), protocol=pickle.HIGHEST_PROTOCOL)
-        finally:
-            self._chunks = chunks
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_chunks"] = None  # a generator cannot be pickled: `_source` rebuilds it
+        return state
+
+    def checkpoint(self, path: Path, extra: Any = None) -> None:
+        """The whole session, and `extra` (the caller's own state, e.g. the auto-tuner's),
+        to `path`, atomically (temp file, then rename)."""
+        data = cloudpickle.dumps(
+            (CHECKPOINT_VERSION, self, extra), protocol=pickle.HIGHEST_PROTOCOL
+        )
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
     @staticmethod
-    def resume(path: Path) -> SimSession:
-        """The session checkpointed at `path` (its own file only: see the module doc)."""
+    def resume(path: Path) -> tuple[SimSession, Any]:
+        """The session checkpointed at `path` and its `extra` (its own file only: see the
+        module docstring)."""
         try:
-            version, session = pickle.loads(path.read_bytes())
+            version, session, extra = pickle.loads(path.read_bytes())
         except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
             raise SessionError(f"checkpoint {path}: unreadable ({exc})") from exc
         if version != CHECKPOINT_VERSION or not isinstance(session, SimSession):
             raise SessionError(f"checkpoint {path}: not a version {CHECKPOINT_VERSION} session")
-        return session
+        return session, extra
