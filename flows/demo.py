@@ -52,7 +52,7 @@ def run_demo(
     # the policy is the profile as written: `--set` changes the candidate, not its judge
     policy = load_settings(profile)
     kpis = judged_kpis(journal, policy)
-    verdict = kpi_stage(journal, policy, kpis)
+    verdict = kpi_stage(journal, policy, kpis, profile=profile)
     report = render_report(
         "kpi-gate", run.out_dir, settings, clock, verdict=verdict, run_id=run.run_id
     )
