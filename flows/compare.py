@@ -38,5 +38,5 @@ def dryrun_compare(params: CompareParams = DEFAULTS) -> StageOutcome:
     )  # fmt: skip
     published = publish_stage(report, policy, params.run_key, params.artifacts_url)
     show_stage(report, published, params.run_key, journal=paper_dir)
-    obey(verdict, STAGE)
+    obey(verdict, STAGE, published)
     return StageOutcome(STAGE, verdict, published.urls, paper_dir)

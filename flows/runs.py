@@ -41,6 +41,7 @@ class StageOutcome:
     verdict: Verdict
     report_urls: tuple[str, ...]
     journal: Path | None
+    evidence: tuple[Verdict, ...] = ()  # further verdicts (the soak's readiness)
 
     @property
     def html(self) -> str:

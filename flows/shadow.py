@@ -45,5 +45,5 @@ def shadow_run(params: ShadowParams = DEFAULTS) -> StageOutcome:
         report, published, params.run_key, journal=journal_dir,
         kpis=kpis.total if kpis is not None else None,
     )  # fmt: skip
-    obey(verdict, STAGE)
+    obey(verdict, STAGE, published)
     return StageOutcome(STAGE, verdict, published.urls, journal_dir)

@@ -55,7 +55,9 @@ from gates.stage import (
     warm_up,
 )
 from gates.verdict import Status, Verdict
-from reports.render import Frames, Table, report_from_context, stage_context
+from reports.inputs import read_iterations
+from reports.numbers import KPI_MEASURES
+from reports.render import Frames, report_from_context, stage_context
 
 STAGE: Final = "soak-final"
 CHECKPOINT: Final = "checkpoint.pkl"
@@ -109,7 +111,8 @@ def _summary(
         "iteration": iteration,
         "status": verdict.status.value,
         "reasons": verdict.reasons,
-        "kpis": {k: v for k, v in nan_to_none(kpis).items() if v is not None},
+        # the KPIs the soak-final report knows (reports/inputs.py refuses others)
+        "kpis": {k: v for k, v in nan_to_none(kpis).items() if v is not None and k in KPI_MEASURES},
         "guards": {k: engine[k] for k in ("state", "freezes", "open_orders", "blocks", "fault")},
         "tuning": {c.param: c.new for c in decision.changes} if decision else {},
         "refused": [f"{r.param}: {r.guard}" for r in decision.refused] if decision else [],
@@ -202,7 +205,7 @@ def _final(
     verdict, steady = soak_final_stage(loaded, policy)
     score = soak_readiness(steady, policy, state)
     quality = check_iterations_of(state)
-    table = iterations_table(state)
+    table = read_iterations(root / ITERATIONS)
     frames = _frames(steady, policy, params.iteration)
     kpis = judged_kpis(steady, policy).total if steady is not None else {}
     context = stage_context(
@@ -213,8 +216,8 @@ def _final(
     report = report_from_context(context, policy, default_clock())
     published = publish_stage(report, policy, params.run_key, params.artifacts_url)
     show_stage(report, published, params.run_key, journal=root, kpis=kpis)
-    obey(verdict, "soak")
-    return StageOutcome("soak", verdict, published.urls, root)
+    obey(verdict, "soak", published)
+    return StageOutcome("soak", verdict, published.urls, root, evidence=(score,))
 
 
 def soak_readiness(steady: Journal | None, policy: Settings, state: SoakState) -> Verdict:
@@ -236,19 +239,6 @@ def soak_readiness(steady: Journal | None, policy: Settings, state: SoakState) -
 def check_iterations_of(state: SoakState) -> Verdict:
     frame = pd.DataFrame([s["kpis"] for s in state.summaries])
     return check_iterations(frame, required=("net_bps", "fills", "maker_share"))
-
-
-def iterations_table(state: SoakState) -> Table:
-    columns = ("iteration", "status", "net_bps", "fills", "maker_share", "inventory_ratio_p95",
-               "state", "freezes", "tuning", "rss_mb")  # fmt: skip
-    rows = tuple(
-        (s["iteration"], s["status"], s["kpis"].get("net_bps"), s["kpis"].get("fills"),
-         s["kpis"].get("maker_share"), s["kpis"].get("inventory_ratio_p95"),
-         s["guards"]["state"], s["guards"]["freezes"],
-         "; ".join(f"{k}={v:g}" for k, v in sorted(s["tuning"].items())) or "-", s["rss_mb"])
-        for s in state.summaries
-    )  # fmt: skip
-    return Table("iterations", "Iterations", columns, rows)
 
 
 def _frames(steady: Journal | None, policy: Settings, interval: str) -> Frames:
