@@ -14,7 +14,8 @@ and hands the KPIs back here.
   not a number, is infeasible: ranked below every feasible one whatever its score.
 - The out-of-sample re-check: the best in-sample candidates run again on another
   window; the winner is the best of them that stays feasible there and scores at least
-  what the current parameters score on that window. None passing: keep the current.
+  what the current parameters score on that window (when those are feasible there).
+  None passing: keep the current.
 - The bounded step: a value moves at most `max_step` from the current and stays within
   [min, max]; a current value further than one step outside the range is an error
   (the profile needs a person, not a drift).
@@ -277,7 +278,9 @@ def select_winner(
 ) -> Selection:
     """(in-sample, out-of-sample) scores of the finalists, best in-sample first, and the
     current parameters' out-of-sample score -> the winner, or none."""
-    floor = current_out_of_sample.objective
+    # the current parameters set the bar only where they are themselves feasible: a
+    # profile that breaks a constraint is beaten by any candidate that keeps them all
+    floor = current_out_of_sample.objective if current_out_of_sample.feasible else math.nan
     rechecks = []
     for in_sample, out in rechecks_in:
         if not out.feasible:

@@ -258,3 +258,13 @@ def test_a_revision_that_does_not_validate_is_not_published(here: Path) -> None:
     with pytest.raises(ConfigError, match="min_half_spread_bps"):
         apply_tuning(profile, {SPREAD: -0.4}, here)
     assert sorted(p.name for p in here.iterdir()) == ["odd.yaml"]
+
+
+def test_an_infeasible_current_sets_no_bar(constraints: Constraints) -> None:
+    a = Candidate.of({SPREAD: 1.5})
+    in_sample = score(a, {**GOOD, "net_bps": 0.2}, "net_bps", constraints)
+    out = score(a, {**GOOD, "net_bps": 0.1}, "net_bps", constraints)
+    # the current quotes too wide to trade: a higher net on 3 fills is no bar
+    current = score(Candidate.of({SPREAD: 3.0}), {**GOOD, "fills": 3, "net_bps": 2.0}, "net_bps",
+                    constraints)  # fmt: skip
+    assert select_winner([(in_sample, out)], current).winner == a
