@@ -14,6 +14,10 @@ interval series (gates/canary.py), the same triggers the canary is held to.
 
 `auto_approval(policy)`: `--approve auto` is a decision nobody made; only a profile
 that sets `promote.auto_approve` (the demo) may ask for it.
+
+`canary_with_rollback(baseline, canary, policy)`: the canary judge (gates.stage) with
+the rollback triggers walked interval by interval over the canary's run as a part;
+a trigger that fires makes the canary a FAIL whatever its score ("ROLLBACK").
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import pandas as pd
 
 from bot.config import Settings
 from gates.canary import rollback_triggers
+from gates.kpi import Journal, interval_series
+from gates.stage import canary_stage, policy_view
 from gates.verdict import Check, Status, Verdict
 
 GATE: Final = "promotion"
@@ -135,3 +141,23 @@ def rollback_walk(series: pd.DataFrame, policy: Settings) -> RollbackWalk:
         if fired:
             return RollbackWalk(verdict, pd.Timestamp(series.index[end - 1]), end)
     return RollbackWalk(rollback_triggers(series, triggers, interval), None, len(series))
+
+
+def canary_with_rollback(
+    baseline: Journal, canary: Journal, policy: Settings
+) -> tuple[Verdict, RollbackWalk]:
+    """The canary stage's verdict with the rollback walk as a part, and the walk. Both
+    journals are seen as the policy sees them (its fees and inventory limit)."""
+    baseline, canary = policy_view(baseline, policy), policy_view(canary, policy)
+    series = interval_series(canary, policy.canary.interval, policy.gates.horizon_ms)
+    walk = rollback_walk(series, policy)
+    judged = canary_stage(baseline, canary, policy)
+    summary = dict(judged.summary)
+    status = Status.worst([judged.status, walk.verdict.status])
+    if walk.aborted_at is not None:
+        summary["decision"] = "ROLLBACK"
+        summary["aborted_at"] = walk.aborted_at.isoformat()
+        summary["intervals_run"] = walk.intervals
+    elif status is Status.FAIL:
+        summary["decision"] = "FAIL"
+    return Verdict(judged.gate, status, judged.checks, summary, (*judged.parts, walk.verdict)), walk
