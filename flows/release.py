@@ -1,5 +1,5 @@
-"""`release`: shadow -> dry-run compare -> soak -> KPI gate -> ... , stopping at the
-first FAIL, with a release report that links every stage's report.
+"""`release`: shadow -> dry-run compare -> soak -> KPI gate -> tune/apply -> canary,
+stopping at the first FAIL, with a release report that links every stage's report.
 
 Each stage is its own flow (a subflow run here). Its verdict is recorded under the
 release stage name of gates.stage.RELEASE_STAGES: the soak gives two, `soak-final`
@@ -11,24 +11,32 @@ stage it never reached.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from bot.runtime.clock import default_clock
 from flows.artifacts import StageFailed, obey, publish_stage, show_stage
+from flows.canary import CanaryParams, canary
 from flows.compare import dryrun_compare
 from flows.params import CompareParams, ReleaseParams, ShadowParams, SoakParams, StageParams
 from flows.runs import StageOutcome, policy_of
 from flows.shadow import shadow_run
 from flows.soak import soak
+from flows.tune import TuneParams, tune
 from gates.stage import release_verdict
 from gates.verdict import Verdict
-from reports.render import StageEvidence, report_from_context, stage_context
+from reports.render import StageEvidence, report_from_context, stage_context, verdict_from_dict
 
 DEFAULTS = ReleaseParams()  # frozen: one default instance is safe
+
+
+class ReleaseError(RuntimeError):
+    """A stage's evidence the release cannot read back."""
 
 
 @dataclass
@@ -37,6 +45,7 @@ class Evidence:
 
     stages: list[StageEvidence] = field(default_factory=list)
     stopped: str = ""  # the stage whose FAIL stopped the release
+    candidate: str = ""  # the profile the canary runs: tuning's revision, else the profile
 
     def add(self, stage: str, verdict: Verdict, report: str = "") -> None:
         self.stages.append(StageEvidence(stage, verdict, report))
@@ -71,12 +80,39 @@ def _soak(params: ReleaseParams, evidence: Evidence) -> None:
     evidence.add("kpi-gate", out.verdict, out.html)
 
 
-# (release stage a FAIL is recorded under, the step); tune, canary and promote are the
-# promote helper's flows and join this list when they exist
+def published_verdict(urls: Sequence[str]) -> Verdict:
+    """The verdict a stage published (its verdict.json in a file:// store): the tune and
+    canary flows return their status, the release records the whole verdict."""
+    url = next((u for u in urls if u.endswith("/verdict.json")), None)
+    if url is None or not url.startswith("file://"):
+        raise ReleaseError(f"no verdict.json in a file:// store among {list(urls)}")
+    return verdict_from_dict(json.loads(Path(url.removeprefix("file://")).read_text()))
+
+
+def _html(urls: Sequence[str]) -> str:
+    return next((u for u in urls if u.endswith("report.html")), "")
+
+
+def _tune(params: ReleaseParams, evidence: Evidence) -> None:
+    out = tune(TuneParams(**_common(params)))
+    evidence.add("tuning", published_verdict(out.reports), _html(out.reports))
+    evidence.candidate = out.profile
+
+
+def _canary(params: ReleaseParams, evidence: Evidence) -> None:
+    candidate = evidence.candidate or params.profile
+    out = canary(CanaryParams(**_common(params), candidate=candidate))
+    evidence.add("canary", published_verdict(out.reports), _html(out.reports))
+
+
+# (the release stage a FAIL is recorded under, the step), in lifecycle order; promote
+# (the promote helper's flow) joins this list when it exists
 STEPS: tuple[tuple[str, Callable[[ReleaseParams, Evidence], None]], ...] = (
     ("shadow", _shadow),
     ("accuracy", _compare),
     ("soak-final", _soak),
+    ("tuning", _tune),
+    ("canary", _canary),
 )
 
 

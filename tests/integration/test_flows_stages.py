@@ -182,3 +182,26 @@ def test_a_soak_killed_mid_way_resumes_without_losing_or_repeating_an_iteration(
         )  # fmt: skip
         name = f"iteration-{got['iteration']:03d}"
         assert _journal_digest(root / name) == _journal_digest(reference_soak / name)
+
+
+def test_release_stops_at_the_first_failing_gate_with_its_reason(
+    flow_home: Path, prefect_api: str
+) -> None:
+    from flows.params import ReleaseParams
+    from flows.release import release
+
+    # quotes 10 bps away: the shadow stage FAILs on the activity floor
+    params = ReleaseParams(
+        profile="mm3", run_key="release-far", work_dir=flow_home,
+        artifacts_url=f"file://{flow_home}/store", shadow_duration="5m",
+        overrides=("strategy.min_half_spread_bps=10",),
+    )  # fmt: skip
+    state = release(params, return_state=True)
+    assert state.is_failed()
+    assert "release: release FAIL: shadow: fills:" in state.message
+    assert "required stage accuracy has no verdict" in state.message
+    # stopped there: no later stage ran
+    assert not (flow_home / "accuracy" / "release-far").exists()
+    assert not (flow_home / "soak" / "release-far").exists()
+    page = (flow_home / "store" / "release" / "release-far" / "report.html").read_text()
+    assert "store/shadow/release-far/report.html" in page
