@@ -103,6 +103,8 @@ class SimSession:
         self.engine = Engine(settings, self._recorder, id_prefix=f"s{seed}")
         self._loop: SimLoop | None = None  # built on the first chunk (its clock offset)
         self._chunks: Iterator[MarketChunk] | None = None
+        self._pending: MarketChunk | None = None  # read, belongs to the next segment
+        self.origin_ns: int | None = None
 
     # --- market data -------------------------------------------------------------------
 
@@ -130,24 +132,45 @@ class SimSession:
             )  # fmt: skip
         return self._loop
 
+    def _next_chunk(self) -> MarketChunk | None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            return pending
+        chunk = next(self._source(), None)
+        if chunk is not None:
+            self.chunks_used += 1
+        return chunk
+
     def _segment_chunks(self, until_ns: int) -> list[MarketChunk]:
-        """The next chunks that start before `until_ns` (data time, ns since the epoch)."""
-        source = self._source()
+        """The next chunks that start before `until_ns` (data time, at least one); the
+        first that starts at or after it waits for the next segment."""
         taken: list[MarketChunk] = []
-        for chunk in source:
-            taken.append(chunk)
-            if len(chunk) and int(chunk.ts_local[-1]) >= until_ns:
+        while (chunk := self._next_chunk()) is not None:
+            if not len(chunk):
+                continue
+            if taken and int(chunk.ts_local[0]) >= until_ns:
+                self._pending = chunk
                 break
-        self.chunks_used += len(taken)
+            taken.append(chunk)
         return taken
+
+    def _origin(self) -> int | None:
+        """The data time the session starts at: the first row's local time."""
+        if self.origin_ns is None:
+            first = self._next_chunk()
+            if first is not None:
+                self._pending = first
+                self.origin_ns = int(first.ts_local[0]) if len(first) else None
+        return self.origin_ns
 
     # --- segments ----------------------------------------------------------------------
 
     def run_segment(self, length: str, journal_dir: Path) -> Segment:
-        """Replay `length` of data time (e.g. "1h") into a new journal at `journal_dir`;
-        an empty segment when the data has ended."""
-        start = self._next_start_ns()
-        until = start + parse_duration(length) if start is not None else 0
+        """Replay up to `origin + (n + 1) * length` of data time, n the segments done (so
+        segments do not drift: each ends on the first chunk boundary at or after its
+        target), into a new journal at `journal_dir`; empty once the data has ended."""
+        origin = self._origin()
+        until = (origin or 0) + (self.segments_done + 1) * parse_duration(length)
         chunks = self._segment_chunks(until)
         # what an interrupted attempt at this segment left is replaced: the segment is
         # replayed from the session's state, which the attempt never checkpointed
@@ -164,7 +187,7 @@ class SimSession:
         finally:
             writer.flush_all()
             self._recorder.target = None
-        first = start or 0
+        first = int(chunks[0].ts_local[0]) if chunks else 0
         last = stats.last_ts_ns if stats else first
         writer.close({"data_span": {"first_ts_ns": first, "last_ts_ns": last},
                       "segment": self.segments_done})  # fmt: skip
@@ -174,16 +197,6 @@ class SimSession:
         self.segments_done += 1
         log.info("segment_done", run_id=self.run_id, segment=segment.index, chunks=len(chunks))
         return segment
-
-    def _next_start_ns(self) -> int | None:
-        loop = self._loop
-        if loop is not None and loop.stats.last_ts_ns:
-            return loop.stats.last_ts_ns
-        first = next(self._source(), None)
-        if first is None:
-            return None
-        self._chunks = itertools.chain([first], self._source())
-        return int(first.ts_local[0])
 
     def _manifest(self) -> dict[str, Any]:
         data = manifest(self.run_id, self.spec, self.settings, f"session:{self.run_id}")
