@@ -19,8 +19,10 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)
 
+# the release flow on the demo profile: shadow, dry-run compare, a simulated 24 h soak,
+# tuning and canary, approving itself (the demo profile allows it); reports under ./artifacts
 demo: install
-	$(VENV)/bin/mmbot demo
+	$(VENV)/bin/mmbot demo --release --approve auto
 
 lint: install
 	$(VENV)/bin/ruff check bot gates reports flows tests benchmarks

@@ -41,9 +41,10 @@ class StageFailed(RuntimeError):
     """A stage whose gate said FAIL. The message is the stage and the verdict's reasons,
     which is what the flow run's failed state shows."""
 
-    def __init__(self, stage: str, verdict: Verdict) -> None:
+    def __init__(self, stage: str, verdict: Verdict, report: str = "") -> None:
         self.stage = stage
         self.verdict = verdict
+        self.report = report  # the URL of the stage's HTML report, when it has one
         reasons = "; ".join(verdict.reasons) or "no reason given"
         super().__init__(f"{stage}: {verdict.gate} FAIL: {reasons}")
 
@@ -153,11 +154,13 @@ def show_stage(
         )  # fmt: skip
 
 
-def obey(verdict: Verdict, stage: str) -> Verdict:
+def obey(verdict: Verdict, stage: str, published: Published | None = None) -> Verdict:
     """The flow state the verdict asks for: FAIL raises StageFailed (the run fails with
-    the reasons), WARN logs them as a warning and returns, PASS returns."""
+    the reasons; `published` gives it the stage's report), WARN logs them as a warning
+    and returns, PASS returns."""
     if verdict.status is Status.FAIL:
-        raise StageFailed(stage, verdict)
+        report = published.url("report.html") if published is not None else ""
+        raise StageFailed(stage, verdict, report)
     if verdict.status is Status.WARN:
         get_run_logger().warning("%s: %s WARN: %s", stage, verdict.gate, "; ".join(verdict.reasons))
     return verdict

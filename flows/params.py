@@ -95,3 +95,16 @@ def artifact_key(*parts: str) -> str:
     if not key:
         raise ParamsError(f"artifact key from {parts!r} is empty")
     return key
+
+
+class ReleaseParams(StageParams):
+    """The whole lifecycle on one profile and one market: each stage's own length."""
+
+    source: DataSource = DataSource()
+    shadow_duration: str | None = Field(default=None, description="default the profile's")
+    compare_duration: str | None = Field(default=None, description="default the profile's")
+    soak_hours: float | None = Field(default=None, gt=0, description="default soak.hours")
+    soak_iteration: str = "1h"
+    approve: Literal["person", "auto"] = Field(
+        default="person", description="auto: only where the profile allows it (promote)"
+    )

@@ -180,7 +180,7 @@ def gate_kpi(
     """The KPI stage judged by the profile's policy: exit 0 PASS, 1 FAIL, 2 WARN."""
     settings = _settings(profile, overrides)
     try:
-        verdict = kpi_stage(load_journal(journal), settings)
+        verdict = kpi_stage(load_journal(journal), settings, profile=profile)
     except (JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
     if as_json:

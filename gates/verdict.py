@@ -37,7 +37,11 @@ _RANK = {Status.NA: -1, Status.PASS: 0, Status.WARN: 1, Status.FAIL: 2}
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One judged quantity: its value, the bounds it was held to, and why it failed."""
+    """One judged quantity: its value, the bounds it was held to, and why it failed.
+
+    `direction` is the bad side of the bounds, as the gate held them: "min" (a value
+    below a bound is bad: a floor), "max" (above is bad: a ceiling), "" where the gate
+    states none (a statistical comparison). Reports read it to say what would pass."""
 
     name: str
     status: Status
@@ -46,6 +50,7 @@ class Check:
     fail: float | None = None
     reason: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    direction: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +61,7 @@ class Check:
             "fail": self.fail,
             "reason": self.reason,
             "detail": self.detail,
+            "direction": self.direction,
         }
 
 

@@ -6,7 +6,9 @@ diagnostics go to stderr. The report judges nothing: the stage's verdict comes
 from its gate function (`gates.stage.stage_verdict`, the same call `mmbot gate kpi`
 makes) or from `--verdict`. Once the report is published the command exits with
 the verdict's code (0 PASS, 1 FAIL, 2 WARN), so a script cannot take a published
-FAIL for a success; the release summary, which has no gate, exits 0.
+FAIL for a success. The release's verdict is `gates.stage.release_verdict` over the
+stage verdicts given with `--input stages.json`; `tuning` and `soak-final` need their
+sweep / iteration summaries the same way, and each refuses to render without (64).
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from bot.runtime.clock import default_clock
 from bot.runtime.telemetry import configure_for
 from gates.cli import EXIT_OF_STATUS
 from gates.kpi import KpiError, load_journal
-from gates.stage import StageError, stage_verdict
+from gates.stage import StageError, release_verdict, stage_verdict
 from gates.verdict import Verdict
+from reports.inputs import StageInput, read_stage_input
 from reports.publish import ArtifactStore, BadArtifactUrl, PublishError, publish_report
-from reports.render import STAGES, ReportError, render_report, verdict_from_dict
+from reports.render import STAGES, MissingInput, ReportError, render_report, verdict_from_dict
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
@@ -77,6 +80,14 @@ def report_command(
     overrides: Annotated[
         list[str] | None, typer.Option("--set", help="a.b=c setting override (repeatable)")
     ] = None,
+    stage_input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="the stage's own input: tuning sweep CSV, soak-final iterations JSONL, "
+            "release stages JSON (formats: reports.inputs)",
+        ),
+    ] = None,
 ) -> None:
     """Render STAGE's report (Markdown + HTML + verdict JSON), publish it, print the URLs."""
     stage = stage.replace("_", "-")
@@ -92,8 +103,11 @@ def report_command(
     run = run_id or _journal_run_id(journal)
     store = _store(out, settings)  # a bad --out is refused before any work
     try:
+        given = read_stage_input(stage, stage_input)
         judged = (
-            _read_verdict(verdict) if verdict else _gate_verdict(stage, journal, baseline, settings)
+            _read_verdict(verdict)
+            if verdict
+            else _gate_verdict(stage, journal, baseline, settings, given, profile)
         )
         report = render_report(
             stage,
@@ -104,8 +118,10 @@ def report_command(
             run_id=run,
             verdict=judged,
             evidence=[_read_verdict(p) for p in evidence or ()],
+            tables=given.tables,
+            stages=given.stages,
         )
-    except StageError as exc:
+    except (StageError, MissingInput) as exc:
         raise _fail(str(exc), ExitCode.USAGE) from exc
     except (ReportError, JournalError, KpiError) as exc:
         raise _fail(str(exc), ExitCode.DATA) from exc
@@ -129,13 +145,19 @@ def _store(out: str | None, settings: Settings) -> ArtifactStore:
 
 
 def _gate_verdict(
-    stage: str, journal: Path, baseline: Path | None, settings: Settings
+    stage: str,
+    journal: Path,
+    baseline: Path | None,
+    settings: Settings,
+    given: StageInput,
+    profile: str,
 ) -> Verdict | None:
-    """The stage's verdict from its gate function; None for the release summary."""
+    """The stage's verdict from its gate function; the release's from its stages'
+    (none without them: the renderer refuses and says what it needs)."""
     if stage == "release":
-        return None
+        return release_verdict(given.verdicts()) if given.stages else None
     other = load_journal(baseline) if baseline is not None else None
-    return stage_verdict(stage, load_journal(journal), settings, other)
+    return stage_verdict(stage, load_journal(journal), settings, other, profile=profile)
 
 
 def report_app() -> typer.Typer:

@@ -1,7 +1,13 @@
 """Stage reports: verdicts, KPIs and charts rendered to Markdown and to one HTML file.
 
 Reports decide nothing. Verdicts come from the gates (or from the flow that ran
-them); this module only lays them out. Markdown is what Prefect shows as an
+them); this module only lays them out: a decision box on top (reports.decision, from
+the verdict alone), numbers in their units (reports.numbers), the settings the run
+actually used (the journal's run.json), and the policy that judged it.
+
+Stages refuse inputs they cannot judge (`MissingInput`): `tuning` needs a sweep
+table, `soak-final` the soak's iteration summaries, `release` its stage verdicts
+(the file formats are in reports.inputs). Markdown is what Prefect shows as an
 artifact; the HTML file is self-contained (inline CSS, inline SVG charts, no
 script, no URL) so it opens from an S3 bucket or a mail attachment alike.
 
@@ -15,8 +21,6 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from decimal import Decimal
-from enum import Enum
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -38,10 +42,12 @@ from gates.kpi import (
     interval_series,
     load_journal,
 )
-from gates.stage import policy_view
+from gates.stage import edge_decomposition, policy_view
 from gates.verdict import Check, Status, Verdict
 from reports import charts
 from reports.charts import Chart
+from reports.decision import decision_box
+from reports.numbers import KPI_MEASURES, fmt_kpi, fmt_quantity, fmt_value, unit_of
 
 log = structlog.get_logger(__name__)
 
@@ -88,6 +94,46 @@ class SecretLeak(ReportError):
     """A configured secret value appeared in rendered output: nothing is written."""
 
 
+# What each stage needs beyond a journal, and the input that carries it (reports.inputs).
+NEEDS: Final[Mapping[str, str]] = {
+    "tuning": (
+        "a sweep table: a CSV with one row per candidate, a column per swept setting "
+        "(dotted key, e.g. strategy.min_half_spread_bps) and a column per KPI of its run "
+        "(e.g. net_bps); give it as --input sweep.csv (reports.inputs.read_sweep)"
+    ),
+    "soak-final": (
+        "the soak's iteration summaries: JSON Lines, one object per iteration in order, "
+        '{"iteration": 1, "status": "PASS", "kpis": {"net_bps": 0.4, ...}} with optional '
+        '"rss_mb" and "tuning"; give it as --input iterations.jsonl '
+        "(reports.inputs.read_iterations)"
+    ),
+    "release": (
+        "the stage verdicts: a JSON object "
+        '{"stages": [{"stage": "shadow", "verdict": {...} or "verdict.json", '
+        '"report": "URL"}, ...]}; give it as --input stages.json (reports.inputs.read_stages)'
+    ),
+}
+# the table key that carries a stage's own input
+INPUT_TABLES: Final[Mapping[str, str]] = {"tuning": "sweep", "soak-final": "iterations"}
+
+
+class MissingInput(ReportError):
+    """A stage asked to report without the input it is about; says what it needs."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"report {stage!r} cannot judge a journal alone: it needs {NEEDS[stage]}")
+        self.stage = stage
+
+
+@dataclass(frozen=True, slots=True)
+class StageEvidence:
+    """One stage of a release: its verdict and where its report is."""
+
+    stage: str
+    verdict: Verdict
+    report: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class Table:
     """A plain table a stage shows as is (tuning sweep, release stages, ...)."""
@@ -122,6 +168,9 @@ class StageContext:
     facts: tuple[tuple[str, str], ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict)
     links: tuple[tuple[str, str], ...] = ()
+    edge: Mapping[str, Any] = field(default_factory=dict)
+    stages: tuple[StageEvidence, ...] = ()
+    settings_source: str = ""
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> StageContext:
@@ -143,6 +192,12 @@ class StageContext:
             values[name] = tuple(
                 tuple(item) if isinstance(item, list) else item for item in values.get(name, ())
             )
+        values["stages"] = tuple(
+            StageEvidence(s["stage"], verdict_from_dict(s["verdict"]), s.get("report", ""))
+            if isinstance(s, Mapping)
+            else s
+            for s in values.get("stages", ())
+        )
         return cls(**values)
 
 
@@ -167,6 +222,7 @@ def verdict_from_dict(data: Mapping[str, Any]) -> Verdict:
                 fail=c.get("fail"),
                 reason=c.get("reason", ""),
                 detail=dict(c.get("detail") or {}),
+                direction=c.get("direction", ""),
             )
             for c in data.get("checks", ())
         )
@@ -180,65 +236,75 @@ def verdict_from_dict(data: Mapping[str, Any]) -> Verdict:
 # --- formatting shared by both formats -----------------------------------------------
 
 
-def fmt_value(value: Any) -> str:
-    """Numbers with fixed rules so the same value always prints the same way."""
-    if value is None:
-        return "missing"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, Enum):
-        return str(value.value)
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return _fmt_float(value)
-    return str(value)
+def _check_unit(check: Check, gate: str) -> str:
+    """A check's unit: the KPI's, for the KPI gate's checks (another gate's check of the
+    same name, e.g. the canary's net_bps change, is not in the KPI's unit)."""
+    return unit_of(check.name) if gate == "kpi" else ""
 
 
-def _fmt_float(value: float) -> str:
-    if not math.isfinite(value):
-        return "n/a"
-    magnitude = abs(value)
-    if magnitude >= 10_000:
-        return f"{value:,.0f}"
-    if magnitude >= 100:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    if magnitude == 0:
-        return "0"
-    text = f"{value:.4f}"
-    # 0.8800 -> 0.88 but 0.1234 stays: two decimals at least, four at most
-    while text.endswith("0") and len(text.split(".")[1]) > 2:
-        text = text[:-1]
-    return text
-
-
-def fmt_bound(check: Check, which: str) -> str:
+def fmt_bound(check: Check, which: str, gate: str = "") -> str:
     """A bound with the side that is bad: '< 2.70' for a floor, '> 400' for a ceiling.
 
-    The side is read from the order of the two bounds the gate used (a floor has
-    WARN above FAIL); it labels the number, it judges nothing.
+    The side is the check's `direction` when the gate stated one, else it is read from
+    the order of the two bounds (a floor has WARN above FAIL); it labels the number, it
+    judges nothing.
     """
     bound = check.warn if which == "warn" else check.fail
     if bound is None:
         return ""
-    text = fmt_value(bound)
+    text = fmt_quantity(bound, _check_unit(check, gate))
+    if check.direction in ("min", "max"):
+        return f"< {text}" if check.direction == "min" else f"> {text}"
     if check.warn is None or check.fail is None or check.warn == check.fail:
         return text
     return f"< {text}" if check.warn > check.fail else f"> {text}"
 
 
-def fmt_check_value(check: Check) -> str:
+def fmt_check_value(check: Check, gate: str = "") -> str:
     """A check's value; 'N/A' for a check the run's mode could not measure (not 'missing',
     which is a KPI the gate needed and did not get)."""
-    return Status.NA.value if check.status is Status.NA else fmt_value(check.value)
+    if check.status is Status.NA:
+        return Status.NA.value
+    if check.value is None and check.warn is None and check.fail is None:
+        return "-"  # nothing to measure (a release's stage), unlike a missing KPI
+    return fmt_quantity(check.value, _check_unit(check, gate))
+
+
+def check_unit(check: Check, gate: str) -> str:
+    return _check_unit(check, gate)
+
+
+def kpi_unit(name: str) -> str:
+    return unit_of(name)
+
+
+def kpi_what(name: str) -> str:
+    found = KPI_MEASURES.get(name)
+    return found.what if found else ""
+
+
+def fmt_cell(value: Any, column: str) -> str:
+    """A table cell: in the column's KPI unit when the column is a KPI."""
+    return fmt_kpi(column, value) if column in KPI_MEASURES else fmt_value(value)
+
+
+def fmt_signed_bps(value: Any) -> str:
+    """A signed contribution: '+0.68', '-1.68' (a missing one prints as such)."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        return fmt_value(value)
+    return f"{value:+.2f}"
+
+
+def column_header(column: str) -> str:
+    """A column with its unit: 'net_bps [bps]', 'fills [count]'."""
+    unit = unit_of(column)
+    return f"{column} [{unit}]" if unit else column
 
 
 def fmt_summary(value: Any) -> str:
     """A verdict summary entry: nested mappings as 'name value, ...' in their own order."""
     if isinstance(value, Mapping):
-        return ", ".join(f"{k} {fmt_value(v)}" for k, v in value.items())
+        return ", ".join(f"{k} {fmt_cell(v, str(k))}" for k, v in value.items())
     if isinstance(value, list | tuple):
         return ", ".join(fmt_value(v) for v in value)
     return fmt_value(value)
@@ -277,6 +343,13 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         num=fmt_value,
+        kpi_of=fmt_kpi,
+        signed_bps=fmt_signed_bps,
+        kpiunit=kpi_unit,
+        kpiwhat=kpi_what,
+        cell=fmt_cell,
+        header=column_header,
+        checkunit=check_unit,
         checkvalue=fmt_check_value,
         summary=fmt_summary,
         bound=fmt_bound,
@@ -300,15 +373,30 @@ def render(stage: str, context: StageContext | Mapping[str, Any], fmt: Format, c
     ctx = context if isinstance(context, StageContext) else StageContext.from_mapping(context)
     if ctx.stage != stage:
         raise ReportError(f"context is for stage {ctx.stage!r}, asked to render {stage!r}")
+    require_inputs(ctx.stage, ctx.tables, ctx.stages, ctx.verdict)
     template = _ENV.get_template(f"{stage}.{fmt}.j2")
     text = template.render(
         ctx=ctx,
         title=STAGE_TITLES[stage],
         generated_at=iso_utc(clock.now_ns()),
         settings_rows=list(flatten(ctx.settings)),
+        box=decision_box(ctx.verdict) if ctx.verdict is not None else None,
     )
     # sections that render empty leave runs of blank lines; Markdown needs one at most
     return _BLANK_RUNS.sub("\n\n", text) if fmt == "md" else text
+
+
+def require_inputs(
+    stage: str, tables: Sequence[Table], stages: Sequence[StageEvidence], verdict: Verdict | None
+) -> None:
+    """Refuse a stage whose own input is absent (see NEEDS): a tuning report with no
+    sweep, a soak-final with no iterations, a release with no stage verdicts or without
+    the release verdict made of them (gates.stage.release_verdict)."""
+    table = INPUT_TABLES.get(stage)
+    if table is not None and not any(t.key == table and t.rows for t in tables):
+        raise MissingInput(stage)
+    if stage == "release" and (not stages or verdict is None):
+        raise MissingInput(stage)
 
 
 # --- settings without secrets ------------------------------------------------------------
@@ -417,10 +505,21 @@ def stage_context(
     tables: Sequence[Table] = (),
     facts: Sequence[tuple[str, str]] = (),
     links: Sequence[tuple[str, str]] = (),
+    edge: Mapping[str, Any] | None = None,
+    stages: Sequence[StageEvidence] = (),
+    run_settings: Mapping[str, Any] | None = None,
+    settings_source: str = "",
 ) -> StageContext:
-    """A context from values already computed (by the gates or by hand in a test)."""
+    """A context from values already computed (by the gates or by hand in a test).
+
+    `settings` is the policy (its bounds draw on the charts; its secrets are kept out
+    of the output); the settings section shows `run_settings`, the settings the run
+    used (run.json's, already redacted), else the policy's, redacted here.
+    `edge` is `gates.stage.EdgeDecomposition.to_dict()` of the judged view; `stages`
+    the release's stage verdicts and report links."""
     if stage not in STAGE_TITLES:
         raise UnknownStage(stage)
+    shown = dict(run_settings) if run_settings is not None else redacted_settings(settings)
     return StageContext(
         stage=stage,
         run_id=run_id,
@@ -431,18 +530,51 @@ def stage_context(
         charts=stage_charts(stage, frames, settings),
         tables=tuple(tables),
         facts=tuple(facts),
-        settings=redacted_settings(settings),
+        settings=shown,
         links=tuple(links),
+        edge=dict(edge or {}),
+        stages=tuple(stages),
+        settings_source=settings_source
+        or ("the run's run.json" if run_settings is not None else "the policy profile"),
     )
+
+
+def _manifest(journal_path: Path) -> dict[str, Any]:
+    try:
+        return read_manifest(journal_path)
+    except JournalError as exc:
+        raise ReportError(str(exc)) from exc
+
+
+def run_settings(journal_path: Path) -> tuple[Mapping[str, Any] | None, str]:
+    """The settings the run used, as its run.json recorded them (redacted when written),
+    and a line saying where they come from; None for a journal that recorded none."""
+    manifest = _manifest(journal_path)
+    settings = manifest.get("settings")
+    if not isinstance(settings, Mapping):
+        return None, f"the policy profile: {journal_path}/run.json records no settings"
+    profile = manifest.get("profile") or "not named"
+    # run.json keeps its keys sorted; a reader compares them with the schema's order
+    ordered = in_order_of(settings, redacted_settings(Settings()))
+    return ordered, f"{journal_path}/run.json, profile {profile}"
+
+
+def in_order_of(data: Mapping[str, Any], template: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` with its keys in `template`'s order (nested too), unknown keys last."""
+    keys = [k for k in template if k in data] + [k for k in data if k not in template]
+    out: dict[str, Any] = {}
+    for key in keys:
+        value, shape = data[key], template.get(key)
+        if isinstance(value, Mapping) and isinstance(shape, Mapping):
+            value = in_order_of(value, shape)
+        out[key] = value
+    return out
 
 
 def journal_facts(journal_path: Path, role: str = "journal") -> list[tuple[str, str]]:
     """Run facts from the journal's manifest (scalars only; config is shown apart)."""
     facts = [(role, str(journal_path))]
-    try:
-        manifest = read_manifest(journal_path)
-    except JournalError as exc:
-        raise ReportError(str(exc)) from exc
+    manifest = _manifest(journal_path)
     for key in sorted(manifest):
         value = manifest[key]
         if key in _MANIFEST_SKIP or isinstance(value, Mapping):
@@ -472,6 +604,7 @@ def build_context(
     evidence: Sequence[Verdict] = (),
     tables: Sequence[Table] = (),
     links: Sequence[tuple[str, str]] = (),
+    stages: Sequence[StageEvidence] = (),
 ) -> StageContext:
     """Load a journal, compute its KPIs and frames through gates, and lay them out.
 
@@ -480,15 +613,18 @@ def build_context(
     stage with a gate refuses to be built without it. KPIs and frames are the
     policy's view of the journal (`gates.stage.policy_view`: the policy's fees and
     limits), the view the verdict judged. `baseline_path` is the canary's baseline or
-    the simulated run of an accuracy report. The release summary has no gate of its
-    own: it shows `evidence` and an optional `verdict`.
+    the simulated run of an accuracy report. The release's verdict is
+    `gates.stage.release_verdict` over `stages`. The settings shown are the run's
+    (run.json); `settings` is the policy.
     """
     if stage not in STAGE_TITLES:
         raise UnknownStage(stage)
-    if verdict is None and stage != "release":
+    require_inputs(stage, tables, stages, verdict)
+    if verdict is None:
         raise ReportError(f"stage {stage!r}: pass the verdict its gate made (gates.stage)")
     journal_path = Path(journal_path)
     facts = journal_facts(journal_path)
+    used, source = run_settings(journal_path)
     try:
         journal = policy_view(load_journal(journal_path), settings)
     except (JournalError, KpiError) as exc:
@@ -523,6 +659,10 @@ def build_context(
         tables=tables,
         facts=facts,
         links=links,
+        edge=edge_decomposition(journal, horizon).to_dict(),
+        stages=stages,
+        run_settings=used,
+        settings_source=source,
     )
 
 

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bot.config import Settings
 from bot.journal import JournalWriter
+from bot.profiles import redacted_dict
 from gates.verdict import Check, Status, Verdict
 
 T0 = 1_723_161_600_000_000_000  # 2024-08-09T00:00:00Z
@@ -28,10 +30,14 @@ FILLS = [
     (130, 1, 60_000.5, 0.01, "taker", 0.033, 60_000.0),
 ]
 MAKER_SHARE = 1200.0 / 1800.005
+# the rates these fees are charged at (0.003 / 599.99 and 0.033 / 600.005 of notional)
+FEE_TIER = {"name": "hand", "maker_bps": -0.05, "taker_bps": 0.55}
 
 
 def write_journal(root: Path, mode: str = "paper", seed: int = 7) -> Path:
-    writer = JournalWriter(root, {"mode": mode, "seed": seed, "symbols": [SYMBOL]})
+    manifest = {"mode": mode, "seed": seed, "symbols": [SYMBOL], "fee_tier": FEE_TIER,
+                "settings": redacted_dict(Settings())}  # fmt: skip
+    writer = JournalWriter(root, manifest)
     for t in range(0, 181):
         writer.append("book", T0 + t * S, SYMBOL, 59_999.5, 60_000.5, 1.0, 1.0, 60_000.0)
     for i, (t, side, price, qty, liquidity, fee, mid) in enumerate(FILLS):

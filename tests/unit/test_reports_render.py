@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from pathlib import Path
@@ -11,16 +12,19 @@ from pydantic import SecretStr
 
 from bot.config import SecretsConfig, Settings, StorageConfig
 from bot.runtime.clock import FrozenClock, parse_utc
-from gates.kpi import load_journal
-from gates.stage import StageError, kpi_stage, stage_verdict
+from gates.canary import canary_judge
+from gates.kpi import Journal, load_journal
+from gates.stage import StageError, kpi_stage, release_verdict, stage_verdict
 from gates.verdict import Check, Status, Verdict
 from reports.publish import FileStore, publish_report
 from reports.render import (
     STAGES,
     Frames,
+    MissingInput,
     ReportError,
     SecretLeak,
     StageContext,
+    StageEvidence,
     Table,
     UnknownStage,
     build_context,
@@ -33,6 +37,7 @@ from reports.render import (
     stage_context,
     verdict_from_dict,
 )
+from tests.unit import gates_helpers as gh
 from tests.unit import reports_helpers as h
 
 CLOCK = FrozenClock(parse_utc(h.FROZEN))
@@ -41,22 +46,39 @@ S3_SECRET = "SEKRET-s3-41d2e8"
 REDIS_PASSWORD = "SEKRETredispw77"
 
 
+@functools.cache
+def kpi_verdict() -> Verdict:
+    """The KPI stage's verdict of the hand journal (tests/unit/gates_helpers), by the gate."""
+    return kpi_stage(Journal.of(gh.memory_tables(), gh.MANIFEST), Settings())
+
+
+@functools.cache
+def canary_verdict() -> Verdict:
+    return canary_judge(h.interval_frame(shift=0.4), h.interval_frame(), Settings().canary)
+
+
 def full_context(stage: str, settings: Settings | None = None) -> StageContext:
-    """Every section filled, so each template path runs."""
+    """Every section filled, so each template path runs; the verdicts are the gates'."""
+    stages = [StageEvidence("kpi-gate", kpi_verdict(), "file:///tmp/kpi/report.html")]
+    release = stage == "release"
     return stage_context(
         stage,
         settings or Settings(),
         run_id="r-1",
-        verdict=h.kpi_verdict(),
-        evidence=[h.canary_verdict()],
+        verdict=release_verdict({"kpi-gate": kpi_verdict()}) if release else kpi_verdict(),
+        evidence=[canary_verdict()],
         kpis=h.KPIS,
         by_symbol={"BTCUSDT": {"net_bps": 3.1}, "ETHUSDT": {"net_bps": 2.9}},
         frames=Frames(
             h.equity_frame(), h.edges_frame(), h.interval_frame(), h.interval_frame(shift=0.3)
         ),
-        tables=[Table("sweep", "Sweep", ("spread", "net_bps"), ((1.0, 2.5), (1.5, 3.1)))],
+        tables=[
+            Table("sweep", "Sweep", ("strategy.spread", "net_bps"), ((1.0, 2.5), (1.5, 3.1))),
+            Table("iterations", "Iterations", ("iteration", "status"), ((1, "PASS"),)),
+        ],
         facts=[("mode", "paper")],
         links=[("html", "file:///tmp/a/report.html")],
+        stages=stages if release else (),
     )
 
 
@@ -70,6 +92,7 @@ def full_context(stage: str, settings: Settings | None = None) -> StageContext:
         (math.nan, "n/a"),
         (True, "yes"),
         (240, "240"),
+        (17_320, "17,320"),
         (0.0, "0"),
         (0.88, "0.88"),
         (0.1234, "0.1234"),
@@ -106,18 +129,27 @@ def test_every_stage_renders_self_contained_html(stage: str) -> None:
     html = render(stage, ctx, "html", CLOCK)
     assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
     assert not re.search(r"https?://", html)
+    assert html.index('id="decision"') < html.index("<h2>Gate")
     assert not re.search(r"<script|<link|<iframe|<img|@import|url\(", html, re.I)
-    assert not re.search(r"\s(src|href)\s*=", html, re.I)
+    # the only link: a release's stage report, given as an input
+    links = re.findall(r"\s(?:src|href)\s*=\s*\"([^\"]*)\"", html, re.I)
+    assert links == (["file:///tmp/kpi/report.html"] if stage == "release" else [])
     assert html.count("<svg") == len(ctx.charts) >= 9
     assert "2024-08-10T12:00:00.000000Z" in html
-    assert "order_latency_p95_ms" in html and "missing" in html
+    assert "order_latency_p95_ms" in html and "May this trade?" in html
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_stage_renders_markdown_tables(stage: str) -> None:
     md = render(stage, full_context(stage), "md", CLOCK)
-    assert "| check | value | WARN bound | FAIL bound | status | reason |" in md
-    assert "| inventory_ratio_p95 | 0.44 | > 0.40 | > 0.50 | ⚠️ WARN | 0.44 > warn bound 0.4 |" in md
+    assert "| check | value | unit | WARN bound | FAIL bound | status | reason |" in md
+    # the hand journal's 4 fills, a count, against the default floors (gates_helpers)
+    if stage == "release":  # one check per stage, the stage's status and reasons
+        assert "| kpi-gate | - |  |  |  | ❌ FAIL | adverse_p95_bps: " in md
+        assert "| shadow | - |  |  |  | ❌ FAIL | required stage shadow has no verdict" in md
+    else:
+        assert "| fills | 4 | count | < 50 | < 20 | ❌ FAIL | 4 < fail bound 20 |" in md
+    assert "## May this trade? **no** (❌ FAIL)" in md
     assert "\n\n\n" not in md and "<svg" not in md
 
 
@@ -148,10 +180,11 @@ def test_a_mapping_context_with_verdict_dicts_renders_like_the_object() -> None:
         "facts": [list(f) for f in ctx.facts],
         "settings": ctx.settings,
         "links": [list(x) for x in ctx.links],
+        "settings_source": ctx.settings_source,
     }
     assert render("canary", data, "md", CLOCK) == render("canary", ctx, "md", CLOCK)
     assert render("canary", data, "html", CLOCK) == render("canary", ctx, "html", CLOCK)
-    assert verdict_from_dict(h.kpi_verdict().to_dict()) == h.kpi_verdict()
+    assert verdict_from_dict(kpi_verdict().to_dict()) == kpi_verdict()
 
 
 def test_bad_requests_are_typed_errors() -> None:
@@ -206,9 +239,9 @@ def test_a_report_never_makes_the_verdict_it_shows(tmp_path: Path) -> None:
     assert shown.verdict is verdict and verdict.gate == "canary"
     assert "intervals: too few intervals (4 < 24)" in verdict.reasons  # 0-180 s: 4 minutes
     given = build_context(
-        "canary", canary, Settings(), baseline_path=baseline, verdict=h.canary_verdict()
+        "canary", canary, Settings(), baseline_path=baseline, verdict=canary_verdict()
     )
-    assert given.verdict == h.canary_verdict()
+    assert given.verdict == canary_verdict()
     assert ("baseline.mode", "live") in given.facts
     assert any(c.key == "dist-net_bps" for c in given.charts)
 
@@ -227,9 +260,15 @@ def test_accuracy_runs_the_gate_on_shadow_vs_sim(tmp_path: Path) -> None:
     assert 'id="chart-compare-net_bps"' in report.html
 
 
-def test_release_needs_no_gate(journal: Path) -> None:
-    ctx = build_context("release", journal, Settings(), evidence=[h.kpi_verdict()])
-    assert ctx.verdict is None and ctx.evidence == (h.kpi_verdict(),)
+def test_release_needs_its_stage_verdicts(journal: Path) -> None:
+    with pytest.raises(MissingInput, match="needs the stage verdicts"):
+        build_context("release", journal, Settings(), evidence=[kpi_verdict()])
+    stages = [StageEvidence("kpi-gate", kpi_verdict())]
+    with pytest.raises(MissingInput, match="needs the stage verdicts"):
+        build_context("release", journal, Settings(), stages=stages)  # and their verdict
+    verdict = release_verdict({s.stage: s.verdict for s in stages})
+    ctx = build_context("release", journal, Settings(), verdict=verdict, stages=stages)
+    assert ctx.verdict is verdict and ctx.stages == tuple(stages)
 
 
 def test_same_journal_and_frozen_clock_give_identical_bytes(journal: Path) -> None:
@@ -241,7 +280,7 @@ def test_same_journal_and_frozen_clock_give_identical_bytes(journal: Path) -> No
 
 def test_a_journal_that_is_not_one_is_a_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="not a journal directory"):
-        build_context("shadow", tmp_path, Settings(), verdict=h.kpi_verdict())
+        build_context("shadow", tmp_path, Settings(), verdict=kpi_verdict())
 
 
 # --- no secret anywhere -------------------------------------------------------------
