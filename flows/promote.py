@@ -18,6 +18,11 @@
    step (`gates.promotion.ramp_step_verdict`) before the next. Paper runs on the
    given data source until issue 10 brings the live shell. A rejection or a rollback
    fails the run with the reason.
+
+`live_bot` runs a revision live (paper until issue 10). It and the ramp hold the one
+slot of the global concurrency limit `mmbot-live` (limit 1, `strict=True`: a missing
+limit is an error, not a free pass), so two live bots never trade at once. Create it
+once per server: `prefect gcl create mmbot-live --limit 1` (`make ui` does).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.context import FlowRunContext
 from prefect.flow_runs import pause_flow_run, suspend_flow_run
 from prefect.input import RunInput
@@ -64,6 +70,9 @@ from reports.publish import FileStore
 from reports.render import verdict_from_dict
 
 AUDIT_LOG = "audit/promotions.jsonl"
+# the global concurrency limit every live trading run holds (limit 1)
+LIVE_LIMIT = "mmbot-live"
+LIVE_SLOT_WAIT_S = 60.0
 
 
 class ApprovalInput(RunInput):
@@ -219,20 +228,35 @@ def ramp(params: PromoteParams, policy: Settings, record: Callable[..., None]) -
     )
     root = params.work_dir / "promote" / params.run_key
     verdicts = []
-    for i, fraction in enumerate(steps):
-        size = size_override(params.candidate, params.overrides, fraction)
-        spec = run_spec(_step_source(params.source, i), root / f"step-{i + 1}", params.candidate,
-                        (*params.overrides, size), policy.promote.ramp_step)  # fmt: skip
-        run = candidate_run(spec, params.profile)
-        verdict = judge_step(run.journal, params.profile, fraction)
-        verdicts.append(verdict)
-        record("ramp_step", fraction=fraction, status=verdict.status.value,
-               reasons=verdict.reasons, journal=str(run.journal))  # fmt: skip
-        update_progress_artifact(progress, 100.0 * (i + 1) / len(steps))
-        if verdict.status is Status.FAIL:
-            record("rolled_back", fraction=fraction, reasons=verdict.reasons)
-            raise StageFailed(f"promote ramp {fraction:.0%}", verdict)
+    with live_slot():
+        for i, fraction in enumerate(steps):
+            verdict = _ramp_step(params, i, fraction, root, record)
+            verdicts.append(verdict)
+            update_progress_artifact(progress, 100.0 * (i + 1) / len(steps))
+            if verdict.status is Status.FAIL:
+                record("rolled_back", fraction=fraction, reasons=verdict.reasons)
+                raise StageFailed(f"promote ramp {fraction:.0%}", verdict)
     return verdicts
+
+
+def live_slot() -> Any:
+    """The one live slot; strict: a server without the limit refuses to trade live."""
+    return concurrency(LIVE_LIMIT, occupy=1, timeout_seconds=LIVE_SLOT_WAIT_S, strict=True)
+
+
+def _ramp_step(
+    params: PromoteParams, i: int, fraction: float, root: Path, record: Callable[..., None]
+) -> Verdict:
+    """One step: the candidate at `fraction` of its size for `promote.ramp_step`, judged."""
+    policy = load_settings(params.profile)
+    size = size_override(params.candidate, params.overrides, fraction)
+    spec = run_spec(_step_source(params.source, i), root / f"step-{i + 1}", params.candidate,
+                    (*params.overrides, size), policy.promote.ramp_step)  # fmt: skip
+    run = candidate_run(spec, params.profile)
+    verdict = judge_step(run.journal, params.profile, fraction)
+    record("ramp_step", fraction=fraction, status=verdict.status.value,
+           reasons=verdict.reasons, journal=str(run.journal))  # fmt: skip
+    return verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,3 +319,28 @@ def promote(params: PromoteParams) -> PromoteResult:
         params.candidate, decision.reviewer,
         tuple((float(v.summary["fraction"]), v.status.value) for v in steps), str(audit.path),
     )  # fmt: skip
+
+
+class LiveParams(StageParams):
+    """`profile` is the revision to trade live (the promoted one)."""
+
+    source: DataSource = DataSource(kind="synth", seed=505)
+    duration: str = Field(default="1h", description="data time to trade")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    profile: str
+    journal: str
+    kpis: dict[str, float]
+
+
+@flow(name="live_bot")
+def live_bot(params: LiveParams) -> LiveResult:
+    """The live bot, holding the one `mmbot-live` slot while it trades. Paper mode on
+    the data source until issue 10 brings the live shell."""
+    spec = run_spec(params.source, params.work_dir / "live" / params.run_key, params.profile,
+                    params.overrides, params.duration)  # fmt: skip
+    with live_slot():
+        run = candidate_run(spec, params.profile)
+    return LiveResult(params.profile, str(run.journal), run.kpis)

@@ -5,6 +5,7 @@ audit log keeps both (earlier lines intact); missing evidence never reaches a pe
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -12,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from flows.promote import AUDIT_LOG, PromoteParams, PromoteResult, promote
+from flows.promote import (
+    AUDIT_LOG,
+    LIVE_LIMIT,
+    LiveParams,
+    PromoteParams,
+    PromoteResult,
+    live_bot,
+    promote,
+)
 from gates.verdict import Check, Status, Verdict
 
 # the mm3 demo quoter, judged on the canary only, ramped through 2 min steps
@@ -79,8 +88,28 @@ def decide(p: PromoteParams, run_input: dict[str, Any]) -> Any:
     return out["state"]
 
 
+def set_live_limit(present: bool) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(ObjectNotFound):
+            client.delete_global_concurrency_limit_by_name(LIVE_LIMIT)
+        if present:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=LIVE_LIMIT, limit=1)
+            )
+
+
 @pytest.fixture(scope="module")
-def approved(policy: Path, flow_home: Path) -> Any:
+def live_limit(prefect_api: str) -> None:
+    """The server's one live slot, as `make ui` creates it."""
+    set_live_limit(True)
+
+
+@pytest.fixture(scope="module")
+def approved(policy: Path, flow_home: Path, live_limit: None) -> Any:
     p = params(policy, flow_home, "promote-yes", evidence={"canary": PASSED})
     return decide(p, {"approve": True, "reviewer": "alice", "comment": "canary clean"})
 
@@ -130,6 +159,22 @@ def test_auto_approval_is_refused_where_the_profile_does_not_allow_it(
     assert state.is_failed()
     assert "promote.auto_approve is false" in (state.message or "")
     assert not [r for r in read(audit(flow_home)) if r["run_key"] == "promote-auto"]
+
+
+def test_the_live_bot_refuses_to_trade_without_the_live_limit(
+    policy: Path, flow_home: Path, live_limit: None
+) -> None:
+    p = LiveParams(profile=str(policy), run_key="live-strict", work_dir=flow_home / "live",
+                   duration="1m")  # fmt: skip
+    set_live_limit(False)
+    try:
+        state = live_bot(p, return_state=True)
+    finally:
+        set_live_limit(True)
+    assert state.is_failed()
+    assert LIVE_LIMIT in (state.message or "")
+    assert not (flow_home / "live" / "live" / "live-strict").exists()  # never traded
+    assert live_bot(p, return_state=True).is_completed()  # with the limit it trades
 
 
 def read(path: Path) -> list[dict[str, Any]]:
