@@ -114,9 +114,13 @@ def auto_approval(policy: Settings) -> str:
 
 
 def ramp_step_verdict(series: pd.DataFrame, policy: Settings, fraction: float) -> Verdict:
-    """The rollback triggers over one ramp step; a FAIL stops the ramp and rolls back."""
-    verdict = rollback_triggers(series, policy.canary.rollback, policy.canary.interval)
-    summary = {**verdict.summary, "fraction": fraction}
+    """The rollback triggers walked over one ramp step (see `rollback_walk`); a FAIL stops
+    the ramp and rolls back, `aborted_at` says where."""
+    walk = rollback_walk(series, policy)
+    verdict = walk.verdict
+    summary = {**verdict.summary, "fraction": fraction, "intervals_run": walk.intervals}
+    if walk.aborted_at is not None:
+        summary["aborted_at"] = walk.aborted_at.isoformat()
     return Verdict(f"ramp {fraction:.0%}", verdict.status, verdict.checks, summary)
 
 

@@ -15,8 +15,8 @@ from gates.kpi import interval_series, load_journal
 
 # the mm3 demo quoter; 5 min canaries judged on their five 1 min intervals
 BASELINE = "extends: mm3\ncanary:\n  min_intervals: 5\n"
-# a version whose orders the venue rejects three times in ten
-REJECTED = "extends: baseline.yaml\nsim:\n  faults:\n    reject_prob: 0.3\n"
+# a version whose orders the venue rejects more often than not
+REJECTED = "extends: baseline.yaml\nsim:\n  faults:\n    reject_prob: 0.6\n"
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_a_rejected_candidate_rolls_back_at_the_first_breach(
     state = canary(params(profiles, flow_home, "rejected.yaml", "canary-bad"), return_state=True)
     assert state.is_failed()
     message = state.message or ""
-    assert "canary FAIL" in message and "error_rate > 0.05" in message and "roll back" in message
+    assert "canary FAIL" in message and "error_rate > 0.2" in message and "roll back" in message
     verdict = json.loads(
         (flow_home / "store" / "canary" / "canary-bad" / "verdict.json").read_text()
     )
@@ -63,5 +63,8 @@ def test_a_rejected_candidate_rolls_back_at_the_first_breach(
     journal = load_journal(flow_home / "canary-runs" / "canary" / "canary-bad" / "candidate")
     policy = load_settings(profiles / "baseline.yaml", env={})
     series = interval_series(journal, policy.canary.interval, policy.gates.horizon_ms)
-    first = series.index[series["error_rate"] > 0.05][0]
+    (trigger,) = [t for t in policy.canary.rollback if t.metric == "error_rate"]
+    needed = trigger.for_ms // 60_000  # consecutive 1 min intervals beyond the bound
+    beyond = (series["error_rate"] > trigger.bound).astype(int)
+    first = series.index[beyond.rolling(needed).sum() == needed][0]
     assert verdict["summary"]["aborted_at"] == first.isoformat()
