@@ -10,6 +10,7 @@ them too. Loading profiles, env and `--set` into this tree is `bot/profiles.py`.
 from __future__ import annotations
 
 import difflib
+import itertools
 import types
 from collections.abc import Sequence
 from decimal import Decimal
@@ -490,6 +491,38 @@ class CanaryConfig(Section):
         return self
 
 
+def _default_ramp() -> list[float]:
+    return [0.05, 0.25, 0.5, 1.0]
+
+
+class PromoteConfig(Section):
+    """The promotion of a candidate revision to live: evidence, approval, ramp."""
+
+    # stages whose PASS the promotion requires (report stage names, gates/promotion.py)
+    required_stages: list[str] = Field(
+        default_factory=lambda: ["shadow", "accuracy", "soak-final", "canary"], min_length=1
+    )
+    # `--approve auto` approves without a person: only a profile that says so (demo)
+    auto_approve: bool = False
+    approval_timeout_s: int = Field(default=86_400, gt=0, description="wait for a person")
+    # live size fraction of each ramp step, rising to 1.0; rollback triggers are checked
+    # over every step before the next
+    ramp: list[float] = Field(default_factory=_default_ramp, min_length=1)
+    ramp_step: str = Field(default="1h", description="time at each step before the next")
+
+    @model_validator(mode="after")
+    def _ramp_rises_to_full_size(self) -> PromoteConfig:
+        steps = self.ramp
+        if any(not 0 < f <= 1 for f in steps) or any(b <= a for a, b in itertools.pairwise(steps)):
+            raise InconsistentSettings(
+                ("ramp",), f"ramp {steps} must rise strictly, each step in (0, 1]"
+            )
+        if steps[-1] != 1:
+            raise InconsistentSettings(("ramp",), f"ramp {steps} must end at full size 1.0")
+        _check_interval(self.ramp_step, ("ramp_step",))
+        return self
+
+
 class StorageConfig(Section):
     artifacts_url: str = "file://./artifacts"
     redis_url: str | None = None
@@ -548,6 +581,7 @@ class Settings(Section):
     soak: SoakConfig = SoakConfig()
     tuning: TuningConfig = TuningConfig()
     canary: CanaryConfig = CanaryConfig()
+    promote: PromoteConfig = PromoteConfig()
     storage: StorageConfig = StorageConfig()
     secrets: SecretsConfig = SecretsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -145,6 +146,42 @@ def root(
     )
 
 
+class Approve(StrEnum):
+    person = "person"
+    auto = "auto"
+
+
+def _release_demo(
+    out: Path, profile: str, overrides: tuple[str, ...], approve: str, as_json: bool
+) -> None:
+    from flows.demo import DemoError, run_release_demo
+    from reports.publish import BadArtifactUrl, PublishError
+
+    try:
+        result = run_release_demo(out, profile=profile, overrides=overrides, approve=approve)
+    except (ConfigError, BadArtifactUrl, DemoError) as exc:
+        raise fail(str(exc), ExitCode.USAGE) from exc
+    except PublishError as exc:
+        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+    if as_json:
+        payload = {"verdict": result.verdict.to_dict(), "stopped": result.stopped,
+                   "approval": result.approval, "reports": list(result.report_urls)}  # fmt: skip
+        typer.echo(json.dumps(payload, sort_keys=True, default=str))
+        return
+    lines = [f"demo: release on profile {profile!r} (synthetic market, simulated venue)"]
+    if result.approval == "auto":
+        lines.append("  approval: auto (the profile allows it: promote.auto_approve)")
+    lines += [
+        f"  {stage:<10} {status:<4} {reason}".rstrip() for stage, status, reason in result.stages
+    ]
+    lines.append(
+        f"  release  {result.verdict.status.value}"
+        + (f" (stopped at {result.stopped})" if result.stopped else "")
+    )
+    lines += [f"  report   {url}" for url in result.report_urls]
+    typer.echo("\n".join(lines))
+
+
 @app.command("demo")
 @with_log_options
 def demo(
@@ -159,11 +196,21 @@ def demo(
     profile: ProfileOpt = "demo",
     set_: SetOpt = None,
     as_json: JsonOpt = False,
+    release: Annotated[
+        bool, typer.Option("--release", help="the whole release flow, with a simulated 24 h soak")
+    ] = False,
+    approve: Annotated[
+        Approve, typer.Option(help="--release: who approves (auto: demo profile only)")
+    ] = Approve.person,
 ) -> None:
-    """Synthetic market -> paper run -> KPIs -> KPI gate -> report, on embedded defaults.
+    """Synthetic market -> paper run -> KPIs -> KPI gate -> report, on embedded defaults;
+    with --release the Prefect release flow (shadow, dry-run compare, soak, tuning, canary).
 
     Exits 0 whatever the gate says: the demo shows a verdict, `mmbot gate kpi` enforces one.
     """
+    if release:
+        _release_demo(out or DEMO_OUT, profile, tuple(set_ or ()), approve.value, as_json)
+        return
     from flows.demo import run_demo  # the pipeline imports pandas, GX, jinja2: pay only here
     from reports.publish import BadArtifactUrl, PublishError
 

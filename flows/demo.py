@@ -63,3 +63,93 @@ def run_demo(
     )
     urls = publish_report(report, store, run.run_id)
     return DemoResult(run, kpis, verdict, tuple(urls))
+
+
+class DemoError(ValueError):
+    """A demo asked for something its profile does not allow."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDemo:
+    """What `mmbot demo --release` shows: the release's verdict and its reports."""
+
+    verdict: Verdict
+    stopped: str
+    stages: tuple[tuple[str, str, str], ...]  # (stage, status, reason)
+    report_urls: tuple[str, ...]
+    approval: str
+
+
+# the soak profile's thinned synthetic book (250 rows/s, touch moves and trades as the
+# real market): a simulated 24 h soak in minutes
+DEMO_SOAK_OVERRIDES: tuple[str, ...] = ("data.synth.book_rate_hz=250",)
+
+
+def approval_of(profile: str, approve: str) -> str:
+    """The approval mode a demo runs with: `auto` only where the profile allows it
+    (promote.auto_approve); raises DemoError otherwise."""
+    if approve == "auto" and not load_settings(profile).promote.auto_approve:
+        raise DemoError(
+            f"--approve auto: profile {profile!r} does not allow it (promote.auto_approve); "
+            "only the demo profile approves itself"
+        )
+    return approve
+
+
+def run_release_demo(
+    out_dir: Path, *, profile: str = "demo", overrides: tuple[str, ...] = (),
+    approve: str = "person", soak_hours: float = 24.0,
+) -> ReleaseDemo:  # fmt: skip
+    """The release flow (flows/release.py) on the profile's synthetic market with a
+    simulated `soak_hours` soak; its journals under `out_dir`, its reports in the store.
+    Raises DemoError, BadArtifactUrl / PublishError before the flow runs."""
+    from flows.params import ReleaseParams
+    from flows.release import release
+
+    approval = approval_of(profile, approve)
+    settings = load_settings(profile, overrides=overrides)
+    ArtifactStore.from_url(
+        settings.storage.artifacts_url, settings.storage, settings.secrets
+    ).check()
+    params = ReleaseParams(
+        profile=profile, run_key="demo", overrides=(*DEMO_SOAK_OVERRIDES, *overrides),
+        artifacts_url=settings.storage.artifacts_url, work_dir=out_dir,
+        soak_hours=soak_hours, approve=approval,  # type: ignore[arg-type]
+    )  # fmt: skip
+    _ensure_live_limit()
+    state = release(params, return_state=True)
+    return _release_demo(state.result(raise_on_failure=False), approval)
+
+
+def _ensure_live_limit() -> None:
+    """The promote flow's ramp holds the one slot of the global concurrency limit
+    `mmbot-live` (strict: a missing limit is an error); a fresh API (the demo's
+    ephemeral one) has none yet, so the demo creates it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.promote import LIVE_LIMIT
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(LIVE_LIMIT)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=LIVE_LIMIT, limit=1)
+            )
+
+
+def _release_demo(result: object, approval: str) -> ReleaseDemo:
+    from flows.artifacts import StageFailed
+    from flows.runs import StageOutcome
+
+    if isinstance(result, StageOutcome):
+        verdict, urls = result.verdict, result.report_urls
+    elif isinstance(result, StageFailed):
+        verdict, urls = result.verdict, (result.report,) if result.report else ()
+    else:
+        raise DemoError(f"the release flow ended without a verdict: {result!r}")
+    stages = tuple((c.name, c.status.value, c.reason) for c in verdict.checks)
+    stopped = next((c.name for c in verdict.checks if c.status.value == "FAIL"), "")
+    return ReleaseDemo(verdict, stopped, stages, tuple(urls), approval)

@@ -330,6 +330,67 @@ def stage_verdict(
     raise StageError(f"stage {stage!r} has no gate of its own: pass its verdict")
 
 
+# Soak iterations 1-4 are warm-up: the bot's estimators and guards settle, so a FAIL
+# there is reported as a WARN (with its reasons kept) and does not stop the soak.
+WARMUP_ITERATIONS: Final = 4
+
+
+def soak_iteration_stage(
+    journal: Journal, policy: Settings, iteration: int, warmup: int = WARMUP_ITERATIONS
+) -> Verdict:
+    """The in-run gate of soak iteration `iteration` (1-based): the KPI stage, under the
+    warm-up rule (`warm_up`)."""
+    return warm_up(kpi_stage(journal, policy), iteration, warmup)
+
+
+def warm_up(verdict: Verdict, iteration: int, warmup: int = WARMUP_ITERATIONS) -> Verdict:
+    """A soak iteration's KPI verdict under the warm-up rule: a FAIL during the first
+    `warmup` iterations counts as a WARN. The checks that failed keep their FAIL status;
+    a `warm_up` check says why the verdict is only a WARN."""
+    if iteration < 1:
+        raise StageError(f"soak iterations count from 1, got {iteration}")
+    summary = {**verdict.summary, "iteration": iteration, "warm_up": iteration <= warmup}
+    if iteration > warmup or verdict.status is not Status.FAIL:
+        return replace(verdict, summary=summary)
+    note = Check(
+        "warm_up", Status.WARN, float(iteration), reason=(
+            f"iteration {iteration} of {warmup} warm-up iterations: FAIL counts as WARN"
+        ),
+    )  # fmt: skip
+    return replace(verdict, status=Status.WARN, checks=(*verdict.checks, note), summary=summary)
+
+
+def joined(journals: Sequence[Journal]) -> Journal:
+    """Consecutive segments of one run (soak iterations) as one journal: rows in order,
+    the manifest of the last segment."""
+    if not journals:
+        raise StageError("no journal segments to join")
+    tables = {
+        name: pd.concat([j.table(name) for j in journals], ignore_index=True)
+        for name in journals[0].tables
+    }
+    return Journal(tables, journals[-1].manifest, journals[-1].limits)
+
+
+def soak_final_stage(
+    iterations: Sequence[Journal], policy: Settings, warmup: int = WARMUP_ITERATIONS
+) -> tuple[Verdict, Journal | None]:
+    """The soak's final KPI gate: the KPI stage over the steady-state iterations (those
+    after the warm-up), joined; and that joined journal. A soak with no iteration after
+    its warm-up has no steady state: FAIL."""
+    steady = list(iterations[warmup:])
+    if not steady:
+        reason = (
+            f"no steady-state iteration: {len(iterations)} iterations, the first "
+            f"{warmup} are warm-up"
+        )
+        return Verdict.of(GATE, [Check("steady_state", Status.FAIL, 0.0, reason=reason)]), None
+    journal = joined(steady)
+    verdict = kpi_stage(journal, policy)
+    summary = {**verdict.summary, "steady_iterations": [warmup + 1, len(iterations)]}
+    return replace(verdict, summary=summary), journal
+
+
 # --- the release ---------------------------------------------------------------------
 
 RELEASE_GATE: Final = "release"

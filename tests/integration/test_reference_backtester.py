@@ -156,9 +156,7 @@ def two_clock_reference(run: Run, chunks: list[MarketChunk], tie_ns: int) -> Out
     return Outcome(outcome.fills.assign(ts_ns=outcome.fills["ts_ns"] - tie_ns), outcome.expired)
 
 
-def test_on_two_clocks_fills_agree_exactly(
-    two_clocks: Run, chunks: list[MarketChunk]
-) -> None:
+def test_on_two_clocks_fills_agree_exactly(two_clocks: Run, chunks: list[MarketChunk]) -> None:
     reference = two_clock_reference(two_clocks, chunks, tie_ns=0)
     ours, theirs = fills_of(two_clocks[0].table("fills")), fills_of(reference.fills)
     assert len(ours) >= 20

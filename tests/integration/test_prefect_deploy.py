@@ -1,0 +1,88 @@
+"""`prefect deploy --all` of prefect.yaml against a real `prefect server start`: every
+deployment lands on the process pool, the nightly soak is scheduled at 01:00 UTC, the
+live bot runs one at a time."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.integration.prefect_server import REPO, Server, prefect_cli, prefect_server
+
+EXPECTED = {
+    "release": "release",
+    "nightly-soak": "soak",
+    "shadow": "shadow_run",
+    "canary": "canary",
+    "promote": "promote",
+    "live": "live_bot",
+}
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-deploy")) as server:
+        pool = prefect_cli(server, "work-pool", "create", "mmbot-local", "--type", "process")
+        assert pool.returncode == 0, pool.stdout + pool.stderr
+        result = prefect_cli(server, "deploy", "--all")
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield server
+
+
+def api(server: Server, path: str, body: dict[str, Any] | None = None) -> Any:
+    request = urllib.request.Request(
+        f"{server.api}{path}", data=json.dumps(body or {}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def deployments(server: Server) -> dict[str, dict[str, Any]]:
+    flows = {f["id"]: f["name"] for f in api(server, "/flows/filter")}
+    return {
+        d["name"]: {**d, "flow": flows[d["flow_id"]]} for d in api(server, "/deployments/filter")
+    }
+
+
+def test_every_deployment_in_prefect_yaml_deploys(deployed: Server) -> None:
+    found = deployments(deployed)
+    assert {name: d["flow"] for name, d in found.items()} == EXPECTED
+    assert {d["work_pool_name"] for d in found.values()} == {"mmbot-local"}
+    declared = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    assert sorted(d["name"] for d in declared) == sorted(EXPECTED)
+
+
+def test_the_nightly_soak_is_scheduled_in_utc(deployed: Server) -> None:
+    soak = deployments(deployed)["nightly-soak"]
+    (schedule,) = soak["schedules"]
+    assert schedule["active"] is True
+    assert schedule["schedule"]["cron"] == "0 1 * * *"
+    assert schedule["schedule"]["timezone"] == "UTC"
+    assert soak["parameters"]["params"]["hours"] == 24
+    others = [d for name, d in deployments(deployed).items() if name != "nightly-soak"]
+    assert all(not d["schedules"] for d in others)  # nothing else runs on its own
+
+
+def test_one_live_bot_at_a_time_and_promote_persists_results(deployed: Server) -> None:
+    found = deployments(deployed)
+    assert found["live"]["global_concurrency_limit"]["limit"] == 1
+    promote = found["promote"]
+    assert promote["parameters"]["params"]["wait"] == "suspend"
+    assert promote["job_variables"]["env"] == {"PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true"}
+
+
+def test_the_deployed_parameters_are_valid_flow_parameters(deployed: Server) -> None:
+    from flows.canary import CanaryParams
+    from flows.params import ReleaseParams, ShadowParams, SoakParams
+    from flows.promote import LiveParams, PromoteParams
+
+    models = {"release": ReleaseParams, "nightly-soak": SoakParams, "shadow": ShadowParams,
+              "canary": CanaryParams, "promote": PromoteParams, "live": LiveParams}  # fmt: skip
+    for name, d in deployments(deployed).items():
+        models[name].model_validate(d["parameters"]["params"])
