@@ -97,6 +97,9 @@ TRANSITIONS: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     (S.CANCELED, E.PARTIAL_FILL): S.CANCELED,  # late fill; the rest stays cancelled
     (S.CANCELED, E.FILL): S.FILLED,  # late fill of everything: the cancel lost
     (S.CANCELED, E.CANCEL_ACK): S.CANCELED,  # duplicate delivery
+    # our cancel reached the venue after a cancel-all (sent later, delivered sooner) had
+    # taken the order: "order not found"; it is gone either way
+    (S.CANCELED, E.CANCEL_REJECT): S.CANCELED,
     (S.EXPIRED, E.ACK): S.EXPIRED,
     (S.EXPIRED, E.PARTIAL_FILL): S.EXPIRED,
     (S.EXPIRED, E.FILL): S.FILLED,

@@ -111,8 +111,28 @@ def run_release_demo(
         artifacts_url=settings.storage.artifacts_url, work_dir=out_dir,
         soak_hours=soak_hours, approve=approval,  # type: ignore[arg-type]
     )  # fmt: skip
+    _ensure_live_limit()
     state = release(params, return_state=True)
     return _release_demo(state.result(raise_on_failure=False), approval)
+
+
+def _ensure_live_limit() -> None:
+    """The promote flow's ramp holds the one slot of the global concurrency limit
+    `mmbot-live` (strict: a missing limit is an error); a fresh API (the demo's
+    ephemeral one) has none yet, so the demo creates it."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.promote import LIVE_LIMIT
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(LIVE_LIMIT)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=LIVE_LIMIT, limit=1)
+            )
 
 
 def _release_demo(result: object, approval: str) -> ReleaseDemo:

@@ -1,12 +1,16 @@
-"""`release`: shadow -> dry-run compare -> soak -> KPI gate -> tune/apply -> canary,
-stopping at the first FAIL, with a release report that links every stage's report.
+"""`release`: shadow -> dry-run compare -> soak -> KPI gate -> tune/apply -> canary ->
+promote, stopping at the first FAIL, with a release report that links every stage's
+report.
 
 Each stage is its own flow (a subflow run here). Its verdict is recorded under the
 release stage name of gates.stage.RELEASE_STAGES: the soak gives two, `soak-final`
 (its readiness score) and `kpi-gate` (the KPI gate over its steady-state iterations).
 The release's verdict is gates.stage.release_verdict over what was recorded, so a
 release that stopped early FAILs naming the stage that failed and every required
-stage it never reached.
+stage it never reached. When every stage held, `promote` (flows/promote.py) gates on
+that evidence, waits for a person (or approves itself where the profile allows it)
+and ramps; its outcome is a fact of the release report, and a rejection or a blocked
+promotion fails the release run after the report is published.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from flows.artifacts import StageFailed, obey, publish_stage, show_stage
 from flows.canary import CanaryParams, canary
 from flows.compare import dryrun_compare
 from flows.params import CompareParams, ReleaseParams, ShadowParams, SoakParams, StageParams
+from flows.promote import PromoteParams, PromotionRejected, promote
 from flows.runs import StageOutcome, policy_of
 from flows.shadow import shadow_run
 from flows.soak import soak
@@ -105,8 +110,7 @@ def _canary(params: ReleaseParams, evidence: Evidence) -> None:
     evidence.add("canary", published_verdict(out.reports), _html(out.reports))
 
 
-# (the release stage a FAIL is recorded under, the step), in lifecycle order; promote
-# (the promote helper's flow) joins this list when it exists
+# (the release stage a FAIL is recorded under, the step), in lifecycle order
 STEPS: tuple[tuple[str, Callable[[ReleaseParams, Evidence], None]], ...] = (
     ("shadow", _shadow),
     ("accuracy", _compare),
@@ -114,6 +118,20 @@ STEPS: tuple[tuple[str, Callable[[ReleaseParams, Evidence], None]], ...] = (
     ("tuning", _tune),
     ("canary", _canary),
 )
+
+
+def _promote(params: ReleaseParams, evidence: Evidence) -> tuple[str, Exception | None]:
+    """The promotion after every stage held: what happened, and the error that stopped it
+    (the promote flow's gate FAIL or a person's rejection), raised after the report."""
+    candidate = evidence.candidate or params.profile
+    given: dict[str, dict[str, Any] | str] = {s.stage: s.verdict.to_dict() for s in evidence.stages}
+    try:
+        out = promote(PromoteParams(**_common(params), candidate=candidate, evidence=given,
+                                    approve=params.approve))  # fmt: skip
+    except (StageFailed, PromotionRejected) as exc:
+        return f"not promoted: {exc}", exc
+    steps = ", ".join(f"{fraction:g} {status}" for fraction, status in out.steps)
+    return f"promoted {candidate} (approved by {out.reviewer}; ramp {steps})", None
 
 
 @flow(name="release")
@@ -127,8 +145,10 @@ def release(params: ReleaseParams = DEFAULTS) -> StageOutcome:
             evidence.add(stage, failed.verdict, failed.report)
             evidence.stopped = stage
             break
+    promotion, stop = ("not reached", None) if evidence.stopped else _promote(params, evidence)
     verdict = release_verdict(evidence.verdicts())
-    facts = (("stopped at", evidence.stopped or "-"), ("run key", params.run_key))
+    facts = (("stopped at", evidence.stopped or "-"), ("promotion", promotion),
+             ("run key", params.run_key))  # fmt: skip
     context = stage_context(
         "release", policy, run_id=params.run_key, verdict=verdict,
         stages=tuple(evidence.stages), facts=facts,
@@ -138,4 +158,6 @@ def release(params: ReleaseParams = DEFAULTS) -> StageOutcome:
     published = publish_stage(report, policy, params.run_key, params.artifacts_url)
     show_stage(report, published, params.run_key)
     obey(verdict, "release", published)
+    if stop is not None:
+        raise stop
     return StageOutcome("release", verdict, published.urls, None)

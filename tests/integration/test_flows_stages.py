@@ -20,7 +20,8 @@ from tests.conftest import REPO
 
 # a mm3 bot (PASSes the KPI gate on the synthetic market) with the soak's thinned book
 # (250 rows/s), and bounds for 5 min iterations instead of hours: a lower activity
-# floor, and a net edge floor below 0 (over a few dozen fills one sweep flips its sign)
+# floor, a net edge floor below 0 and a wider adverse tail (over a few dozen fills one
+# sweep flips the net's sign and is the p95)
 POLICY = """\
 extends: mm3
 data:
@@ -30,6 +31,7 @@ gates:
   kpi:
     fills: {warn: 10, fail: 4, direction: min}
     net_bps: {warn: 0.0, fail: -1.0, direction: min}
+    adverse_p95_bps: {warn: 10, fail: 15, direction: max}
 """
 
 
