@@ -21,8 +21,11 @@ install: $(STAMP)
 
 # the release flow on the demo profile: shadow, dry-run compare, a simulated 24 h soak,
 # tuning and canary, approving itself (the demo profile allows it); reports under ./artifacts
+# Prefect's ephemeral API: no analytics (the network may be closed) and time to start on
+# a busy machine (its default is 20 s)
 demo: install
-	$(VENV)/bin/mmbot demo --release --approve auto
+	PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 \
+		$(VENV)/bin/mmbot demo --release --approve auto
 
 # A local Prefect server (UI on http://127.0.0.1:$(UI_PORT)) with every deployment of
 # prefect.yaml deployed and a process worker running them; Ctrl-C stops worker and server.

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 from uuid import UUID
@@ -68,11 +68,13 @@ NS_PER_H: Final = 3_600_000_000_000
 
 @dataclass(frozen=True, slots=True)
 class SoakState:
-    """What the checkpoint carries beside the session: the tuner and the summaries."""
+    """What the checkpoint carries beside the session: the tuner, the summaries and the
+    last iteration's in-run verdict (a soak its gate stopped stays stopped on a re-run)."""
 
     tuner: TunerState = field(default_factory=TunerState)
     summaries: tuple[dict[str, Any], ...] = ()
     params: dict[str, float] = field(default_factory=dict)
+    last_verdict: Verdict | None = None
 
 
 def iteration_count(hours: float, iteration: str) -> int:
@@ -165,7 +167,7 @@ def _tune(
     )
     if decision.changes:
         session.retune({c.param: c.new for c in decision.changes})
-    return SoakState(tuner, state.summaries, dict(decision.params)), decision
+    return replace(state, tuner=tuner, params=dict(decision.params)), decision
 
 
 @flow(name="soak")
@@ -178,11 +180,14 @@ def soak(params: SoakParams = DEFAULTS) -> StageOutcome:
     session, state = _start(params, policy, hours, root)
     progress = _progress(params.run_key, len(state.summaries), total)
     journals = [root / f"iteration-{s['iteration']:03d}" for s in state.summaries]
+    last = state.last_verdict
+    if last is not None and last.status is Status.FAIL:  # its gate stopped it: still stopped
+        obey(last, f"soak iteration {len(state.summaries)}")
     for iteration in range(len(state.summaries) + 1, total + 1):
         journal, verdict, kpis = soak_iteration(session, iteration, params.iteration, root, policy)
         state, decision = _tune(session, state, iteration, kpis, policy)
         summary = _summary(iteration, verdict, kpis, session, decision)
-        state = SoakState(state.tuner, (*state.summaries, summary), state.params)
+        state = replace(state, summaries=(*state.summaries, summary), last_verdict=verdict)
         _commit(root, session, state)
         journals.append(journal)
         update_progress_artifact(progress, 100.0 * iteration / total)

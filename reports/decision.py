@@ -52,9 +52,10 @@ def _pct(value: float) -> str:
     return f"{value * 100:.0f} %"
 
 
-def _shown(check: Check) -> str:
-    """The check's value in its unit, with the unit where one reads it aloud."""
-    unit = unit_of(check.name)
+def _shown(check: Check, gate: str = "kpi") -> str:
+    """The check's value in its unit, with the unit where one reads it aloud; only the
+    KPI gate's checks are in KPI units (the accuracy gate's `fills` is an error ratio)."""
+    unit = unit_of(check.name) if gate == "kpi" else ""
     text = fmt_quantity(check.value, unit)
     return f"{text} {unit}" if unit in ("bps", "ms", "USD") else text
 
@@ -156,13 +157,18 @@ GATE_PHRASES: Final[Mapping[str, Callable[[Check], str]]] = {
     "canary": lambda c: f"the canary's {c.name} is worse than the baseline's: {c.reason}",
     "accuracy": lambda c: f"the simulation does not track shadow on {c.name}: {c.reason}",
     "readiness": lambda c: f"readiness {c.name}: {fmt_value(c.value)} points ({c.reason})",
-    "release": lambda c: f"stage {c.name}: {c.reason}",
+    "release": lambda c: (
+        f"the {c.name} stage {'FAILed' if c.status is Status.FAIL else 'WARNed'}: {c.reason}"
+        if "gate" in c.detail
+        else f"the {c.name} stage has no verdict: it did not run, or the release stopped before it"
+    ),
 }
 
 
-def _bounds_text(c: Check) -> str:
+def _bounds_text(gate: str, c: Check) -> str:
+    unit = unit_of(c.name) if gate == "kpi" else ""
     bounds = [
-        f"{label} {fmt_quantity(b, unit_of(c.name))}"
+        f"{label} {fmt_quantity(b, unit)}"
         for label, b in (("WARN", c.warn), ("FAIL", c.fail))
         if b is not None
     ]
@@ -177,8 +183,8 @@ def meaning(gate: str, check: Check, policy: Mapping[str, Any]) -> str:
         return f"journal rows fail a data-quality expectation, {check.name}: {check.reason}"
     if gate in GATE_PHRASES:
         return GATE_PHRASES[gate](check)
-    value = "missing" if check.value is None else _shown(check)
-    return f"{check.name} {value}{_bounds_text(check)}: {check.reason}"
+    value = "missing" if check.value is None else _shown(check, gate)
+    return f"{check.name} {value}{_bounds_text(gate, check)}: {check.reason}"
 
 
 # --- what would change it -------------------------------------------------------------
@@ -217,14 +223,25 @@ def _net_change(check: Check, policy: Mapping[str, Any]) -> str | None:
     )
 
 
-def _bound_change(check: Check) -> str | None:
+def _direction(check: Check) -> str:
+    """The check's bad side; where the gate stated none, read from its two bounds (a
+    floor has WARN above FAIL), as the bounds column of the checks table does."""
+    if check.direction in ("min", "max"):
+        return check.direction
+    if check.warn is None or check.fail is None or check.warn == check.fail:
+        return ""
+    return "min" if check.warn > check.fail else "max"
+
+
+def _bound_change(gate: str, check: Check) -> str | None:
     bound, which = _target(check)
-    if bound is None or check.direction not in ("min", "max"):
+    direction = _direction(check)
+    if bound is None or not direction:
         return None
-    op = ">=" if check.direction == "min" else "<="
-    found = measure(check.name)
+    op = ">=" if direction == "min" else "<="
+    found = measure(check.name) if gate == "kpi" else None
     unit = found.unit if found else ""
-    label = found.label if found else check.name
+    label = found.label if found else f"{gate} {check.name}"
     shown = fmt_quantity(bound, unit)
     text = f"needs {op} {shown} {label}" if unit == "count" else f"needs {label} {op} {shown}"
     if unit in ("bps", "ms", "USD"):
@@ -235,6 +252,20 @@ def _bound_change(check: Check) -> str | None:
 
 
 def change(gate: str, check: Check, policy: Mapping[str, Any]) -> str:
+    if gate == "release":
+        if "gate" not in check.detail:
+            return f"run the {check.name} stage and hand in its verdict"
+        return f"the {check.name} stage must PASS (or WARN): its report says what would change it"
+    if gate.startswith("quality."):
+        return "fix the rows named: KPIs are only as good as the journal they come from"
+    if gate == "canary" and "baseline_median" in check.detail:
+        d = check.detail
+        return (
+            f"needs the canary's {check.name} back near the baseline's median "
+            f"{fmt_value(d['baseline_median'])} (canary {fmt_value(d.get('canary_median'))})"
+        )
+    if gate == "readiness" and "max" in check.detail:
+        return f"needs more of the section's {fmt_value(check.detail['max'])} points"
     if check.value is None:
         return f"needs {check.name} measured: {check.reason or 'the journal lacks it'}"
     if gate == "kpi" and check.name == "net_bps":
@@ -247,14 +278,10 @@ def change(gate: str, check: Check, policy: Mapping[str, Any]) -> str:
             f"{policy.get('fee_tier', '?')}: run the candidate on that tier, or judge it by a "
             "policy on the tier it will trade"
         )
-    if gate == "release":
-        return f"the {check.name} stage must PASS (or WARN): see its report"
-    if gate.startswith("quality."):
-        return "fix the rows named: KPIs are only as good as the journal they come from"
-    bounded = _bound_change(check)
+    bounded = _bound_change(gate, check)
     if bounded is not None:
         return bounded
-    return f"see the reason{_bounds_text(check)}"
+    return f"see the reason{_bounds_text(gate, check)}"
 
 
 # --- the box ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -65,7 +65,7 @@ def _number(text: str, where: str) -> float:
 
 
 def read_sweep(path: Path) -> Table:
-    """The tuning sweep table (format in the module docstring)."""
+    """The tuning sweep table from its CSV file (format in the module docstring)."""
     try:
         with path.open(newline="") as handle:
             rows = list(csv.reader(handle))
@@ -73,27 +73,29 @@ def read_sweep(path: Path) -> Table:
         raise InputError(f"sweep {path}: cannot read: {exc}") from exc
     if not rows:
         raise InputError(f"sweep {path}: empty, expected a header row and one row per candidate")
-    header = [c.strip() for c in rows[0]]
+    return sweep_table([c.strip() for c in rows[0]], rows[1:], f"sweep {path}")
+
+
+def sweep_table(header: Sequence[str], rows: Sequence[Sequence[Any]], where: str) -> Table:
+    """The sweep table from a header and rows of cells (CSV text or numbers): what a
+    flow hands over in memory, checked as the file is. Lines count from the header's 1."""
     params = [c for c in header if "." in c]
     kpis = [c for c in header if c in KPI_MEASURES]
     other = [c for c in header if c not in params and c not in kpis]
     if not params or not kpis or other:
         raise InputError(
-            f"sweep {path}: header {header}: needs a column per swept setting (dotted key) "
+            f"{where}: header {list(header)}: needs a column per swept setting (dotted key) "
             f"and a column per KPI ({', '.join(KPI_MEASURES)}); "
             f"{'unknown columns ' + str(other) if other else 'one kind is missing'}"
         )
-    body = rows[1:]
-    if not body:
-        raise InputError(f"sweep {path}: no candidate rows after the header")
+    if not rows:
+        raise InputError(f"{where}: no candidate rows after the header")
     values = []
-    for line, row in enumerate(body, start=2):
+    for line, row in enumerate(rows, start=2):
         if len(row) != len(header):
-            raise InputError(
-                f"sweep {path} line {line}: {len(row)} cells, header has {len(header)}"
-            )
+            raise InputError(f"{where} line {line}: {len(row)} cells, header has {len(header)}")
         values.append(
-            tuple(_number(cell, f"sweep {path} line {line} column {name}")
+            tuple(_number(str(cell), f"{where} line {line} column {name}")
                   for name, cell in zip(header, row, strict=True))
         )  # fmt: skip
     return Table("sweep", "Sweep", tuple(header), tuple(values))
@@ -132,27 +134,36 @@ def _iteration_row(item: Mapping[str, Any], kpis: list[str], extra: list[str]) -
 
 
 def read_iterations(path: Path) -> Table:
-    """The soak's iteration summaries (format in the module docstring)."""
+    """The soak's iteration summaries from their JSON Lines file (format in the module
+    docstring)."""
     try:
         lines = path.read_text().splitlines()
     except OSError as exc:
         raise InputError(f"iterations {path}: cannot read: {exc}") from exc
-    items: list[dict[str, Any]] = []
+    items: list[tuple[str, Any]] = []
     for number, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         where = f"iterations {path} line {number}"
         try:
-            data = json.loads(text)
+            items.append((where, json.loads(text)))
         except json.JSONDecodeError as exc:
             raise InputError(f"{where}: not JSON: {exc}") from exc
-        items.append(_iteration(data, where, len(items) + 1))
     if not items:
         raise InputError(f"iterations {path}: no iteration summary (one JSON object a line)")
-    seen = {k for item in items for k in item["kpis"]}
+    return iterations_table(items)
+
+
+def iterations_table(items: Sequence[tuple[str, Any]]) -> Table:
+    """The iterations table from (where, summary) pairs: a flow hands its summaries over
+    in memory this way (where = e.g. "soak run-3 iteration 2"), checked as the file is."""
+    if not items:
+        raise InputError("iterations: no iteration summary")
+    checked = [_iteration(data, where, n) for n, (where, data) in enumerate(items, start=1)]
+    seen = {k for item in checked for k in item["kpis"]}
     kpis = [k for k in KPI_MEASURES if k in seen]
-    extra = [k for k in ("rss_mb", "tuning") if any(k in item for item in items)]
-    rows = tuple(_iteration_row(item, kpis, extra) for item in items)
+    extra = [k for k in ("rss_mb", "tuning") if any(k in item for item in checked)]
+    rows = tuple(_iteration_row(item, kpis, extra) for item in checked)
     title = "Iterations (KPIs of each iteration alone, not cumulative)"
     return Table("iterations", title, ("iteration", "status", *kpis, *extra), rows)
 

@@ -295,10 +295,15 @@ def fmt_signed_bps(value: Any) -> str:
     return f"{value:+.2f}"
 
 
-def column_header(column: str) -> str:
-    """A column with its unit: 'net_bps [bps]', 'fills [count]'."""
-    unit = unit_of(column)
-    return f"{column} [{unit}]" if unit else column
+def column_header(column: str, whole_run: bool = False) -> str:
+    """A column with its unit: 'net_bps [bps]'; in a table of whole-run values, a
+    total over the run says so: 'pnl_usd [USD, cumulative]' (a table of iterations
+    or sweep candidates holds each one's own figure)."""
+    found = KPI_MEASURES.get(column)
+    if found is None:
+        return column
+    cumulative = ", cumulative" if whole_run and "cumulative" in found.what else ""
+    return f"{column} [{found.unit}{cumulative}]"
 
 
 def fmt_summary(value: Any) -> str:

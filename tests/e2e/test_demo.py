@@ -70,3 +70,12 @@ def test_demo_with_an_unreachable_store_fails_before_the_run(
     assert len(result.stderr.strip().splitlines()) == 1 and "error: " in result.stderr
     assert "Traceback" not in result.output
     assert not (out / "journal").exists()
+
+
+def test_demo_release_approves_itself_only_where_the_profile_allows_it(tmp_path: Path) -> None:
+    args = ["demo", "--release", "--approve", "auto", "--profile", "soak",
+            "--out", str(tmp_path)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 64, result.output
+    assert "profile 'soak' does not allow it (promote.auto_approve)" in result.stderr
+    assert not any(tmp_path.iterdir())  # refused before anything ran

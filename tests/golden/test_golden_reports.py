@@ -24,9 +24,17 @@ from gates.accuracy import accuracy_gate
 from gates.canary import canary_judge
 from gates.kpi import Journal
 from gates.readiness import readiness
-from gates.stage import judged_kpis, kpi_stage
+from gates.stage import edge_decomposition, judged_kpis, kpi_stage, policy_view, release_verdict
 from gates.verdict import Verdict
-from reports.render import STAGES, Frames, StageContext, Table, render, stage_context
+from reports.render import (
+    STAGES,
+    Frames,
+    StageContext,
+    StageEvidence,
+    Table,
+    render,
+    stage_context,
+)
 from tests.unit import gates_helpers as gh
 from tests.unit import reports_helpers as h
 
@@ -53,6 +61,14 @@ def kpi_verdict(mode: str = "paper") -> Verdict:
 def judged(mode: str = "paper") -> dict[str, float]:
     """The KPIs the verdict judged, for the KPI table beside it."""
     return judged_kpis(hand_journal(mode), Settings()).total
+
+
+@functools.cache
+def edge(mode: str = "paper") -> dict[str, float]:
+    """The signed edge decomposition of the view the verdict judged."""
+    settings = Settings()
+    view = policy_view(hand_journal(mode), settings)
+    return edge_decomposition(view, settings.gates.horizon_ms).to_dict()
 
 
 def accuracy_verdict() -> Verdict:
@@ -86,6 +102,7 @@ def golden_context(stage: str) -> StageContext:
             run_id="golden-1",
             verdict=kpi_verdict("shadow"),
             kpis=judged("shadow"),
+            edge=edge("shadow"),
             by_symbol={"BTCUSDT": {"net_bps": 3.1, "fills": 200}},
             frames=Frames(equity=h.equity_frame(), edges=h.edges_frame()),
             facts=[("journal", "journals/golden-1"), ("mode", "shadow"), ("source", "replay")],
@@ -113,7 +130,7 @@ def golden_context(stage: str) -> StageContext:
         )
     if stage == "soak-final":
         iterations = tuple(
-            (str(i), f"{3.0 + i / 10:.2f}", "PASS" if i != 4 else "WARN") for i in range(1, 7)
+            (i, "PASS" if i != 4 else "WARN", 3.0 + i / 10, 800 + 40 * i) for i in range(1, 7)
         )
         return stage_context(
             stage,
@@ -124,28 +141,39 @@ def golden_context(stage: str) -> StageContext:
             kpis=judged(),
             frames=Frames(equity=h.equity_frame(), intervals=h.interval_frame()),
             tables=[
-                Table("iterations", "Iterations", ("iteration", "net_bps", "gate"), iterations)
+                Table(
+                    "iterations",
+                    "Iterations",
+                    ("iteration", "status", "net_bps", "fills"),
+                    iterations,
+                )
             ],
             facts=facts,
         )
     if stage == "tuning":
         sweep = (
-            ("0.5", "5.0", "2.71", "0.95"),
-            ("1.0", "5.0", "3.05", "0.93"),
-            ("1.5", "5.0", "3.22", "0.88"),
-            ("1.0", "7.0", "3.10", "0.92"),
+            (0.5, 5.0, 2.71, 0.95),
+            (1.0, 5.0, 3.05, 0.93),
+            (1.5, 5.0, 3.22, 0.88),
+            (1.0, 7.0, 3.10, 0.92),
         )
         revision = (("strategy.min_half_spread_bps", "1.0", "1.5", "0.5"),)
         return stage_context(
             stage,
             settings,
             run_id="golden-1",
-            kpis=h.KPIS,
+            verdict=kpi_verdict(),
+            kpis=judged(),
             tables=[
                 Table(
                     "sweep",
                     "Sweep",
-                    ("min_half_spread_bps", "skew_bps_per_inventory", "net_bps", "maker_share"),
+                    (
+                        "strategy.min_half_spread_bps",
+                        "strategy.skew_bps_per_inventory",
+                        "net_bps",
+                        "maker_share",
+                    ),
                     sweep,
                 ),
                 Table("revision", "Proposed revision", ("key", "old", "new", "max_step"), revision),
@@ -167,11 +195,20 @@ def golden_context(stage: str) -> StageContext:
             facts=[*facts, ("baseline", "journals/base-1")],
         )
     if stage == "release":
+        stages = [
+            StageEvidence(
+                "kpi-gate", kpi_verdict(), "s3://mmbot-artifacts/kpi-gate/golden-1/report.html"
+            ),
+            StageEvidence(
+                "canary", canary_verdict(), "s3://mmbot-artifacts/canary/golden-1/report.html"
+            ),
+        ]
         return stage_context(
             stage,
             settings,
             run_id="golden-1",
-            evidence=[kpi_verdict(), canary_verdict()],
+            verdict=release_verdict({s.stage: s.verdict for s in stages}),
+            stages=stages,
             tables=[Table("approval", "Approval", ("who", "decision"), (("ops@desk", "approve"),))],
             links=[("kpi-gate report", "s3://mmbot-artifacts/kpi-gate/golden-1/report.html")],
         )
@@ -181,6 +218,7 @@ def golden_context(stage: str) -> StageContext:
         run_id="golden-1",
         verdict=kpi_verdict(),
         kpis=judged(),
+        edge=edge(),
         by_symbol={
             "BTCUSDT": {"net_bps": 3.1, "fills": 200},
             "ETHUSDT": {"net_bps": 2.8, "fills": 40},

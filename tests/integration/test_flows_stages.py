@@ -200,7 +200,8 @@ def test_release_stops_at_the_first_failing_gate_with_its_reason(
     )  # fmt: skip
     state = release(params, return_state=True)
     assert state.is_failed()
-    assert "release: release FAIL: shadow: fills:" in state.message
+    assert "release: release FAIL: shadow: " in state.message
+    assert "fills: 0 < fail bound 20" in state.message
     assert "required stage accuracy has no verdict" in state.message
     # stopped there: no later stage ran
     assert not (flow_home / "accuracy" / "release-far").exists()

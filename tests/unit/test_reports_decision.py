@@ -8,20 +8,24 @@ so that the same journal also gives a WARN and a PASS. No verdict is built by ha
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
 import pytest
 
+from bot.config import Settings
 from bot.profiles import load_settings
 from bot.runtime.clock import FrozenClock, parse_utc
 from bot.runtime.run import RunSpec, execute
+from gates.canary import canary_judge
 from gates.kpi import compute_kpis, load_journal
 from gates.stage import edge_decomposition, kpi_stage, policy_view
 from gates.verdict import Check, Status, Verdict
 from reports.decision import decision_box
 from reports.numbers import fmt_kpi, fmt_quantity
 from reports.render import build_context, render_report
+from tests.unit import reports_helpers as h
 
 CLOCK = FrozenClock(parse_utc("2024-08-10T12:00:00Z"))
 
@@ -54,6 +58,7 @@ def loosened(measured: Verdict, *names: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+@functools.cache  # the quality suites under each verdict cost about a second of CPU
 def judged(run: Path, overrides: tuple[str, ...] = ()) -> Verdict:
     return kpi_stage(load_journal(run), load_settings("demo", overrides=overrides), profile="demo")
 
@@ -185,3 +190,21 @@ def test_counts_never_print_as_floats_in_a_report(run: Path) -> None:
     assert f"| fills | {fills:,} | count | < 50 | < 20 |" in md
     assert "e+0" not in md and f"fills {fills}.0" not in md
     assert fmt_quantity(1234.5, "count") == "1,234"  # half to even, as round() does
+
+
+def test_a_canary_box_reads_its_own_gate_not_the_kpi_phrases() -> None:
+    """The canary's net_bps is a change against the baseline: no 'loses money' here."""
+    cfg = Settings().canary
+    worse = canary_judge(h.interval_frame(shift=0.4), h.interval_frame(), cfg)
+    box = decision_box(worse)
+    assert box.answer == "no"
+    score = next(f for f in box.findings if f.check == "score")
+    assert score.change == (
+        f"needs canary score >= {cfg.marginal_score:.2f} to lift the FAIL "
+        f"({cfg.pass_score:.2f} to pass)"
+    )
+    net = next(f for f in box.findings if f.check == "net_bps")
+    assert "loses money" not in net.meaning and net.meaning.startswith("the canary's net_bps")
+    assert net.change.startswith("needs the canary's net_bps back near the baseline's median")
+    same = canary_judge(h.interval_frame(), h.interval_frame(), cfg)
+    assert (same.status, decision_box(same).answer) == (Status.PASS, "yes")

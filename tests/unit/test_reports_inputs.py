@@ -26,7 +26,15 @@ from gates.kpi import load_journal
 from gates.stage import RELEASE_REQUIRED, StageError, kpi_stage, release_verdict
 from gates.verdict import Status, Verdict
 from reports.cli import report_app
-from reports.inputs import InputError, read_iterations, read_stage_input, read_stages, read_sweep
+from reports.inputs import (
+    InputError,
+    iterations_table,
+    read_iterations,
+    read_stage_input,
+    read_stages,
+    read_sweep,
+    sweep_table,
+)
 from reports.render import MissingInput, render_report
 from tests.unit import reports_helpers as h
 
@@ -272,3 +280,14 @@ def test_the_command_refuses_a_stage_without_its_input(
     assert code == ExitCode.USAGE and stdout == ""
     assert stderr.startswith(f"error: report {stage!r} cannot judge a journal alone: it needs")
     assert not any(tmp_path.rglob("*.html"))
+
+
+def test_a_flow_hands_the_same_inputs_over_in_memory() -> None:
+    table = sweep_table(["strategy.levels", "fills"], [[1, 20], [2, 35]], "flow sweep")
+    assert table.rows == ((1.0, 20.0), (2.0, 35.0))
+    with pytest.raises(InputError, match="flow sweep line 2 column fills: 'nan'"):
+        sweep_table(["strategy.levels", "fills"], [[1, float("nan")]], "flow sweep")
+    good = {"iteration": 1, "status": "PASS", "kpis": {"fills": 3}}
+    assert iterations_table([("soak it 1", good)]).rows == ((1, "PASS", 3),)
+    with pytest.raises(InputError, match="soak it 2: iteration 1, expected 2"):
+        iterations_table([("soak it 1", good), ("soak it 2", good)])
