@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # the suite runs on both cores of the target machine (pytest-xdist); TEST_WORKERS=0 for one process
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test lint bench gate-table update-golden clean
+.PHONY: install demo ui test lint bench gate-table update-golden clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,30 @@ install: $(STAMP)
 demo: install
 	PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 \
 		$(VENV)/bin/mmbot demo --release --approve auto
+
+# A local Prefect server (UI on http://127.0.0.1:$(UI_PORT)) with every deployment of
+# prefect.yaml deployed and a process worker running them; Ctrl-C stops worker and server.
+# State (database, logs) stays in $(UI_HOME) between sessions.
+UI_PORT ?= 4200
+UI_HOME ?= $(CURDIR)/artifacts/prefect-ui
+UI_API   = http://127.0.0.1:$(UI_PORT)/api
+ui: install
+	@mkdir -p $(UI_HOME); \
+	export PREFECT_HOME=$(UI_HOME) PREFECT_SERVER_ANALYTICS_ENABLED=false \
+	  PREFECT_API_URL=$(UI_API) PREFECT_UI_API_URL=$(UI_API); \
+	$(VENV)/bin/prefect server start --host 127.0.0.1 --port $(UI_PORT) --analytics-off \
+	  > $(UI_HOME)/server.log 2>&1 & server=$$!; \
+	trap 'kill $$server 2>/dev/null' EXIT INT TERM; \
+	until $(PY) -c "import urllib.request as u; u.urlopen('$(UI_API)/health', timeout=2)" \
+	  2>/dev/null; do kill -0 $$server 2>/dev/null || { cat $(UI_HOME)/server.log; exit 1; }; \
+	  sleep 1; done; \
+	$(VENV)/bin/prefect work-pool inspect mmbot-local >/dev/null 2>&1 || \
+	  $(VENV)/bin/prefect work-pool create mmbot-local --type process; \
+	$(VENV)/bin/prefect gcl inspect mmbot-live >/dev/null 2>&1 || \
+	  $(VENV)/bin/prefect gcl create mmbot-live --limit 1; \
+	$(VENV)/bin/prefect --no-prompt deploy --all && \
+	echo "Prefect UI: http://127.0.0.1:$(UI_PORT)  (Ctrl-C stops the worker and the server)" && \
+	$(VENV)/bin/prefect worker start --pool mmbot-local
 
 lint: install
 	$(VENV)/bin/ruff check bot gates reports flows tests benchmarks

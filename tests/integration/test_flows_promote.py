@@ -143,6 +143,22 @@ def test_a_rejection_stops_the_promotion_and_keeps_earlier_lines(
     assert not (flow_home / "promote-runs" / "promote" / "promote-no").exists()  # no ramp
 
 
+def test_a_ramp_step_that_trips_a_rollback_trigger_stops_the_ramp(
+    policy: Path, flow_home: Path, live_limit: None
+) -> None:
+    # a candidate whose orders the venue rejects more often than not
+    broken = flow_home / "promote-broken.yaml"
+    broken.write_text(f"extends: {policy}\nsim:\n  faults:\n    reject_prob: 0.6\n")
+    p = params(policy, flow_home, "promote-rollback", evidence={"canary": PASSED})
+    p = p.model_copy(update={"candidate": str(broken)})
+    state = decide(p, {"approve": True, "reviewer": "carol", "comment": "go"})
+    assert state.is_failed()
+    assert "promote ramp 5%" in (state.message or "") and "roll back" in (state.message or "")
+    mine = [r for r in read(audit(flow_home)) if r["run_key"] == "promote-rollback"]
+    assert [r["event"] for r in mine] == ["approved", "ramp_step", "rolled_back"]
+    assert mine[1]["fraction"] == 0.05 and mine[1]["status"] == "FAIL"
+
+
 def test_missing_evidence_is_blocked_before_anyone_is_asked(policy: Path, flow_home: Path) -> None:
     state = promote(params(policy, flow_home, "promote-blocked"), return_state=True)
     assert state.is_failed()
