@@ -276,7 +276,9 @@ def test_release_publishes_its_verdict_and_exits_with_it(journal: Path, tmp_path
 def test_the_command_refuses_a_stage_without_its_input(
     journal: Path, tmp_path: Path, stage: str
 ) -> None:
-    code, stdout, stderr = report([stage, "--journal", str(journal), "--out", tmp_path.as_uri()])
+    # the hand journal names no profile: the policy is given, so no warning comes first
+    argv = [stage, "--journal", str(journal), "-p", "base", "--out", tmp_path.as_uri()]
+    code, stdout, stderr = report(argv)
     assert code == ExitCode.USAGE and stdout == ""
     assert stderr.startswith(f"error: report {stage!r} cannot judge a journal alone: it needs")
     assert not any(tmp_path.rglob("*.html"))
