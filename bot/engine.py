@@ -242,6 +242,17 @@ class Engine:
         except VenueProtocolError as exc:
             return self._halt(event.ts_ns, str(exc))
 
+    def retune(self, make_policy: Callable[[Instrument], QuotePolicy]) -> None:
+        """New quote policies between two segments of a run (a soak's tuning): each
+        symbol's policy is rebuilt by `make_policy`, keeping its volatility estimate and
+        requote throttle, so that retuning does not reset what the market taught it."""
+        for market in self._markets.values():
+            old = market.quoter.policy
+            new = make_policy(market.instrument)
+            new.vol = old.vol
+            new.last_requote_ns = old.last_requote_ns
+            market.quoter.policy = new
+
     # --- market data -------------------------------------------------------------------
 
     def _market(self, symbol: str) -> _Market:

@@ -219,15 +219,8 @@ class SimSession:
         self.settings = self.settings.model_copy(update={"strategy": cfg})
         self.params.update(updates)
         tier = self.settings.fees.tiers[self.settings.fees.tier]
-        # the engine builds its policies once; engine.py has no setter yet (it is being
-        # changed on another branch), so the requoters' policies are replaced here
-        for market in self.engine._markets.values():
-            old = market.quoter.policy
-            new = QuotePolicy(cfg, market.instrument, tier.maker_bps,
-                              self.settings.risk.max_inventory_usd)  # fmt: skip
-            new.vol = old.vol
-            new.last_requote_ns = old.last_requote_ns
-            market.quoter.policy = new
+        limit = self.settings.risk.max_inventory_usd
+        self.engine.retune(lambda inst: QuotePolicy(cfg, inst, tier.maker_bps, limit))
 
     # --- checkpoints -------------------------------------------------------------------
 
