@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 # the suite runs on both cores of the target machine (pytest-xdist); TEST_WORKERS=0 for one process
 TEST_WORKERS ?= 2
 
-.PHONY: install demo ui test lint bench gate-table update-golden clean
+.PHONY: install demo ui test lint security audit bench gate-table update-golden clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,9 +55,24 @@ lint: install
 	$(VENV)/bin/ruff check bot gates reports flows tests benchmarks
 	$(VENV)/bin/mypy bot gates reports
 
+# bandit: no medium or high finding (each `# nosec` says why on the line above it);
+# detect-secrets: no credential in any tracked file (test fixtures carry an allowlist
+# pragma; the golden HTML reports are excluded because plotly embeds its data as base64).
+security: install
+	$(VENV)/bin/bandit -q -r bot gates reports flows --severity-level medium
+	git ls-files -z | xargs -0 $(VENV)/bin/detect-secrets-hook \
+	  --exclude-files '^tests/golden/.*\.html$$' --exclude-files '\.png$$'
+
+# The lock file against a vulnerability service (OSV by default; PYPI_AUDIT_SERVICE=pypi for
+# PyPI's). Needs that service on the network: this project's CI machine reaches none.
+PYPI_AUDIT_SERVICE ?= osv
+audit: install
+	$(VENV)/bin/pip-audit -r requirements.lock --no-deps --disable-pip \
+	  --vulnerability-service $(PYPI_AUDIT_SERVICE) --progress-spinner off
+
 # pytest exits 5 when it collected no test: a failure, not a pass. The check lives in
 # the recipe because make reports any failed recipe as its own exit 2.
-test: lint
+test: lint security
 	$(PY) -m pytest -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 

@@ -540,7 +540,8 @@ def _parse_override(text: str, data: dict[str, Any]) -> tuple[Path_, Any, str]:
     shown = SECRET_MASK if _is_secret_path(path) else mask_url_passwords(raw)
     label = f"cli:--set {dotted}={shown}"
     try:
-        value = yaml.load(raw, Loader=_ProfileLoader)  # a SafeLoader subclass
+        # bandit's B506 sees yaml.load; _ProfileLoader is a SafeLoader subclass
+        value = yaml.load(raw, Loader=_ProfileLoader)  # nosec B506
     except yaml.YAMLError as exc:
         error = _yaml_error(exc, "cli", f"value for {dotted}")
         raise ConfigError(error.message, key=dotted, file="cli", source=label) from None
@@ -675,7 +676,7 @@ _URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):(?P<p
 
 
 def mask_url_passwords(text: str) -> str:
-    """`scheme://user:PW@host` -> `scheme://user:**********@host`, anywhere in text."""
+    """Every URL password in text (user, colon, password, at-sign) replaced by the mask."""
     return _URL_PASSWORD.sub(lambda m: f"{m['head']}:{SECRET_MASK}@", text)
 
 

@@ -244,7 +244,8 @@ class SimSession:
         """The session checkpointed at `path` and its `extra` (its own file only: see the
         module docstring)."""
         try:
-            version, session, extra = pickle.loads(path.read_bytes())
+            # bandit's B301: a checkpoint this process wrote in its own work dir, never input
+            version, session, extra = pickle.loads(path.read_bytes())  # nosec B301
         except (OSError, pickle.UnpicklingError, EOFError, ValueError) as exc:
             raise SessionError(f"checkpoint {path}: unreadable ({exc})") from exc
         if version != CHECKPOINT_VERSION or not isinstance(session, SimSession):

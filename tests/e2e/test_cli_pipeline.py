@@ -14,8 +14,8 @@ from flows.cli import app
 from gates.kpi import KPI_NAMES
 from reports.charts import plotly_js
 
-API_KEY = "sk-live-7f3a9c1e5b2d8f4a"
-API_SECRET = "shh-2b9e4c7a1f6d3e8b"
+API_KEY = "sk-live-7f3a9c1e5b2d8f4a"  # pragma: allowlist secret
+API_SECRET = "shh-2b9e4c7a1f6d3e8b"  # pragma: allowlist secret
 SECRET_SETTINGS = ("--set", f"secrets.api_key={API_KEY}", "--set", "secrets.provider=env")
 
 

@@ -35,8 +35,8 @@ from reports.publish import (
 
 pytestmark = pytest.mark.integration
 
-KEY_ID = "AKIAMMBOTTESTKEY0001"
-SECRET = "mmbot-test-secret-not-real"
+KEY_ID = "AKIAMMBOTTESTKEY0001"  # pragma: allowlist secret
+SECRET = "mmbot-test-secret-not-real"  # pragma: allowlist secret
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
 
 

@@ -14,7 +14,7 @@ from bot.config import SECRET_MASK
 from bot.exitcodes import ExitCode
 from bot.profiles import PACKAGED_PROFILES
 
-SECRET = "s3cr3t-DO-NOT-PRINT-7f41"
+SECRET = "s3cr3t-DO-NOT-PRINT-7f41"  # pragma: allowlist secret
 
 
 @pytest.fixture

@@ -264,6 +264,7 @@ def test_diff_masks_secrets_and_marks_absent_keys() -> None:
 def test_redacted_dict_masks_secrets_and_url_passwords() -> None:
     s = load_settings(
         None,
+        # pragma: allowlist nextline secret
         overrides=["secrets.api_key=abc123", "storage.redis_url=redis://user:pw9876@host:6379/0"],
         env={},
     )

@@ -19,7 +19,7 @@ from bot.profiles import load_settings
 from reports.publish import RetryPolicy, S3Store, StoreUnavailable
 from tests.unit import reports_helpers as h
 
-SECRET = "EPSEKRET1234"
+SECRET = "EPSEKRET1234"  # pragma: allowlist secret
 ENDPOINT = f"http://u:{SECRET}@127.0.0.1:9"
 MMBOT = Path(sys.executable).parent / "mmbot"
 

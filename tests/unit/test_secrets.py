@@ -20,6 +20,7 @@ from bot.runtime.secrets import (
     secret_values,
 )
 
+# pragma: allowlist nextline secret
 ENV = {"MMBOT_API_KEY": "key-from-env-1234", "MMBOT_API_SECRET": "secret-from-env-5678"}
 
 
@@ -52,6 +53,7 @@ def test_env_provider_names_the_missing_variable() -> None:
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_file_provider(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"creds{suffix}"
+    # pragma: allowlist nextline secret
     data = {"api_key": "file-key-abcd", "api_secret": "file-secret-efgh"}
     path.write_text(json.dumps(data), encoding="utf-8")  # JSON is also YAML
     settings = load_settings(
@@ -105,6 +107,7 @@ def test_unknown_secret_name() -> None:
 
 def test_secret_values_include_url_passwords() -> None:
     settings = load_settings(
+        # pragma: allowlist nextline secret
         None, overrides=["storage.redis_url=redis://bot:url-pass-99@redis:6379/0"], env={}
     )
     assert secret_values(settings) == {"url-pass-99"}

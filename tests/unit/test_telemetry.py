@@ -22,7 +22,7 @@ from bot.runtime.telemetry import (
     new_run_id,
 )
 
-SECRET = "xK9-pRiVaTe-Q2"
+SECRET = "xK9-pRiVaTe-Q2"  # pragma: allowlist secret
 T0 = parse_utc("2024-08-08T00:00:00Z")
 
 
