@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -94,6 +95,15 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def open_fds() -> int | None:
+    """How many file descriptors this process holds (Linux /proc), else None: a soak that
+    leaks sockets or files shows it here before the system's limit stops it."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
+
+
 def tunable(settings: Settings) -> dict[str, float]:
     """The current values of the parameters the policy's tuning bounds name."""
     values = {}
@@ -119,6 +129,7 @@ def _summary(
         "tuning": {c.param: c.new for c in decision.changes} if decision else {},
         "refused": [f"{r.param}: {r.guard}" for r in decision.refused] if decision else [],
         "rss_mb": round(rss_mb(), 1),
+        "open_fds": open_fds(),
     }
 
 

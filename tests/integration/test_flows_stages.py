@@ -136,6 +136,7 @@ def test_soak_iterates_tunes_and_reports(reference_soak: Path, flow_home: Path) 
     for row in rows:
         assert {"state", "freezes", "open_orders"} <= set(row["guards"])
         assert row["rss_mb"] > 0 and "net_bps" in row["kpis"]
+        assert row["open_fds"] >= 3  # stdin, stdout, stderr at least
     # the auto-tuner looked at every iteration: something was changed or refused
     assert any(r["tuning"] for r in rows) or any(r["refused"] for r in rows)
     report = flow_home / "store" / "soak-final" / "soak-ref" / "report.html"
