@@ -10,9 +10,10 @@
    person where the profile allows it (`promote.auto_approve`: the demo), and says so.
    Resume from the UI (the run's Resume button shows the form) or the API:
    `prefect.flow_runs.resume_flow_run(id, run_input={"approve": true, ...})`.
-3. Every decision goes to the append-only audit log `audit/promotions.jsonl` in the
-   artifact store, one JSON line each, appended, never rewritten: blocked, approved,
-   rejected, each ramp step, rolled back, promoted.
+3. Every decision goes to the append-only audit log in the artifact store
+   (reports/audit.py: `audit/promotions.jsonl` in a file store, one object per record
+   under `audit/promotions/` on S3), never rewritten: blocked, approved, rejected, each
+   ramp step, rolled back, promoted.
 4. Approved: the candidate ramps through `promote.ramp` (5 % -> 25 % -> 50 % -> 100 %),
    `promote.ramp_step` of trading at each size, the rollback triggers walked over each
    step (`gates.promotion.ramp_step_verdict`) before the next. Paper runs on the
@@ -28,7 +29,6 @@ once per server: `prefect gcl create mmbot-live --limit 1` (`make ui` does).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,10 +66,10 @@ from gates.promotion import (
 )
 from gates.stage import policy_view
 from gates.verdict import Status, Verdict
-from reports.publish import FileStore
+from reports.audit import AuditLog, audit_log
 from reports.render import verdict_from_dict
 
-AUDIT_LOG = "audit/promotions.jsonl"
+AUDIT_NAME = "promotions"  # audit/promotions.jsonl in a file store (reports/audit.py)
 # the global concurrency limit every live trading run holds (limit 1)
 LIVE_LIMIT = "mmbot-live"
 LIVE_SLOT_WAIT_S = 60.0
@@ -85,10 +85,6 @@ class ApprovalInput(RunInput):
 
 class PromotionRejected(RuntimeError):
     """A person (or the API on their behalf) said no: the run fails with who and why."""
-
-
-class AuditLogError(RuntimeError):
-    """The audit log cannot be kept where the artifact store is."""
 
 
 class PromoteParams(StageParams):
@@ -108,39 +104,9 @@ class PromoteParams(StageParams):
     source: DataSource = DataSource(kind="synth", seed=404)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditLog:
-    """JSON lines appended to one file; a line is never rewritten or removed."""
-
-    path: Path
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        line = json.dumps(dict(record), sort_keys=True, default=str) + "\n"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # O_APPEND: each write lands at the end, whatever another writer did meanwhile
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
-
-
 def audit_log_for(settings: Settings, url: str | None = None) -> AuditLog:
-    """The audit log in the flow's artifact store. Appending needs a file store: S3 has
-    no append, and a log rewritten on each decision could lose one."""
-    store = store_for(settings, url)
-    if not isinstance(store, FileStore):
-        raise AuditLogError(
-            f"the promotion audit log needs a file:// artifact store (append-only); "
-            f"got {url or settings.storage.artifacts_url}"
-        )
-    return AuditLog(store.root.resolve() / AUDIT_LOG)
+    """The promotion audit log in the flow's artifact store (file:// or s3://)."""
+    return audit_log(store_for(settings, url), AUDIT_NAME)
 
 
 def load_evidence(evidence: Mapping[str, Mapping[str, Any] | str]) -> dict[str, Verdict]:
@@ -317,7 +283,7 @@ def promote(params: PromoteParams) -> PromoteResult:
     )  # fmt: skip
     return PromoteResult(
         params.candidate, decision.reviewer,
-        tuple((float(v.summary["fraction"]), v.status.value) for v in steps), str(audit.path),
+        tuple((float(v.summary["fraction"]), v.status.value) for v in steps), audit.url,
     )  # fmt: skip
 
 

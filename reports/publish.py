@@ -299,6 +299,49 @@ class S3Store(ArtifactStore):
         log.info("artifact_put", store="s3", url=url, bytes=len(data), content_type=content_type)
         return url
 
+    def create(self, name: str, data: bytes, content_type: str) -> bool:
+        """Write `name` only if no object has that name (S3's `If-None-Match: *`): False,
+        and nothing written, when one exists. What an append-only record needs."""
+        key = self.key(name)
+        where = f"s3://{self.bucket}/{key} (endpoint {self.endpoint})"
+
+        def request() -> bool:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=key, Body=data,
+                                       ContentType=content_type, IfNoneMatch="*")  # fmt: skip
+            except Exception as exc:
+                if _error_code(exc)[0] == "PreconditionFailed":
+                    return False
+                raise
+            return True
+
+        created: bool = self._call(where, request)
+        return created
+
+    def names(self, prefix: str) -> list[str]:
+        """The names of the objects under `prefix` (relative to the store), sorted."""
+        base = self.key(prefix)
+        where = f"s3://{self.bucket}/{base} (endpoint {self.endpoint})"
+
+        def request() -> list[str]:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base.rstrip("/") + "/"
+            )
+            keys = [o["Key"] for page in pages for o in page.get("Contents", ())]
+            cut = len(self.prefix) + 1 if self.prefix else 0
+            return sorted(k[cut:] for k in keys)
+
+        listed: list[str] = self._call(where, request)
+        return listed
+
+    def get(self, name: str) -> bytes:
+        key = self.key(name)
+        where = f"s3://{self.bucket}/{key} (endpoint {self.endpoint})"
+        body: bytes = self._call(
+            where, lambda: self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        )
+        return body
+
     @staticmethod
     def _verify(
         where: str, head: dict[str, Any], data: bytes, md5_hex: str, sha256: str, content_type: str

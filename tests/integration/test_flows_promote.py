@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from flows.promote import (
-    AUDIT_LOG,
     LIVE_LIMIT,
     LiveParams,
     PromoteParams,
@@ -51,7 +50,7 @@ def params(policy: Path, flow_home: Path, run_key: str, **more: Any) -> PromoteP
 
 
 def audit(flow_home: Path) -> Path:
-    return flow_home / "store" / AUDIT_LOG
+    return flow_home / "store" / "audit" / "promotions.jsonl"
 
 
 def paused_run(run_key: str, timeout_s: float = 120) -> Any:
@@ -194,6 +193,6 @@ def test_the_live_bot_refuses_to_trade_without_the_live_limit(
 
 
 def read(path: Path) -> list[dict[str, Any]]:
-    from flows.promote import AuditLog
+    from reports.audit import FileAuditLog
 
-    return AuditLog(path).records()
+    return FileAuditLog(path).records()

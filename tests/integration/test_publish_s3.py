@@ -218,3 +218,53 @@ def test_throttling_that_never_ends_gives_up_after_the_policy(moto_url: str, buc
     finally:
         proxy.shutdown()
     assert sum(1 for method, _, _ in faults.seen if method == "PUT") == FAST.attempts
+
+
+def test_audit_log_on_s3_keeps_each_record_as_its_own_object(moto_url: str, bucket: str) -> None:
+    from reports.audit import S3AuditLog, audit_log
+
+    store = store_for(f"s3://{bucket}/desk", moto_url)
+    log = audit_log(store, "promotions")
+    assert isinstance(log, S3AuditLog)
+    # two writers on the same log (two promote runs): neither replaces the other's records
+    other = audit_log(store_for(f"s3://{bucket}/desk", moto_url), "promotions")
+    log.append({"event": "approved", "run_key": "a"})
+    other.append({"event": "rejected", "run_key": "b"})
+    log.append({"event": "promoted", "run_key": "a"})
+    assert [r["event"] for r in other.records()] == ["approved", "rejected", "promoted"]
+    keys = [o["Key"] for o in client(moto_url).list_objects_v2(Bucket=bucket)["Contents"]]
+    assert sorted(keys) == [f"desk/audit/promotions/{n:08d}.json" for n in (1, 2, 3)]
+    assert log.url == f"s3://{bucket}/desk/audit/promotions/"
+
+
+def test_audit_record_is_never_overwritten(moto_url: str, bucket: str) -> None:
+    from reports.audit import audit_log
+
+    store = store_for(f"s3://{bucket}/desk", moto_url)
+    assert isinstance(store, S3Store)
+    audit_log(store, "promotions").append({"event": "approved", "reviewer": "ana"})
+    # a writer that raced for record 1 is refused by the server, not allowed to replace it
+    assert not store.create("audit/promotions/00000001.json", b'{"event": "forged"}', "x/y")
+    first = client(moto_url).get_object(Bucket=bucket, Key="desk/audit/promotions/00000001.json")
+    assert b"ana" in first["Body"].read()
+
+
+def test_audit_writers_racing_lose_no_record(moto_url: str, bucket: str) -> None:
+    from reports.audit import audit_log
+
+    def write(writer: str) -> None:
+        log = audit_log(store_for(f"s3://{bucket}/race", moto_url), "promotions")
+        for n in range(8):
+            log.append({"writer": writer, "n": n})
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in ("a", "b", "c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    records = audit_log(store_for(f"s3://{bucket}/race", moto_url), "promotions").records()
+    assert sorted((r["writer"], r["n"]) for r in records) == [
+        (w, n) for w in ("a", "b", "c") for n in range(8)
+    ]
+    for writer in ("a", "b", "c"):  # each writer's records in the order it wrote them
+        assert [r["n"] for r in records if r["writer"] == writer] == list(range(8))

@@ -10,7 +10,7 @@ from pathlib import Path
 BIN = Path(sys.executable).parent
 # a made-up AWS key pair in AWS's documented example shape, never a real credential
 PLANTED_KEY = "AKIA" + "IOSFODNN7EXAMPLE"
-PLANTED_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"
+PLANTED_SECRET = "wJalrXUtnFEMI/K7MDENG/" + "bPxRfiCYEXAMPLEKEY"  # pragma: allowlist secret
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
