@@ -31,6 +31,14 @@ from bot.runtime.run import (
 )
 from bot.runtime.sim_loop import SimLoopError
 from bot.runtime.telemetry import configure_for
+from bot.state_cli import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_STATE_DIR,
+    StateDirOpt,
+    StateOpt,
+    open_link,
+    register,
+)
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
@@ -38,6 +46,7 @@ app = typer.Typer(
 app.add_typer(market_app, name="market")
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
+register(app)
 
 
 def _tell_partial(partial: Path) -> None:
@@ -79,6 +88,17 @@ def run(
     progress_every: Annotated[
         float, typer.Option(min=0.1, max=100, help="% of data time between progress log lines")
     ] = 10.0,
+    state: StateOpt = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="join the shared state as this account's leader (heartbeat, lease, "
+            f"operator commands); --state alone means --account {DEFAULT_ACCOUNT}",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode; write the journal."""
     if mode not in MODES:
@@ -101,7 +121,14 @@ def run(
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        result = run_bot(spec, settings)
+        if state is None and account is None:
+            result = run_bot(spec, settings)
+        else:
+            link = open_link(state, account or DEFAULT_ACCOUNT, state_dir)
+            try:
+                result = run_bot(spec, settings, state=link)
+            finally:
+                link.close()
     except KeyboardInterrupt as exc:
         started = (partial / MANIFEST).exists()
         where = f"partial journal at {partial}" if started else "no journal was started"

@@ -104,7 +104,7 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
             ("mid", pa.float64()),
         ]
     ),
-    # kind in {block, freeze, unfreeze, reduce_only, resume, kill}; check names the rule
+    # kind in {block, freeze, unfreeze, reduce_only, resume, kill, unhalt}; check names the rule
     "risk": pa.schema(
         [
             ("ts_ns", pa.int64()),

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import structlog
 
@@ -49,6 +49,9 @@ from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
+
+if TYPE_CHECKING:  # redis-py loads only for a run joined to the shared state
+    from bot.runtime.control import StateLink
 
 log = structlog.get_logger(__name__)
 
@@ -319,9 +322,15 @@ def _venue(
     return build_sim_venue(settings, insts, books, seed), FeedFaults(settings.sim.faults, seed)
 
 
-def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> RunResult:
+def run_bot(
+    spec: RunSpec, settings: Settings, *, wall: Clock | None = None, state: StateLink | None = None
+) -> RunResult:
     """Replay, trade against the venue of the mode, write the journal; no printing but
     the progress display (`wall` times it: the ETA is wall time).
+
+    `state` (holding its lease, see bot/runtime/control.py) joins the run to the shared
+    state: heartbeat, operator commands, lease renewal on the loop's timers, the fence
+    on every order. Without it the journal is what it always was.
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
@@ -350,6 +359,8 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
     books = {symbol: L2Book() for symbol in settings.venue.symbols}
     venue, feed_faults = _venue(spec, settings, books)
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
+    if state is not None:
+        state.trading_state = lambda: engine.risk.state.value
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
     with _progress(spec, settings, total_ns, engine, wall) as progress:
         if progress is not None and meter is not None:
@@ -364,6 +375,8 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
                 progress=progress,
                 feed_faults=feed_faults,
                 clock=clock,
+                on_timer=state.on_timer if state is not None else None,
+                gate=state.gate if state is not None else None,
             ),
         )  # fmt: skip
         stop = StopRequest()
@@ -390,7 +403,11 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
         **journal_figures(writer.figures),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
-    }
+        **({} if state is None else {"shared_state": {
+            "account": state.store.account, "token": state.token, "fenced": state.fenced,
+            "redis_errors": state.redis_errors,
+        }}),
+    }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)
     log.info("run_done", run_id=run_id, fills=summary["fills"], rows=stats.rows)
