@@ -85,7 +85,8 @@ def open_link(
 
     store = _store(url, account, state_dir)
     owner = f"{socket.gethostname()}:{os.getpid()}"
-    link = StateLink(store, LinkSettings(owner), wall or default_clock())
+    spool = state_dir / "spool" / account
+    link = StateLink(store, LinkSettings(owner, spool_dir=spool), wall or default_clock())
     try:
         link.start()
     except LeaseHeld as exc:
@@ -208,7 +209,33 @@ _ACTIONS: Final[Mapping[Action, str]] = {
 }
 
 
+def archive(
+    out: Annotated[Path, typer.Option("--out", help="archive directory: RUN_ID/TABLE/part-*")],
+    state: StateOpt = None,
+    account: AccountOpt = DEFAULT_ACCOUNT,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    profile: ProfileOpt = "base",
+    set_: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write what is new in the account's journal stream as Parquet (consumer group
+    'archiver'); each entry is acknowledged once its part is on disk."""
+    from bot.runtime.journal_stream import archive as archive_stream
+    from bot.runtime.state import StateUnavailable
+
+    _configure(profile, set_)
+    store = _store(state, account, state_dir)
+    try:
+        written = archive_stream(store, out)
+    except StateUnavailable as exc:
+        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+    done = {"account": account, "entries": written, "out": str(out)}
+    text = f"archived {written} entries to {out}"
+    typer.echo(json.dumps(done, sort_keys=True) if as_json else text)
+
+
 def register(app: typer.Typer) -> None:
     app.command("status")(with_log_options(status))
+    app.command("archive")(with_log_options(archive))
     for action, doc in _ACTIONS.items():
         app.command(action)(with_log_options(_action_command(action, doc)))

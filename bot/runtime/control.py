@@ -21,13 +21,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from bot.model import Event, FreezeRequest, OrderReject, Place, UnhaltRequest
 from bot.runtime.clock import Clock
 from bot.runtime.state import ControlCommand, Heartbeat, LeaseHeld, StateStore, StateUnavailable
+
+if TYPE_CHECKING:
+    from bot.runtime.journal_stream import JournalStream
 
 log = structlog.get_logger(__name__)
 
@@ -41,6 +45,7 @@ class LinkSettings:
     owner: str  # this process, e.g. host:pid
     lease_ttl_ms: int = 5_000
     poll_ms: int = 250  # wall time between polls; renewals need a few per ttl
+    spool_dir: Path | None = None  # the journal stream's spool; None: no journal stream
 
 
 def to_event(command: ControlCommand, ts_ns: int) -> Event:
@@ -71,6 +76,7 @@ class StateLink:
         self._lease_frozen = False  # our freeze for a lost lease is in force
         self._frozen_at_start = False
         self._ttl_ns = settings.lease_ttl_ms * NS_PER_MS
+        self.stream: JournalStream | None = None  # set by the run that publishes to it
 
     def start(self) -> int:
         """Take the lease (or raise LeaseHeld); a freeze flag set before the start is
@@ -115,6 +121,8 @@ class StateLink:
                 self.token or 0,
             ))  # fmt: skip
             events.extend(to_event(c, ts_ns) for c in self.store.pop_controls())
+            if self.stream is not None and self.stream.behind:
+                self.stream.drain()
         except StateUnavailable:
             self.redis_errors += 1
             events.extend(self._expired(ts_ns, now))

@@ -361,6 +361,7 @@ def run_bot(
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
     if state is not None:
         state.trading_state = lambda: engine.risk.state.value
+        _join_stream(state, writer, run_id)
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
     with _progress(spec, settings, total_ns, engine, wall) as progress:
         if progress is not None and meter is not None:
@@ -403,15 +404,32 @@ def run_bot(
         **journal_figures(writer.figures),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
-        **({} if state is None else {"shared_state": {
-            "account": state.store.account, "token": state.token, "fenced": state.fenced,
-            "redis_errors": state.redis_errors,
-        }}),
+        **({} if state is None else {"shared_state": _state_figures(state)}),
     }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)
     log.info("run_done", run_id=run_id, fills=summary["fills"], rows=stats.rows)
     return RunResult(run_id, spec.out_dir, summary, stats)
+
+
+def _join_stream(state: StateLink, writer: JournalWriter, run_id: str) -> None:
+    """Each part the writer flushes also goes to the account's journal stream."""
+    spool = state.settings.spool_dir
+    if spool is None or state.token is None:
+        return
+    from bot.runtime.journal_stream import JournalStream
+
+    state.stream = JournalStream(state.store, run_id, state.token, spool)
+    writer.on_flush = state.stream.publish
+
+
+def _state_figures(state: StateLink) -> dict[str, Any]:
+    stream = state.stream
+    return {
+        "account": state.store.account, "token": state.token, "fenced": state.fenced,
+        "redis_errors": state.redis_errors + (stream.redis_errors if stream else 0),
+        "journal_stream": stream.figures() if stream else None,
+    }  # fmt: skip
 
 
 def journal_figures(figures: JournalFigures) -> dict[str, Any]:
