@@ -38,6 +38,7 @@ from bot.state_cli import (
     StateOpt,
     open_link,
     register,
+    serving,
 )
 
 app = typer.Typer(
@@ -99,6 +100,17 @@ def run(
         ),
     ] = None,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="serve /health, /ready and /metrics on 127.0.0.1:PORT (0: any free port, "
+            "logged); $MMBOT_HEALTH_TOKEN, if set, is the bearer token they require",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode; write the journal."""
     if mode not in MODES:
@@ -121,14 +133,15 @@ def run(
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        if state is None and account is None:
-            result = run_bot(spec, settings)
-        else:
-            link = open_link(state, account or DEFAULT_ACCOUNT, state_dir)
-            try:
-                result = run_bot(spec, settings, state=link)
-            finally:
-                link.close()
+        with serving(health_port) as monitor:
+            if state is None and account is None:
+                result = run_bot(spec, settings, monitor=monitor)
+            else:
+                link = open_link(state, account or DEFAULT_ACCOUNT, state_dir)
+                try:
+                    result = run_bot(spec, settings, state=link, monitor=monitor)
+                finally:
+                    link.close()
     except KeyboardInterrupt as exc:
         started = (partial / MANIFEST).exists()
         where = f"partial journal at {partial}" if started else "no journal was started"

@@ -202,6 +202,20 @@ class Engine:
         """(fills, marked PnL USD) so far, for a progress display: reads, changes nothing."""
         return self._stats.fills, self._marked_pnl_and_inventory()[0]
 
+    def exposure(self) -> dict[str, float]:
+        """Signed position notional (USD) per symbol at its mark, for metrics: reads,
+        changes nothing; a symbol with no mark yet is left out."""
+        out: dict[str, float] = {}
+        for symbol, m in self._markets.items():
+            mark = m.mark()
+            if mark is not None:
+                out[symbol] = float(self._portfolio.inventory_usd(symbol, mark))
+        return out
+
+    def rolling_net_edge_bps(self) -> tuple[float, int]:
+        """The edge guard's rolling net edge over its window of fills, and their count."""
+        return self._risk.rolling_edge_bps()
+
     def summary(self) -> dict[str, Any]:
         s = self._stats
         marks = {s: mark for s, m in self._markets.items() if (mark := m.mark()) is not None}

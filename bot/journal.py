@@ -383,9 +383,9 @@ class JournalWriter:
         self._parts = dict.fromkeys(TABLES, 0)
         # the run summary's figures, from the rows as they go to disk: no read-back
         self.figures = JournalFigures()
-        # hears each part once on disk: (table, part number, rows); the shared state's
-        # journal stream (bot/runtime/journal_stream.py) when a run joins it
-        self.on_flush: Callable[[str, int, pa.Table], None] | None = None
+        # each hears each part once on disk: (table, part number, rows); the shared
+        # state's journal stream and the run's metrics (bot/runtime/) when asked for
+        self.on_flush: list[Callable[[str, int, pa.Table], None]] = []
 
     def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
         (self.root / MANIFEST).write_text(
@@ -424,8 +424,8 @@ class JournalWriter:
         pq.write_table(rows, part, compression="zstd", store_schema=False)
         os.replace(part, path)
         self._parts[table] += 1
-        if self.on_flush is not None:
-            self.on_flush(table, self._parts[table] - 1, rows)
+        for listener in self.on_flush:
+            listener(table, self._parts[table] - 1, rows)
 
     def _tally(self, table: str, columns: Mapping[str, list[Any]]) -> None:
         if table == "fills":

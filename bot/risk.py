@@ -100,6 +100,9 @@ class RiskEngine:
     def state(self) -> TradingState:
         return self._table.state
 
+    def rolling_edge_bps(self) -> tuple[float, int]:
+        return self._edge.rolling_edge_bps()
+
     @property
     def freezes(self) -> int:
         """How many times the engine entered FROZEN."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
@@ -24,8 +25,9 @@ from bot.exitcodes import ExitCode
 from bot.runtime.clock import Clock, default_clock, iso_utc
 from bot.runtime.state_url import DEFAULT_STATE_DIR, URL_ENV, state_url
 
-if TYPE_CHECKING:  # redis-py loads only when a command uses the state
+if TYPE_CHECKING:  # redis-py and prometheus-client load only when a command uses them
     from bot.runtime.control import StateLink
+    from bot.runtime.health import RunMonitor
     from bot.runtime.state import Action, StateStore
 
 DEFAULT_ACCOUNT: Final = "default"
@@ -94,6 +96,25 @@ def open_link(
     except StateUnavailable as exc:
         raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
     return link
+
+
+@contextmanager
+def serving(port: int | None, wall: Clock | None = None) -> Iterator[RunMonitor | None]:
+    """`mmbot run --health-port`: the run's metrics and health server while it runs."""
+    if port is None:
+        yield None
+        return
+    from bot.runtime.health import TOKEN_ENV, HealthServer, RunMonitor
+
+    monitor = RunMonitor(wall or default_clock())
+    try:
+        server = HealthServer(monitor, port, os.environ.get(TOKEN_ENV) or None).start()
+    except OSError as exc:
+        raise fail(f"--health-port {port}: cannot listen on 127.0.0.1: {exc.strerror}") from exc
+    try:
+        yield monitor
+    finally:
+        server.close()
 
 
 def _author(given: str | None, env: Mapping[str, str]) -> str:

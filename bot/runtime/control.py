@@ -71,6 +71,7 @@ class StateLink:
         self.token: int | None = None
         self.redis_errors = 0
         self.fenced = 0  # places refused by the fence
+        self.reachable = True  # the last poll reached the store
         self._expires_ns = 0
         self._next_poll_ns = 0
         self._lease_frozen = False  # our freeze for a lost lease is in force
@@ -123,8 +124,10 @@ class StateLink:
             events.extend(to_event(c, ts_ns) for c in self.store.pop_controls())
             if self.stream is not None and self.stream.behind:
                 self.stream.drain()
+            self.reachable = True
         except StateUnavailable:
             self.redis_errors += 1
+            self.reachable = False
             events.extend(self._expired(ts_ns, now))
         return events
 

@@ -50,8 +50,9 @@ from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
 
-if TYPE_CHECKING:  # redis-py loads only for a run joined to the shared state
+if TYPE_CHECKING:  # redis-py and prometheus-client load only for runs that use them
     from bot.runtime.control import StateLink
+    from bot.runtime.health import RunMonitor
 
 log = structlog.get_logger(__name__)
 
@@ -323,14 +324,21 @@ def _venue(
 
 
 def run_bot(
-    spec: RunSpec, settings: Settings, *, wall: Clock | None = None, state: StateLink | None = None
+    spec: RunSpec,
+    settings: Settings,
+    *,
+    wall: Clock | None = None,
+    state: StateLink | None = None,
+    monitor: RunMonitor | None = None,
 ) -> RunResult:
     """Replay, trade against the venue of the mode, write the journal; no printing but
     the progress display (`wall` times it: the ETA is wall time).
 
     `state` (holding its lease, see bot/runtime/control.py) joins the run to the shared
     state: heartbeat, operator commands, lease renewal on the loop's timers, the fence
-    on every order. Without it the journal is what it always was.
+    on every order. `monitor` (bot/runtime/health.py) hears the loop's timers and the
+    journal's rows for its metrics and readiness. Without them the journal is what it
+    always was.
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
@@ -362,6 +370,9 @@ def run_bot(
     if state is not None:
         state.trading_state = lambda: engine.risk.state.value
         _join_stream(state, writer, run_id)
+    if monitor is not None:
+        risk = settings.risk
+        monitor.attach(engine, writer, risk.max_inventory_usd, risk.stale_data_ms, state)
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
     with _progress(spec, settings, total_ns, engine, wall) as progress:
         if progress is not None and meter is not None:
@@ -376,7 +387,7 @@ def run_bot(
                 progress=progress,
                 feed_faults=feed_faults,
                 clock=clock,
-                on_timer=state.on_timer if state is not None else None,
+                on_timer=_on_timer(state, monitor),
                 gate=state.gate if state is not None else None,
             ),
         )  # fmt: skip
@@ -412,6 +423,23 @@ def run_bot(
     return RunResult(run_id, spec.out_dir, summary, stats)
 
 
+def _on_timer(state: StateLink | None, monitor: RunMonitor | None) -> Any:
+    """What hears the loop's timers: the shared state, then the metrics (which then see
+    the lease as it is after this poll)."""
+    if monitor is None:
+        return state.on_timer if state is not None else None
+    if state is None:
+        return monitor.on_timer
+    link_poll, monitor_poll = state.on_timer, monitor.on_timer
+
+    def both(ts_ns: int, market_ns: int, ack_ns: int) -> list[Any]:
+        events = link_poll(ts_ns, market_ns, ack_ns)
+        monitor_poll(ts_ns, market_ns, ack_ns)
+        return events
+
+    return both
+
+
 def _join_stream(state: StateLink, writer: JournalWriter, run_id: str) -> None:
     """Each part the writer flushes also goes to the account's journal stream."""
     spool = state.settings.spool_dir
@@ -420,7 +448,7 @@ def _join_stream(state: StateLink, writer: JournalWriter, run_id: str) -> None:
     from bot.runtime.journal_stream import JournalStream
 
     state.stream = JournalStream(state.store, run_id, state.token, spool)
-    writer.on_flush = state.stream.publish
+    writer.on_flush.append(state.stream.publish)
 
 
 def _state_figures(state: StateLink) -> dict[str, Any]:
