@@ -193,7 +193,7 @@ class LoopConfig:
     # exchange -> local clock; None: estimated from the first chunk, no feed latency
     clock: ClockOffset | None = None
     # the shared state (bot/runtime/control.py), None without `--state`: heard after each
-    # timer (loop time, last market data time, last ack) and answering with operator or
+    # timer (loop time, last market event for the engine, last ack) and answering with operator or
     # lease events for the engine; `gate` sees each Place before the venue and answers
     # a refusal (a reject for the engine) when the bot may not send it
     on_timer: Callable[[int, int, int], list[Event]] | None = None
@@ -248,6 +248,7 @@ class SimLoop:
         self._on_timer = self.config.on_timer
         self._gate = self.config.gate
         self._last_ack = -1
+        self._last_market = -1  # local time of the last market event for the engine
         if self._faults is not None and not self._faults.active:
             self._faults = None
 
@@ -544,6 +545,7 @@ class SimLoop:
 
     def _to_engine(self, event: Event, local: int, venue_ts: int) -> None:
         """Market data for the engine at its local time: now on one clock, else queued."""
+        self._last_market = local
         if local <= venue_ts and not self._feed:
             self._deliver(event, local)
             return
@@ -584,7 +586,7 @@ class SimLoop:
                 stats.timers += 1
                 self._deliver(Timer(due), due)
                 if self._on_timer is not None:
-                    for event in self._on_timer(due, self._last_local, self._last_ack):
+                    for event in self._on_timer(due, self._last_market, self._last_ack):
                         self._deliver(event, due)
 
     def _deliver(self, event: Event, ts: int) -> None:
