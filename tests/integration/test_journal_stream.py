@@ -154,9 +154,9 @@ def test_redis_killed_mid_run_loses_nothing_and_writes_nothing_twice(
     out = tmp_path / "journal"
     state_dir = tmp_path / "state"
     run = subprocess.Popen(
-        [MMBOT, "run", "--synth", "5", "--duration", "1h", "--out", str(out), "--no-progress",
+        [MMBOT, "run", "--synth", "5", "--duration", "30m", "--out", str(out), "--no-progress",
          "--log-level", "error", "--state", server.url, "--account", account,
-         "--state-dir", str(state_dir), "--set", "storage.journal_segment_rows=2000", "--json"],
+         "--state-dir", str(state_dir), "--set", "storage.journal_segment_rows=1000", "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     key = store.keys.key("journal")

@@ -41,7 +41,7 @@ def samples(monitor: RunMonitor) -> dict[tuple[str, tuple[tuple[str, str], ...]]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunMonitor, Path]:
     out = tmp_path_factory.mktemp("health") / "journal"
-    spec = RunSpec(mode="paper", out_dir=out, synth_seed=4, duration="20m", progress=False,
+    spec = RunSpec(mode="paper", out_dir=out, synth_seed=4, duration="10m", progress=False,
                    overrides=("storage.journal_segment_rows=700",
                               "risk.max_inventory_usd=1500"))  # fmt: skip
     monitor = RunMonitor(SteppingClock(), poll_ms=100)
