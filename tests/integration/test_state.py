@@ -372,3 +372,33 @@ def test_a_health_port_in_use_is_a_usage_error(tmp_path: Path) -> None:
                    "--no-progress", "--health-port", str(port))  # fmt: skip
     assert done.exit_code == ExitCode.USAGE
     assert f"--health-port {port}: cannot listen on 127.0.0.1" in done.output
+
+
+def test_unhalt_from_another_process_lifts_a_running_bots_halt(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "journal"
+    state = ("--state", url, "--account", account)
+    run = subprocess.Popen(
+        [MMBOT, "run", "--synth", "6", "--duration", "24h", "--out", str(out), "--no-progress",
+         "--log-level", "error", *state, "--set", "risk.daily_loss_limit_usd=0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    store = open_store(url, account)
+    try:
+        _wait("the halt", lambda: (b := store.heartbeat()) and b.state == "halted", run)
+        done = _mmbot("unhalt", "--reason", "loss limit reviewed", "--author", "fay", *state,
+                      "--audit-log", str(tmp_path / "audit.jsonl"))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        _wait("the command taken", lambda: store.status(0)["pending_commands"] == 0, run)
+        taken = store.heartbeat()
+        assert taken is not None
+        _wait("a later poll", lambda: (b := store.heartbeat()) and b.loop_ns > taken.loop_ns, run)
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=120)
+    risk = read_table(partial_path(out), "risk")
+    rows = risk[risk["kind"].isin(["kill", "unhalt"])][["kind", "check", "reason", "state"]]
+    first_kill, unhalt = rows.values.tolist()[:2]
+    assert first_kill[:2] == ["kill", "daily_loss"]
+    assert unhalt == ["unhalt", "operator", "loss limit reviewed (by fay)", "active"]
