@@ -41,6 +41,7 @@ from bot.runtime.clock import Clock
 if TYPE_CHECKING:
     from bot.engine import Engine
     from bot.journal import JournalWriter
+    from bot.model import Event
     from bot.runtime.control import StateLink
 
 log = structlog.get_logger(__name__)
@@ -185,7 +186,8 @@ class RunMonitor:
 
     # --- the loop's calls ------------------------------------------------------------
 
-    def on_timer(self, ts_ns: int, market_ns: int, ack_ns: int) -> list[Any]:
+    def on_timer(self, ts_ns: int, market_ns: int, ack_ns: int) -> list[Event]:
+        """Update the metrics and readiness (at most once per poll_ms); no events."""
         now = self.wall.now_ns()
         if now < self._next_poll_ns or self._engine is None or self._writer is None:
             return []

@@ -20,7 +20,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import InputMeter, open_market
 from bot.market.schema import MarketChunk
+from bot.model import Event
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
@@ -423,7 +424,9 @@ def run_bot(
     return RunResult(run_id, spec.out_dir, summary, stats)
 
 
-def _on_timer(state: StateLink | None, monitor: RunMonitor | None) -> Any:
+def _on_timer(
+    state: StateLink | None, monitor: RunMonitor | None
+) -> Callable[[int, int, int], list[Event]] | None:
     """What hears the loop's timers: the shared state, then the metrics (which then see
     the lease as it is after this poll)."""
     if monitor is None:
@@ -432,7 +435,7 @@ def _on_timer(state: StateLink | None, monitor: RunMonitor | None) -> Any:
         return monitor.on_timer
     link_poll, monitor_poll = state.on_timer, monitor.on_timer
 
-    def both(ts_ns: int, market_ns: int, ack_ns: int) -> list[Any]:
+    def both(ts_ns: int, market_ns: int, ack_ns: int) -> list[Event]:
         events = link_poll(ts_ns, market_ns, ack_ns)
         monitor_poll(ts_ns, market_ns, ack_ns)
         return events

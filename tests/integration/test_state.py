@@ -253,6 +253,8 @@ def test_unreachable_store_is_a_clear_error_without_the_password(tmp_path: Path)
 def test_bad_state_urls() -> None:
     with pytest.raises(StateUrlError, match="expected redis://"):
         connect("http://127.0.0.1:6379")
+    with pytest.raises(StateUrlError, match=r"redis://u:\*\*\*@127.0.0.1:port/0: "):
+        connect("redis://u:pw@127.0.0.1:port/0")
     with pytest.raises(StateUrlError, match="service_name"):
         connect("redis+sentinel://127.0.0.1:26379")
     with pytest.raises(StateUrlError, match="'nohost' is not host:port"):
