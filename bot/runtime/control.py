@@ -179,15 +179,24 @@ class StateLink:
 
     def gate(self, place: Place) -> Event | None:
         """None: `place` may go to the venue; else the reject its engine hears."""
+        why = self._refusal()
+        if why is None:
+            return None
+        self.fenced += 1
+        return OrderReject(place.ts_ns, place.symbol, place.client_order_id, why)
+
+    def _refusal(self) -> str | None:
+        if self._frozen_at_start:
+            return "fenced: frozen before start"
         token = self.token
+        if token is None:
+            return "fenced: not the leader (no lease)"
         try:
-            if token is not None and not self._frozen_at_start and self.store.fence_ok(token):
-                return None
+            ok = self.store.fence_ok(token)
         except StateUnavailable:
             self.redis_errors += 1
-        self.fenced += 1
-        return OrderReject(place.ts_ns, place.symbol, place.client_order_id,
-                           f"fenced: not the leader (token {token})")  # fmt: skip
+            return "fenced: state store unreachable"
+        return None if ok else f"fenced: not the leader (token {token} superseded)"
 
     def close(self) -> None:
         if self.token is None:

@@ -121,7 +121,8 @@ def test_a_link_that_cannot_renew_freezes_and_unfreezes_when_it_leads_again(
     assert (lost.freeze, lost.source, lost.hold) == (True, "lease", True)
     assert "leader lease lost" in lost.reason
     refused = link.gate(place(2))
-    assert isinstance(refused, OrderReject) and refused.reason.startswith("fenced")
+    assert isinstance(refused, OrderReject)
+    assert refused.reason == "fenced: not the leader (no lease)"
     # another bot takes the account meanwhile; our old token stays refused
     time.sleep(0.4)
     other = store.acquire("bot-b", 250)
@@ -140,6 +141,27 @@ def test_a_link_that_cannot_renew_freezes_and_unfreezes_when_it_leads_again(
     assert beat is not None and (beat.loop_ns, beat.token, beat.owner) == (4, token + 2, "bot-a")
     link.close()
     assert store.holder() is None
+
+
+def test_a_deposed_leaders_late_order_is_refused_before_it_knows(store: StateStore) -> None:
+    wall = ManualClock()
+    old = StateLink(store, LinkSettings("bot-a", lease_ttl_ms=200, poll_ms=50), wall)
+    token = old.start()
+    time.sleep(0.3)  # bot-a's loop stalls past its lease; bot-b takes the account
+    new = StateLink(store, LinkSettings("bot-b"), ManualClock())
+    assert new.start() == token + 1
+    assert old.leader  # bot-a has not polled yet: it still believes it leads
+    late = old.gate(place(9))
+    assert isinstance(late, OrderReject)
+    assert late.reason == f"fenced: not the leader (token {token} superseded)"
+    assert (late.ts_ns, late.client_order_id) == (9, "c1")
+    assert new.gate(place(9)) is None
+    assert old.fenced == 1 and new.fenced == 0
+    [lost] = old.on_timer(10, -1, -1)  # its next poll: the renewal fails
+    assert isinstance(lost, FreezeRequest) and lost.freeze and not old.leader
+    old.close()  # holds nothing: releases nothing
+    assert store.holder() is not None
+    new.close()
 
 
 def test_an_operator_freeze_outlives_a_lease_regained(store: StateStore) -> None:
@@ -173,7 +195,7 @@ def test_commands_queued_before_start_give_way_to_the_flag(store: StateStore) ->
     link = StateLink(store, LinkSettings("bot-a"), ManualClock())
     link.start()
     refused = link.gate(place())  # frozen before the start: nothing goes out
-    assert isinstance(refused, OrderReject)
+    assert isinstance(refused, OrderReject) and refused.reason == "fenced: frozen before start"
     events = link.on_timer(7, -1, -1)
     assert events == [FreezeRequest(7, True, "three (frozen before start)", "bob", hold=True)]
     assert store.status(0)["pending_commands"] == 0
