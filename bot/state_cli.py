@@ -192,7 +192,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """The account's leader, its heartbeat's age and the freeze flag."""
-    from bot.runtime.state import StateUnavailable
+    from bot.runtime.state import StateError, StateUnavailable
 
     _configure(profile, set_)
     store = _store(state, account, state_dir)
@@ -200,6 +200,8 @@ def status(
         shown = store.status(default_clock().now_ns())
     except StateUnavailable as exc:
         raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+    except StateError as exc:  # keys written by something else than mmbot
+        raise fail(str(exc), ExitCode.DATA) from exc
     typer.echo(json.dumps(shown, sort_keys=True) if as_json else "\n".join(status_lines(shown)))
 
 

@@ -181,7 +181,7 @@ class Heartbeat:
 
     @classmethod
     def from_json(cls, text: str) -> Heartbeat:
-        return cls(**json.loads(text))
+        return _build(cls, "heartbeat", _fields("heartbeat", text), text)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +198,28 @@ class ControlCommand:
 
     @classmethod
     def from_json(cls, text: str) -> ControlCommand:
-        data = json.loads(text)
+        data = _fields("control command", text)
         if data.get("action") not in ACTIONS:
             raise StateError(f"control command with unknown action: {text[:200]!r}")
+        return _build(cls, "control command", data, text)
+
+
+def _fields(what: str, text: str) -> dict[str, Any]:
+    """A JSON object written by another process, or a StateError quoting it."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise StateError(f"{what} is not a JSON object: {text[:200]!r}")
+    return data
+
+
+def _build(cls: Any, what: str, data: dict[str, Any], text: str) -> Any:
+    try:
         return cls(**data)
+    except TypeError as exc:
+        raise StateError(f"{what} has other fields than expected ({exc}): {text[:200]!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,8 +339,16 @@ class StateStore:
         return str(self._call("control", pipe.execute)[-1])
 
     def pop_controls(self, limit: int = 100) -> list[ControlCommand]:
+        """The queued commands, oldest first; one that cannot be read is logged and
+        dropped (whoever wrote it did not use `mmbot`), never a stop of the loop."""
         texts = self._call("control", self.client.lpop, self.keys.control, limit) or []
-        return [ControlCommand.from_json(t) for t in texts]
+        commands = []
+        for text in texts:
+            try:
+                commands.append(ControlCommand.from_json(text))
+            except StateError as exc:
+                log.error("control_unreadable", account=self.account, error=str(exc))
+        return commands
 
     def freeze_flag(self) -> ControlCommand | None:
         text = self._call("freeze", self.client.get, self.keys.freeze)

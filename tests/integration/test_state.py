@@ -28,6 +28,7 @@ from bot.runtime.control import LinkSettings, StateLink
 from bot.runtime.state import (
     ControlCommand,
     LeaseHeld,
+    StateError,
     StateStore,
     StateUnavailable,
     StateUrlError,
@@ -270,6 +271,22 @@ def test_unreachable_store_is_a_clear_error_without_the_password(tmp_path: Path)
     assert done.exit_code == ExitCode.UNAVAILABLE
     assert "hunter2" not in done.output
     assert not out.exists() and not partial_path(out).exists()  # nothing was started
+
+
+def test_unreadable_keys_are_errors_naming_them(url: str, account: str) -> None:
+    store = open_store(url, account)
+    client = store.client
+    client.rpush(store.keys.control, "not json", '{"action": "explode"}', '{"action": "freeze"}')
+    good = ControlCommand("freeze", "real", "gus", 5)
+    store.push_control(good)
+    assert store.pop_controls() == [good]  # the unreadable three are dropped, logged
+    client.set(store.keys.heartbeat, '{"wall_ns": 1}')
+    done = cli("status", "--state", url, "--account", account)
+    assert done.exit_code == ExitCode.DATA
+    assert "error: heartbeat has other fields than expected" in done.output
+    client.set(store.keys.heartbeat, "[1, 2]")
+    with pytest.raises(StateError, match=r"heartbeat is not a JSON object: '\[1, 2\]'"):
+        store.heartbeat()
 
 
 def test_bad_state_urls() -> None:
