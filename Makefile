@@ -94,7 +94,7 @@ lock: install
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 # Everything the README's commands write (tests/unit/test_readme_cli.py holds the list to it)
-CLEAN_OUTPUTS := artifacts runs data
+CLEAN_OUTPUTS := artifacts runs data state audit
 
 clean:
 	rm -rf $(VENV) $(CLEAN_OUTPUTS) .pytest_cache .mypy_cache .ruff_cache .coverage

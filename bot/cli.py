@@ -31,6 +31,15 @@ from bot.runtime.run import (
 )
 from bot.runtime.sim_loop import SimLoopError
 from bot.runtime.telemetry import configure_for
+from bot.state_cli import (
+    DEFAULT_ACCOUNT,
+    DEFAULT_STATE_DIR,
+    StateDirOpt,
+    StateOpt,
+    open_link,
+    register,
+    serving,
+)
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
@@ -38,6 +47,7 @@ app = typer.Typer(
 app.add_typer(market_app, name="market")
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
+register(app)
 
 
 def _tell_partial(partial: Path) -> None:
@@ -79,6 +89,28 @@ def run(
     progress_every: Annotated[
         float, typer.Option(min=0.1, max=100, help="% of data time between progress log lines")
     ] = 10.0,
+    state: StateOpt = None,
+    account: Annotated[
+        str | None,
+        typer.Option(
+            "--account",
+            help="join the shared state as this account's leader (heartbeat, lease, "
+            f"operator commands); --state alone means --account {DEFAULT_ACCOUNT}",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: StateDirOpt = DEFAULT_STATE_DIR,
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            "--health-port",
+            min=0,
+            max=65535,
+            help="serve /health, /ready and /metrics on 127.0.0.1:PORT (0: any free port, "
+            "logged); $MMBOT_HEALTH_TOKEN, if set, is the bearer token they require",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode; write the journal."""
     if mode not in MODES:
@@ -101,7 +133,15 @@ def run(
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        result = run_bot(spec, settings)
+        with serving(health_port) as monitor:
+            if state is None and account is None:
+                result = run_bot(spec, settings, monitor=monitor)
+            else:
+                link = open_link(state, account or DEFAULT_ACCOUNT, state_dir)
+                try:
+                    result = run_bot(spec, settings, state=link, monitor=monitor)
+                finally:
+                    link.close()
     except KeyboardInterrupt as exc:
         started = (partial / MANIFEST).exists()
         where = f"partial journal at {partial}" if started else "no journal was started"

@@ -39,6 +39,7 @@ from bot.model import (
     OrderReject,
     Timer,
     Trade,
+    UnhaltRequest,
     VenueReport,
 )
 from bot.order_registry import OrderRegistry, UnknownOrder
@@ -184,6 +185,7 @@ class Engine:
             OrderExpired: self._on_order_done,
             Timer: self._on_timer,
             FreezeRequest: self._on_freeze_request,
+            UnhaltRequest: self._on_unhalt_request,
         }
 
     # --- read-only views ---------------------------------------------------------------
@@ -199,6 +201,20 @@ class Engine:
     def progress_figures(self) -> tuple[int, float]:
         """(fills, marked PnL USD) so far, for a progress display: reads, changes nothing."""
         return self._stats.fills, self._marked_pnl_and_inventory()[0]
+
+    def exposure(self) -> dict[str, float]:
+        """Signed position notional (USD) per symbol at its mark, for metrics: reads,
+        changes nothing; a symbol with no mark yet is left out."""
+        out: dict[str, float] = {}
+        for symbol, m in self._markets.items():
+            mark = m.mark()
+            if mark is not None:
+                out[symbol] = float(self._portfolio.inventory_usd(symbol, mark))
+        return out
+
+    def rolling_net_edge_bps(self) -> tuple[float, int]:
+        """The edge guard's rolling net edge over its window of fills, and their count."""
+        return self._risk.rolling_edge_bps()
 
     def summary(self) -> dict[str, Any]:
         s = self._stats
@@ -461,14 +477,25 @@ class Engine:
     def _on_freeze_request(self, ev: FreezeRequest) -> list[Command]:
         ts = ev.ts_ns
         risk = self._risk
+        reason = _with_author(ev.reason, ev.author)
         if ev.freeze:
-            return self._risk_events(ts, risk.freeze(ts, ev.reason))
+            return self._risk_events(ts, risk.freeze(ts, reason, check=ev.source, hold=ev.hold))
         if risk.state is not TradingState.FROZEN:
             # unfreeze never lifts a halt (kill switch) and is a no-op when not frozen
-            note = f"unfreeze ignored in state {risk.state.value}: {ev.reason}"
-            event = RiskEvent(ts, ALL_SYMBOLS, "unfreeze", "operator", note, risk.state.value)
+            note = f"unfreeze ignored in state {risk.state.value}: {reason}"
+            event = RiskEvent(ts, ALL_SYMBOLS, "unfreeze", ev.source, note, risk.state.value)
             return self._risk_events(ts, [event])
-        return self._risk_events(ts, risk.unfreeze(ts, ev.reason))
+        return self._risk_events(ts, risk.unfreeze(ts, reason, check=ev.source))
+
+    def _on_unhalt_request(self, ev: UnhaltRequest) -> list[Command]:
+        ts = ev.ts_ns
+        risk = self._risk
+        reason = _with_author(ev.reason, ev.author)
+        if risk.state is not _HALTED:
+            note = f"unhalt ignored in state {risk.state.value}: {reason}"
+            event = RiskEvent(ts, ALL_SYMBOLS, "unhalt", "operator", note, risk.state.value)
+            return self._risk_events(ts, [event])
+        return self._risk_events(ts, risk.unhalt(ts, reason))
 
     def _risk_events(self, ts: int, events: list[RiskEvent]) -> list[Command]:
         """Journal risk events and act on a change of trading state."""
@@ -506,3 +533,8 @@ class Engine:
         if not commands:  # already halted: still make sure nothing rests
             commands = self._stop_quoting(ts, reason)
         return commands
+
+
+def _with_author(reason: str, author: str) -> str:
+    """The journal's reason of an operator's request: who asked is part of the record."""
+    return f"{reason} (by {author})" if author else reason

@@ -26,7 +26,7 @@ import math
 import os
 import sys
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -104,7 +104,7 @@ SCHEMAS: Final[Mapping[str, pa.Schema]] = {
             ("mid", pa.float64()),
         ]
     ),
-    # kind in {block, freeze, unfreeze, reduce_only, resume, kill}; check names the rule
+    # kind in {block, freeze, unfreeze, reduce_only, resume, kill, unhalt}; check names the rule
     "risk": pa.schema(
         [
             ("ts_ns", pa.int64()),
@@ -383,6 +383,9 @@ class JournalWriter:
         self._parts = dict.fromkeys(TABLES, 0)
         # the run summary's figures, from the rows as they go to disk: no read-back
         self.figures = JournalFigures()
+        # each hears each part once on disk: (table, part number, rows); the shared
+        # state's journal stream and the run's metrics (bot/runtime/) when asked for
+        self.on_flush: list[Callable[[str, int, pa.Table], None]] = []
 
     def _write_manifest(self, manifest: Mapping[str, Any]) -> None:
         (self.root / MANIFEST).write_text(
@@ -421,6 +424,8 @@ class JournalWriter:
         pq.write_table(rows, part, compression="zstd", store_schema=False)
         os.replace(part, path)
         self._parts[table] += 1
+        for listener in self.on_flush:
+            listener(table, self._parts[table] - 1, rows)
 
     def _tally(self, table: str, columns: Mapping[str, list[Any]]) -> None:
         if table == "fills":

@@ -129,16 +129,32 @@ class Timer:
 
 @dataclass(frozen=True, slots=True)
 class FreezeRequest:
-    """An operator (or a guard outside the engine) asks to freeze or unfreeze."""
+    """An operator (or a guard outside the engine) asks to freeze or unfreeze.
+
+    `source` is the journal's `check` for it (operator, lease); `author` who asked
+    (empty: nobody named, e.g. a test or a guard); `hold`: a freeze that only an
+    unfreeze lifts, never the profile's cool-down (an operator's, a lost lease's)."""
 
     ts_ns: int
     freeze: bool
     reason: str
+    author: str = ""
+    source: str = "operator"
+    hold: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UnhaltRequest:
+    """An operator lifts a halt (the one way out of HALTED without a restart)."""
+
+    ts_ns: int
+    reason: str
+    author: str
 
 
 VenueReport = OrderAck | OrderReject | OrderFill | CancelAck | CancelReject | OrderExpired
 MarketEvent = BookUpdate | Trade
-Event = MarketEvent | VenueReport | Timer | FreezeRequest
+Event = MarketEvent | VenueReport | Timer | FreezeRequest | UnhaltRequest
 
 
 # --- commands ------------------------------------------------------------------

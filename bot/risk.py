@@ -87,6 +87,7 @@ class RiskEngine:
         self._cooldown_ns = None if cooldown is None else cooldown * NS_PER_MS
         self._stale_ns = cfg.stale_data_ms * NS_PER_MS
         self._queued: list[RiskEvent] = []
+        self._held = False  # the freeze in force waits for an unfreeze (no cool-down)
         # A timer whose (pnl, inventory, state) equal those of the last quiet timer
         # (one that produced no event), before `_quiet_until` (the next UTC midnight
         # or the earliest time a book could be stale), gets the same answer: none.
@@ -99,13 +100,22 @@ class RiskEngine:
     def state(self) -> TradingState:
         return self._table.state
 
+    def rolling_edge_bps(self) -> tuple[float, int]:
+        return self._edge.rolling_edge_bps()
+
     @property
     def freezes(self) -> int:
         """How many times the engine entered FROZEN."""
         return self._table.freezes
 
-    def freeze(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
-        return [self._table.apply(RiskAction.FREEZE, ts_ns, check, reason)]
+    def freeze(
+        self, ts_ns: int, reason: str, *, check: str = "operator", hold: bool = False
+    ) -> list[RiskEvent]:
+        """`hold`: until an unfreeze, whatever the cool-down (operator, lost lease)."""
+        event = self._table.apply(RiskAction.FREEZE, ts_ns, check, reason)
+        if self._table.state is _F:
+            self._held = self._held or hold
+        return [event]
 
     def unfreeze(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
         events = [self._unfreeze(ts_ns, check, reason)]
@@ -117,8 +127,22 @@ class RiskEngine:
     def kill(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
         return [self._table.apply(RiskAction.KILL, ts_ns, check, reason)]
 
+    def unhalt(self, ts_ns: int, reason: str, *, check: str = "operator") -> list[RiskEvent]:
+        """HALTED -> ACTIVE, judged afresh as after an unfreeze (the loss guards still
+        see the PnL: a loss limit still breached halts again at the next timer)."""
+        event = self._table.apply(RiskAction.UNHALT, ts_ns, check, reason)
+        self._held = False
+        self._edge.clear()
+        self._rejects.clear()
+        events = [event]
+        reduce = self._inventory_guard(ts_ns, self._inventory.last_usd)
+        if reduce is not None:
+            events.append(reduce)
+        return events
+
     def _unfreeze(self, ts_ns: int, check: str, reason: str) -> RiskEvent:
         event = self._table.apply(RiskAction.UNFREEZE, ts_ns, check, reason)
+        self._held = False
         # judge the bot afresh: the fills and orders that caused the freeze are history
         self._edge.clear()
         self._rejects.clear()
@@ -241,7 +265,12 @@ class RiskEngine:
         self._queued = []
         table = self._table
         cooldown = self._cooldown_ns
-        if table.state is _F and cooldown is not None and ts_ns >= table.frozen_at_ns + cooldown:
+        if (
+            table.state is _F
+            and cooldown is not None
+            and not self._held
+            and ts_ns >= table.frozen_at_ns + cooldown
+        ):
             reason = f"cool-down of {cooldown // NS_PER_MS} ms over"
             events.append(self._unfreeze(ts_ns, "cooldown", reason))
         breach = self._pnl.on_pnl(ts_ns, pnl_usd, table.state is _H)

@@ -7,7 +7,8 @@
   operator ``unfreeze`` or, if the profile sets ``freeze_cooldown_ms``, by the
   first timer after the cool-down.
 - HALTED: the kill switch (loss limit, drawdown, venue protocol error,
-  operator). Nothing in the bot leaves it: the process must restart.
+  operator). Nothing in the bot leaves it on its own: an operator's ``unhalt``
+  (with a reason, after looking at why it halted) or a restart.
 
 Every change is returned as a ``RiskEvent``, one row of the journal's ``risk``
 table; nothing here reads a clock (time is the ``ts_ns`` handed in).
@@ -40,6 +41,7 @@ class RiskAction(Enum):
     REDUCE = "reduce"
     RESUME = "resume"
     KILL = "kill"
+    UNHALT = "unhalt"
 
 
 _A = TradingState.ACTIVE
@@ -60,6 +62,7 @@ TRANSITIONS: Final[Mapping[tuple[TradingState, RiskAction], TradingState]] = {
     (_R, RiskAction.KILL): _H,
     (_F, RiskAction.KILL): _H,
     (_H, RiskAction.KILL): _H,
+    (_H, RiskAction.UNHALT): _A,
 }
 
 # the `kind` column of the journal's risk table for each action
@@ -69,6 +72,7 @@ _KIND: Final[Mapping[RiskAction, str]] = {
     RiskAction.REDUCE: "reduce_only",
     RiskAction.RESUME: "resume",
     RiskAction.KILL: "kill",
+    RiskAction.UNHALT: "unhalt",
 }
 
 
@@ -99,7 +103,7 @@ def next_state(state: TradingState, action: RiskAction) -> TradingState:
 class RiskEvent:
     """One row of the journal ``risk`` table (fields in column order).
 
-    kind: block / freeze / unfreeze / reduce_only / resume / kill;
+    kind: block / freeze / unfreeze / reduce_only / resume / kill / unhalt;
     state: the trading state after the event.
     """
 

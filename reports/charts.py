@@ -64,7 +64,7 @@ UNITS: Final[Mapping[str, str]] = {
     "turnover_usd": "USD",
     "error_rate": "share rejected",
 }
-FREEZE_ENDS: Final = ("unfreeze", "resume")
+FREEZE_ENDS: Final = ("unfreeze", "resume", "unhalt")
 GLOBAL_SYMBOLS: Final = ("*", "")
 
 

@@ -20,11 +20,11 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import structlog
 
@@ -35,6 +35,7 @@ from bot.market.book import L2Book
 from bot.market.clocks import ClockOffset, estimate_offset
 from bot.market.readers import InputMeter, open_market
 from bot.market.schema import MarketChunk
+from bot.model import Event
 from bot.profiles import load_settings, redacted_dict
 from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import NS_PER_S, DataSpan, file_span, span_text
@@ -49,6 +50,10 @@ from bot.runtime.sim_loop import LoopConfig, LoopStats, SimLoop
 from bot.runtime.telemetry import log_format_for
 from bot.venues.shadow import ShadowVenue
 from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
+
+if TYPE_CHECKING:  # redis-py and prometheus-client load only for runs that use them
+    from bot.runtime.control import StateLink
+    from bot.runtime.health import RunMonitor
 
 log = structlog.get_logger(__name__)
 
@@ -319,9 +324,22 @@ def _venue(
     return build_sim_venue(settings, insts, books, seed), FeedFaults(settings.sim.faults, seed)
 
 
-def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> RunResult:
+def run_bot(
+    spec: RunSpec,
+    settings: Settings,
+    *,
+    wall: Clock | None = None,
+    state: StateLink | None = None,
+    monitor: RunMonitor | None = None,
+) -> RunResult:
     """Replay, trade against the venue of the mode, write the journal; no printing but
     the progress display (`wall` times it: the ETA is wall time).
+
+    `state` (holding its lease, see bot/runtime/control.py) joins the run to the shared
+    state: heartbeat, operator commands, lease renewal on the loop's timers, the fence
+    on every order. `monitor` (bot/runtime/health.py) hears the loop's timers and the
+    journal's rows for its metrics and readiness. Without them the journal is what it
+    always was.
 
     Whatever stops the replay (KeyboardInterrupt, a MarketDataError, ...) propagates
     after the rows so far are flushed to the journal left at `partial_path(out)`.
@@ -350,6 +368,12 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
     books = {symbol: L2Book() for symbol in settings.venue.symbols}
     venue, feed_faults = _venue(spec, settings, books)
     engine = Engine(settings, writer, id_prefix=f"{spec.mode[0]}{settings.run.seed}")
+    if state is not None:
+        state.trading_state = lambda: engine.risk.state.value
+        _join_stream(state, writer, run_id)
+    if monitor is not None:
+        risk = settings.risk
+        monitor.attach(engine, writer, risk.max_inventory_usd, risk.stale_data_ms, state)
     log.info("run_start", run_id=run_id, mode=spec.mode, source=source, out=str(spec.out_dir))
     with _progress(spec, settings, total_ns, engine, wall) as progress:
         if progress is not None and meter is not None:
@@ -364,6 +388,8 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
                 progress=progress,
                 feed_faults=feed_faults,
                 clock=clock,
+                on_timer=_on_timer(state, monitor),
+                gate=state.gate if state is not None else None,
             ),
         )  # fmt: skip
         stop = StopRequest()
@@ -390,11 +416,51 @@ def run_bot(spec: RunSpec, settings: Settings, *, wall: Clock | None = None) -> 
         **journal_figures(writer.figures),
         "venue": dict(venue.counts),
         "replay": stats.as_dict(),
-    }
+        **({} if state is None else {"shared_state": _state_figures(state)}),
+    }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)
     log.info("run_done", run_id=run_id, fills=summary["fills"], rows=stats.rows)
     return RunResult(run_id, spec.out_dir, summary, stats)
+
+
+def _on_timer(
+    state: StateLink | None, monitor: RunMonitor | None
+) -> Callable[[int, int, int], list[Event]] | None:
+    """What hears the loop's timers: the shared state, then the metrics (which then see
+    the lease as it is after this poll)."""
+    if monitor is None:
+        return state.on_timer if state is not None else None
+    if state is None:
+        return monitor.on_timer
+    link_poll, monitor_poll = state.on_timer, monitor.on_timer
+
+    def both(ts_ns: int, market_ns: int, ack_ns: int) -> list[Event]:
+        events = link_poll(ts_ns, market_ns, ack_ns)
+        monitor_poll(ts_ns, market_ns, ack_ns)
+        return events
+
+    return both
+
+
+def _join_stream(state: StateLink, writer: JournalWriter, run_id: str) -> None:
+    """Each part the writer flushes also goes to the account's journal stream."""
+    spool = state.settings.spool_dir
+    if spool is None or state.token is None:
+        return
+    from bot.runtime.journal_stream import JournalStream
+
+    state.stream = JournalStream(state.store, run_id, state.token, spool)
+    writer.on_flush.append(state.stream.publish)
+
+
+def _state_figures(state: StateLink) -> dict[str, Any]:
+    stream = state.stream
+    return {
+        "account": state.store.account, "token": state.token, "fenced": state.fenced,
+        "redis_errors": state.redis_errors + (stream.redis_errors if stream else 0),
+        "journal_stream": stream.figures() if stream else None,
+    }  # fmt: skip
 
 
 def journal_figures(figures: JournalFigures) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from bot.model import (
     Event,
     Freeze,
     Instrument,
+    OrderAck,
     Place,
     Side,
     Timer,
@@ -191,6 +192,12 @@ class LoopConfig:
     feed_faults: FeedFaults | None = None
     # exchange -> local clock; None: estimated from the first chunk, no feed latency
     clock: ClockOffset | None = None
+    # the shared state (bot/runtime/control.py), None without `--state`: heard after each
+    # timer (loop time, last market event for the engine, last ack) and answering with operator or
+    # lease events for the engine; `gate` sees each Place before the venue and answers
+    # a refusal (a reject for the engine) when the bot may not send it
+    on_timer: Callable[[int, int, int], list[Event]] | None = None
+    gate: Callable[[Place], Event | None] | None = None
 
 
 class SimLoop:
@@ -238,6 +245,10 @@ class SimLoop:
         self._max_lag = 0
         self._faults = self.config.feed_faults if self.config.feed_faults else None
         self._progress = self.config.progress
+        self._on_timer = self.config.on_timer
+        self._gate = self.config.gate
+        self._last_ack = -1
+        self._last_market = -1  # local time of the last market event for the engine
         if self._faults is not None and not self._faults.active:
             self._faults = None
 
@@ -534,6 +545,7 @@ class SimLoop:
 
     def _to_engine(self, event: Event, local: int, venue_ts: int) -> None:
         """Market data for the engine at its local time: now on one clock, else queued."""
+        self._last_market = local
         if local <= venue_ts and not self._feed:
             self._deliver(event, local)
             return
@@ -566,11 +578,16 @@ class SimLoop:
                 report = venue.pop_due(due)
                 if report is not None:
                     stats.venue_reports += 1
+                    if type(report) is OrderAck:
+                        self._last_ack = report.ts_ns
                     self._deliver(report, report.ts_ns)
             else:
                 self._next_timer = due + self._timer_ns
                 stats.timers += 1
                 self._deliver(Timer(due), due)
+                if self._on_timer is not None:
+                    for event in self._on_timer(due, self._last_market, self._last_ack):
+                        self._deliver(event, due)
 
     def _deliver(self, event: Event, ts: int) -> None:
         commands = self.engine.on_event(event)
@@ -578,7 +595,13 @@ class SimLoop:
             return
         self.stats.commands += len(commands)
         submit = self.venue.submit
+        gate = self._gate
         for cmd in commands:
+            if gate is not None and type(cmd) is Place and (refused := gate(cmd)) is not None:
+                # heard after this event, not inside it: the engine is mid-event
+                self._feed_seq += 1
+                heapq.heappush(self._feed, (ts, self._feed_seq, refused))
+                continue
             if isinstance(cmd, Place | Cancel | CancelAll):
                 submit(cmd, ts)
             elif isinstance(cmd, Freeze):

@@ -35,6 +35,7 @@ from bot.model import (
     Side,
     Timer,
     Trade,
+    UnhaltRequest,
 )
 from gates.kpi import Journal, fill_edges
 
@@ -288,6 +289,46 @@ def test_a_venue_protocol_error_halts_for_good() -> None:
     # reports keep being booked: a real fill on the cancelled order still counts
     engine.on_event(fill_of(bid, T0 + 800 * MS, qty=3, trade_id="T7"))
     assert engine.portfolio.position_lots(SYM) == 3
+
+
+def test_unhalt_is_the_way_out_of_a_halt_with_who_and_why_journaled() -> None:
+    engine, journal = make()
+    commands = engine.on_event(book(T0))
+    ack_all(engine, commands, T0 + 10 * MS)
+    engine.on_event(fill_of(places(commands)[0], T0 + 20 * MS, qty=11))  # protocol error
+    assert engine.risk.state.value == "halted"
+    out = engine.on_event(UnhaltRequest(T0 + 30 * MS, "overfill explained", "alice"))
+    assert engine.risk.state.value == "active"
+    assert [p.side for p in places(out)] == [Side.BUY, Side.SELL]  # quoting again at once
+    row = frame(journal, "risk").iloc[-1]
+    assert (row["kind"], row["check"], row["state"]) == ("unhalt", "operator", "active")
+    assert row["reason"] == "overfill explained (by alice)"
+    # a second unhalt finds nothing to lift: journaled, nothing changes
+    assert engine.on_event(UnhaltRequest(T0 + 40 * MS, "again", "bob")) == []
+    row = frame(journal, "risk").iloc[-1]
+    assert (row["kind"], row["state"]) == ("unhalt", "active")
+    assert row["reason"] == "unhalt ignored in state active: again (by bob)"
+
+
+def test_a_held_freeze_outlasts_the_cooldown() -> None:
+    engine, journal = make()
+    engine.on_event(book(T0))
+    engine.on_event(FreezeRequest(T0 + 1, True, "maintenance", "alice", hold=True))
+    cooldown = engine_settings_cooldown_ms() * MS
+    assert places(engine.on_event(Timer(T0 + 2 * cooldown))) == []
+    assert engine.risk.state.value == "frozen"
+    row = frame(journal, "risk").iloc[-1]
+    assert (row["kind"], row["check"], row["reason"]) == (
+        "freeze", "operator", "maintenance (by alice)"
+    )
+    engine.on_event(FreezeRequest(T0 + 3 * cooldown, False, "done", "alice"))
+    assert engine.risk.state.value == "active"
+
+
+def engine_settings_cooldown_ms() -> int:
+    cooldown = settings().risk.freeze_cooldown_ms
+    assert cooldown is not None
+    return cooldown
 
 
 def test_transition_refused_by_the_table_is_a_venue_error() -> None:

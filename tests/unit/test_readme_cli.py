@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bot.exitcodes import ExitCode
+from bot.state_cli import DEFAULT_AUDIT_LOG, DEFAULT_STATE_DIR
 from flows.cli import DEMO_OUT, main
 from tests.conftest import REPO
 
@@ -54,6 +55,9 @@ def _sh_commands() -> list[list[str]]:
     return [shlex.split(line) for line in lines if line.startswith(("mmbot", "make"))]
 
 
+OPERATOR = (["freeze"], ["unfreeze"], ["unhalt"])
+
+
 def _written_dirs() -> set[str]:
     """The top directory each README command writes under (relative paths only)."""
     dirs = set()
@@ -65,12 +69,18 @@ def _written_dirs() -> set[str]:
                     dirs.add(Path(path).parts[0])
         if words[:2] in (["make", "demo"], ["mmbot", "demo"]) and "--out" not in words:
             dirs.add(DEMO_OUT.parts[0])
+        # the shared state's defaults: the embedded Redis, the operator's audit file
+        joins = words[:2] != ["mmbot", "run"] or "--account" in words or "--state" in words
+        if words[1:2] in (["run"], ["status"], *OPERATOR) and joins and "--state" not in words:
+            dirs.add(DEFAULT_STATE_DIR.parts[0])
+        if words[1:2] in OPERATOR and "--audit-log" not in words:
+            dirs.add(DEFAULT_AUDIT_LOG.parts[0])
     return dirs
 
 
 def test_the_readme_commands_write_where_expected() -> None:
     # the parse finds the outputs it must (a guard against a parse that finds nothing)
-    assert {"runs", "data", "artifacts"} <= _written_dirs()
+    assert {"runs", "data", "artifacts", "state", "audit"} <= _written_dirs()
 
 
 def test_make_clean_removes_every_directory_the_readme_commands_write() -> None:
@@ -81,7 +91,7 @@ def test_make_clean_removes_every_directory_the_readme_commands_write() -> None:
     assert not missing, f"make clean leaves {sorted(missing)}"
 
 
-@pytest.mark.parametrize("name", sorted({"runs", "data", "artifacts"}))
+@pytest.mark.parametrize("name", sorted({"runs", "data", "artifacts", "state", "audit"}))
 def test_the_output_directories_are_git_ignored(name: str) -> None:
     done = subprocess.run(["git", "check-ignore", "-q", f"{name}/x"], cwd=REPO, check=False)
     assert done.returncode == 0, f"{name}/ is not git-ignored"

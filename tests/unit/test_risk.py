@@ -460,10 +460,10 @@ def test_a_kill_is_final() -> None:
     assert risk.on_timer(3 * S, -5_000.0, 0.0) == []  # already halted
     assert risk.on_timer(90 * S, -5_000.0, 0.0) == []  # no cool-down lifts a halt
     assert denied_check(check(risk, place(ts_ns=90 * S))) == "trading_state"
-    # nothing in the table leads out of HALTED
-    assert {TRANSITIONS[k] for k in TRANSITIONS if k[0] is TradingState.HALTED} == {
-        TradingState.HALTED
-    }
+    # one pair leads out of HALTED: an operator's unhalt
+    out = {k[1]: v for k, v in TRANSITIONS.items() if k[0] is TradingState.HALTED}
+    assert {a for a, v in out.items() if v is not TradingState.HALTED} == {RiskAction.UNHALT}
+    assert out[RiskAction.UNHALT] is TradingState.ACTIVE
 
 
 def test_transition_table_every_row_and_every_missing_pair() -> None:
@@ -473,7 +473,7 @@ def test_transition_table_every_row_and_every_missing_pair() -> None:
         else:
             with pytest.raises(InvalidRiskTransition):
                 next_state(state, action)
-    assert len(TRANSITIONS) == 11
+    assert len(TRANSITIONS) == 12
 
 
 def test_invalid_manual_transitions() -> None:
