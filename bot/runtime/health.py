@@ -98,6 +98,10 @@ class Metrics:
                                    "trading loop last polled", registry=r)  # fmt: skip
         self.trading_state = Gauge("mmbot_trading_state", "1 for the bot's trading state",
                                    ["state"], registry=r)  # fmt: skip
+        # by account: the lease-lost alert asks whether any process of an account leads
+        self.lease_held = Gauge("mmbot_lease_held", "1 while this process holds its "
+                                "account's leader lease (with shared state only)", ["account"],
+                                registry=r)  # fmt: skip
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -286,6 +290,7 @@ class RunMonitor:
             m.trading_state.labels(name).set(1 if name == state else 0)
         link = self._link
         if link is not None:
+            m.lease_held.labels(link.store.account).set(1 if link.leader else 0)
             errors = link.redis_errors + (link.stream.redis_errors if link.stream else 0)
             if errors > self._redis_errors:
                 m.redis_errors.inc(errors - self._redis_errors)

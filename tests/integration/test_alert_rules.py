@@ -1,6 +1,6 @@
 """deploy/: the Prometheus alert rules are valid and each alert fires on the series meant
 to trip it and not on a healthy bot (promtool's rule unit tests, alerts.test.yml); the
-Grafana dashboard is a dashboard over the same series."""
+alerts and the Grafana dashboard use only series the bot exports."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+
+from bot.runtime.health import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -40,10 +42,23 @@ def test_each_alert_fires_when_it_should_and_only_then() -> None:
     assert tested_alerts == alerts  # no alert without a test
 
 
-def test_dashboard_charts_the_series_the_alerts_watch() -> None:
+def exported() -> set[str]:
+    """Every sample name the bot's /metrics can serve (with _total, _bucket, ...)."""
+    metrics = Metrics()
+    names = set()
+    for family in metrics.registry.collect():
+        names |= {family.name, f"{family.name}_total", f"{family.name}_bucket",
+                  f"{family.name}_count", f"{family.name}_sum"}  # fmt: skip
+    return names
+
+
+def test_alerts_and_dashboard_use_only_exported_series() -> None:
     dashboard = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     charted = {m for e in exprs for m in METRIC.findall(e)}
     watched = set(METRIC.findall(RULES.read_text()))
-    assert watched <= {m.removesuffix("_bucket") for m in charted}
+    assert watched and charted
+    assert watched - exported() == set()
+    assert charted - exported() == set()
+    assert watched <= charted  # what can page someone is on the dashboard too
     assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])

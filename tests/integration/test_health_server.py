@@ -95,6 +95,7 @@ def test_health_ready_metrics_of_a_running_bot(url: str, tmp_path: Path) -> None
         first = wait("orders", lambda: (m := get(f"{base}/metrics")[1]) and metric(
             m, "mmbot_orders_total", outcome="placed") > 0 and m, run)  # fmt: skip
         assert 0 <= metric(first, "mmbot_heartbeat_age_seconds") < 5
+        assert metric(first, "mmbot_lease_held", account="health") == 1
         done = subprocess.run([MMBOT, "freeze", "--reason", "check /ready", "--author", "ops",
                                *state, "--audit-log", str(tmp_path / "audit.jsonl")],
                               capture_output=True, text=True, timeout=120)  # fmt: skip
