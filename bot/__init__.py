@@ -1,5 +1,6 @@
 """mmbot: the market-making bot. Knows nothing of Prefect, gates or reports."""
 
+import os
 import sys
 
 __version__ = "0.1.0"
@@ -24,3 +25,7 @@ def _import_structlog_without_rich() -> None:
 
 
 _import_structlog_without_rich()
+# Pydantic looks for plugins in the entry points of every installed distribution
+# when it builds the first model (bot/config.py, at import): ~20 ms of every start
+# spent finding none. A user who runs one sets the variable (empty: all plugins).
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

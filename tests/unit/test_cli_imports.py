@@ -5,6 +5,7 @@ seconds. Checked in fresh interpreters, on a real replay."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,25 @@ def test_importing_the_cli_loads_none_of_them(tmp_path: Path) -> None:
     modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()[1:]}
     assert "flows.cli" in modules and "bot.runtime.run" in modules
     assert not {m for m in modules if m.split(".")[0] in NOT_ON_IMPORT}
+
+
+PLUGINS_SEARCHED = """
+import bot.config  # builds the settings models
+from pydantic.plugin import _loader
+
+print(_loader._plugins is not None)  # None until pydantic searched the entry points
+"""
+
+
+def test_pydantic_searches_no_plugins_unless_the_user_asks(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    searched = {}
+    for value in (None, ""):  # unset: bot/__init__.py's default; empty: all plugins
+        done = subprocess.run(
+            [sys.executable, "-c", PLUGINS_SEARCHED], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+            env=env if value is None else {**env, "PYDANTIC_DISABLE_PLUGINS": value},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        searched[value] = done.stdout.strip()
+    assert searched == {None: "False", "": "True"}
