@@ -17,7 +17,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(UV) pip install -q --python $(PY) --no-deps -e .
 	touch $(STAMP)
 
+# The project's own bytecode too, as a wheel install would write it (the editable install
+# does not, and PYTHONDONTWRITEBYTECODE stops Python writing it on import): without it every
+# `mmbot run` compiles its 43 modules again, ~7 % of a run on the real capture. Files already
+# compiled are skipped, so this is cheap on every `make`.
+PACKAGES := bot gates reports flows
 install: $(STAMP)
+	$(PY) -m compileall -q $(PACKAGES)
 
 # the release flow on the demo profile: shadow, dry-run compare, a simulated 24 h soak,
 # tuning and canary, approving itself (the demo profile allows it); reports under ./artifacts
@@ -98,3 +104,4 @@ CLEAN_OUTPUTS := artifacts runs data state audit
 
 clean:
 	rm -rf $(VENV) $(CLEAN_OUTPUTS) .pytest_cache .mypy_cache .ruff_cache .coverage
+	find $(PACKAGES) tests benchmarks -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -12,13 +12,13 @@ pandas, scipy, Great Expectations and Jinja2, seconds that `mmbot run` (and
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
 # typer >= 0.22 carries its own copy of click: its errors are not click's classes.
@@ -247,17 +247,19 @@ def demo(
 
 
 # Usage errors map to USAGE (64); NoSuchOption and BadParameter are UsageErrors.
-_USAGE_ERRORS: tuple[type[Exception], ...] = (typer_click.UsageError, click.exceptions.UsageError)
-_OTHER_ERRORS: tuple[type[Exception], ...] = (
-    typer_click.ClickException,
-    click.exceptions.ClickException,
-)
-_ABORTS: tuple[type[BaseException], ...] = (
-    typer.Abort,
-    click.exceptions.Abort,
-    KeyboardInterrupt,
-)
-_EXITS: tuple[type[Exception], ...] = (typer.Exit, click.exceptions.Exit)
+_Caught = tuple[type[BaseException], ...]
+_USAGE_ERRORS: _Caught = (typer_click.UsageError,)
+_OTHER_ERRORS: _Caught = (typer_click.ClickException,)
+_ABORTS: _Caught = (typer.Abort, KeyboardInterrupt)
+_EXITS: _Caught = (typer.Exit,)
+
+
+def _and_clicks(ours: _Caught, name: str) -> _Caught:
+    """`ours` and Click's own exception class `name`, if something in the process loaded
+    Click: only then can one be raised, and importing Click just to catch them would
+    cost every `mmbot` start (typer carries its own copy)."""
+    click = sys.modules.get("click")
+    return ours if click is None else (*ours, getattr(click.exceptions, name))
 
 
 def _exit_code(value: object) -> int:
@@ -278,14 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     every exit named in ExitCode (usage errors 64, not Click's 2)."""
     try:
         return _exit_code(app(args=argv, prog_name="mmbot", standalone_mode=False))
-    except _USAGE_ERRORS as exc:
+    except _and_clicks(_USAGE_ERRORS, "UsageError") as exc:
         _show(exc)
         return int(ExitCode.USAGE)
-    except _OTHER_ERRORS as exc:
+    except _and_clicks(_OTHER_ERRORS, "ClickException") as exc:
         _show(exc)
         return int(getattr(exc, "exit_code", ExitCode.FAIL))
-    except _ABORTS:
+    except _and_clicks(_ABORTS, "Abort"):
         typer.echo("Aborted!", err=True)
         return int(ExitCode.INTERRUPTED)
-    except _EXITS as exc:
+    except _and_clicks(_EXITS, "Exit") as exc:
         return _exit_code(exc.exit_code)  # type: ignore[attr-defined]

@@ -40,10 +40,12 @@ DEFAULT_CHUNK_ROWS = 262_144
 NO_TRADE_ID = 0
 _US_TO_NS = 1_000
 _MS_TO_NS = 1_000_000
-# pyarrow's CSV reader batches by bytes and keeps dozens of blocks in flight: peak
-# RSS grows ~35x the block size (751 MB at 20 MiB on an 880 MB file, 108 MB at
-# 1 MiB), so blocks stay small and `rechunk` builds the chunk_rows output.
-_CSV_BLOCK_BYTES = 1 << 20
+# pyarrow's streaming CSV reader batches by bytes and keeps dozens of blocks in flight:
+# peak RSS grew ~35x the block size (751 MB at 20 MiB on an 880 MB file, 108 MB at
+# 1 MiB). Here each block is parsed whole before the next is read, so memory is a few
+# blocks; 4 MiB rather than 1 MiB costs a quarter of the per-call setup of read_csv
+# (~1 % of a replay). `rechunk` builds the chunk_rows output.
+_CSV_BLOCK_BYTES = 4 << 20
 
 
 # A gzip member cut short raises EOFError (which Click would turn into "Aborted!"),
@@ -350,8 +352,9 @@ def _position(raw: gzip.GzipFile | BinaryIO) -> int:
     return int(tell()) if callable(tell) else 0
 
 
-def _line_blocks(file: Path, meter: InputMeter | None = None) -> Iterator[bytes]:
-    """The data lines of a CSV file (its header skipped) in blocks of whole lines.
+def _line_blocks(file: Path, meter: InputMeter | None = None) -> Iterator[pa.Buffer]:
+    """The data lines of a CSV file (its header skipped) in blocks of whole lines,
+    as Arrow buffers over the bytes read (no copy).
 
     Python reads and decompresses; pyarrow only parses bytes already in memory. A
     pyarrow stream over a Python file object reads it from a pyarrow thread, and
@@ -370,9 +373,9 @@ def _line_blocks(file: Path, meter: InputMeter | None = None) -> Iterator[bytes]
                 if meter is not None:
                     meter.advance(file, _position(raw))
                 if cut:
-                    yield data[:cut]
+                    yield pa.py_buffer(data).slice(0, cut)
             if tail:
-                yield tail
+                yield pa.py_buffer(tail)
     except _GZIP_ERRORS as exc:
         raise _gzip_problem(file, exc) from exc
 
@@ -389,16 +392,18 @@ def _tardis_batches(
         false_values=["false", "False", "0"],
     )
     for file in files:
-        read = pacsv.ReadOptions(column_names=_csv_header(file), use_threads=False)
+        read = pacsv.ReadOptions(
+            column_names=_csv_header(file), use_threads=False, block_size=_CSV_BLOCK_BYTES
+        )
         line = 2  # the header is line 1
         for block in _line_blocks(file, meter):
             try:
                 table = pacsv.read_csv(
-                    io.BytesIO(block), read_options=read, parse_options=parse,
+                    pa.BufferReader(block), read_options=read, parse_options=parse,
                     convert_options=convert,
                 )  # fmt: skip
             except (pa.ArrowInvalid, KeyError) as exc:
-                last = line + max(block.count(b"\n"), 1) - 1
+                last = line + max(block.to_pybytes().count(b"\n"), 1) - 1
                 raise MarketFormatError(
                     f"file {file} lines {line}..{last}: not a Tardis CSV of columns "
                     f"{columns}: {exc}"

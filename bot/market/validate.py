@@ -224,8 +224,17 @@ class _SideRows:
     def of(cls, window: _Window, side: int) -> _SideRows:
         pos = np.flatnonzero(window.side == side)
         keys = window.keys[pos] * side
-        order = np.argsort(keys, kind="stable")  # by level, then row order
+        order = _stable_order(keys)  # by level, then row order
         return cls(keys[order], pos[order], window.live[pos[order]])
+
+
+def _stable_order(keys: np.ndarray) -> np.ndarray:
+    """`np.argsort(keys, kind="stable")`, by radix sort when the keys span less than
+    2**16 (a chunk's price levels nearly always do): numpy radix-sorts only integers of
+    16 bits or fewer and sorts int64 by timsort, several times slower on 100 k keys."""
+    if len(keys) and int(keys.max()) - int(keys.min()) < 1 << 16:
+        return np.argsort((keys - keys.min()).astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
 
 
 def _sides(window: _Window) -> tuple[_SideRows, _SideRows]:

@@ -5,6 +5,7 @@ seconds. Checked in fresh interpreters, on a real replay."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +15,20 @@ from pathlib import Path
 HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect", "boto3",
          "pandas")  # fmt: skip
 NOT_ON_IMPORT = HEAVY
-# modules of bot/ that a replay of recorded data does not need
-NOT_FOR_A_REPLAY = ("bot.market.synth",)
+# modules a replay of recorded data does not need: the generator; rich and Click, which
+# only a terminal's progress bar and help show (structlog would import rich, typer
+# carries its own Click): ~90 ms of every start
+NOT_FOR_A_REPLAY = ("bot.market.synth", "rich", "click")
 
 LOADED_BY = """
 import json, sys
 from flows.cli import main
 
-codes = [main(args) for args in json.loads(sys.argv[1])]
-heavy = sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
-heavy += sorted(set(sys.modules) & set(json.loads(sys.argv[3])))
+codes, heavy = [], []
+for args in json.loads(sys.argv[1]):  # what is loaded after each command, in turn
+    codes.append(main(args))
+    heavy.append(sorted({name.split(".")[0] for name in sys.modules} & set(json.loads(sys.argv[2])))
+                 + sorted(set(sys.modules) & set(json.loads(sys.argv[3]))))
 print(json.dumps({"codes": codes, "heavy": heavy}))
 """
 
@@ -43,8 +48,9 @@ def test_a_real_run_and_its_help_load_none_of_the_heavy_packages(
     tmp_path: Path, binance_dir: Path
 ) -> None:
     run = ["run", "--data", str(binance_dir), "--duration", "20s", "--out", "j", "--no-progress"]
-    result = loaded_by(["run", "--help"], run, cwd=tmp_path)
-    assert result == {"codes": [0, 0], "heavy": []}
+    result = loaded_by(run, ["run", "--help"], cwd=tmp_path)
+    # the help shows in rich: loaded then, not before
+    assert result == {"codes": [0, 0], "heavy": [[], ["rich"]]}
     assert (tmp_path / "j" / "run.json").is_file()
 
 
@@ -52,14 +58,14 @@ def test_the_judging_commands_still_load_what_they_need(tmp_path: Path) -> None:
     # the other direction: the same check sees gates when a command needs them
     result = loaded_by(["kpi", "--help"], ["gate", "kpi", "--help"], cwd=tmp_path)
     assert result["codes"] == [0, 0]
-    assert "gates" in result["heavy"]
+    assert "gates" in result["heavy"][0]
 
 
 def test_a_synthetic_run_loads_the_generator(tmp_path: Path) -> None:
     # the other direction of NOT_FOR_A_REPLAY: the check sees the module when it is used
     run = ["run", "--synth", "1", "--duration", "5s", "--out", "j", "--no-progress"]
     result = loaded_by(run, cwd=tmp_path)
-    assert result == {"codes": [0], "heavy": ["bot.market.synth"]}
+    assert result == {"codes": [0], "heavy": [["bot.market.synth"]]}
 
 
 def test_importing_the_cli_loads_none_of_them(tmp_path: Path) -> None:
@@ -72,3 +78,25 @@ def test_importing_the_cli_loads_none_of_them(tmp_path: Path) -> None:
     modules = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()[1:]}
     assert "flows.cli" in modules and "bot.runtime.run" in modules
     assert not {m for m in modules if m.split(".")[0] in NOT_ON_IMPORT}
+
+
+PLUGINS_SEARCHED = """
+import bot.config  # builds the settings models
+from pydantic.plugin import _loader
+
+print(_loader._plugins is not None)  # None until pydantic searched the entry points
+"""
+
+
+def test_pydantic_searches_no_plugins_unless_the_user_asks(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYDANTIC_DISABLE_PLUGINS"}
+    searched = {}
+    for value in (None, ""):  # unset: bot/__init__.py's default; empty: all plugins
+        done = subprocess.run(
+            [sys.executable, "-c", PLUGINS_SEARCHED], cwd=tmp_path, capture_output=True,
+            text=True, timeout=120,
+            env=env if value is None else {**env, "PYDANTIC_DISABLE_PLUGINS": value},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        searched[value] = done.stdout.strip()
+    assert searched == {None: "False", "": "True"}

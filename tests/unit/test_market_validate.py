@@ -22,6 +22,7 @@ from bot.market.validate import (
     StatsScan,
     TimestampBackwards,
     Validator,
+    _stable_order,
     describe,
 )
 
@@ -380,6 +381,17 @@ def test_the_book_check_agrees_with_a_row_by_row_walk(seed: int) -> None:
             with pytest.raises(CrossedBook) as err:
                 run(split(data, *cuts), RAISE.model_copy(update={"max_gap_ms": 10**9}))
             assert err.value.row == expected
+
+
+@pytest.mark.parametrize("span", [1, 2**16, 2**16 + 1, 2**40])
+def test_the_stable_order_of_book_keys_is_numpys_whatever_their_span(span: int) -> None:
+    # keys whose max - min < 2**16 (span <= 2**16) take the radix sort; ties (many rows per
+    # level) keep row order
+    rng = np.random.default_rng(span)
+    keys = -(10**12) + rng.integers(0, span, 5_000, dtype=np.int64)
+    keys[:2] = -(10**12), -(10**12) + span - 1  # the whole span, so both ends are hit
+    assert np.array_equal(_stable_order(keys), np.argsort(keys, kind="stable"))
+    assert len(_stable_order(keys[:0])) == 0
 
 
 def test_many_crossed_messages_cost_little_more_than_a_clean_stream() -> None:

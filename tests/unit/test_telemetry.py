@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,3 +139,38 @@ def test_default_stream_is_the_current_stderr(capsys: pytest.CaptureFixture[str]
     assert captured.out == ""
     event = json.loads(captured.err)
     assert (event["event"], event["token"], event["run_id"]) == ("to_stderr", MASK, "r")
+
+
+CONSOLE_EXCEPTION = """
+import io, sys
+if sys.argv[1] == "rich-first":
+    import rich.console  # structlog then finds rich, as it does when nothing hides it
+from bot.runtime.clock import FrozenClock, parse_utc
+from bot.runtime.telemetry import configure_logging
+import structlog
+
+out = io.StringIO()
+configure_logging("console", clock=FrozenClock(parse_utc("2024-08-08T00:00:00Z")), stream=out)
+try:
+    raise RuntimeError("boom")
+except RuntimeError:
+    structlog.get_logger("t").exception("failed", k=1)
+print(structlog.dev.rich is not None)
+print(out.getvalue())
+"""
+
+
+def test_a_console_traceback_reads_the_same_whether_structlog_saw_rich_or_not() -> None:
+    # bot/__init__.py hides rich from structlog's import (start-up time); this is why
+    # no log line changes: tracebacks are text before the console renderer
+    texts = {}
+    for order in ("bot-first", "rich-first"):
+        done = subprocess.run([sys.executable, "-c", CONSOLE_EXCEPTION, order],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-2000:]
+        saw_rich, text = done.stdout.split("\n", 1)
+        texts[order] = (saw_rich, text)
+    assert texts["bot-first"][0] == "False" and texts["rich-first"][0] == "True"
+    assert texts["bot-first"][1] == texts["rich-first"][1]
+    assert "Traceback (most recent call last)" in texts["bot-first"][1]
+    assert "RuntimeError: boom" in texts["bot-first"][1]
