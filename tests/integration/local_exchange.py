@@ -94,4 +94,5 @@ def ccxt_bybit(base_url: str, *, secret: str = TEST_KEY.secret, timeout_ms: int 
         "enableRateLimit": False, "options": {"fetchMarkets": {"types": ["linear"]}},
     })  # fmt: skip
     exchange.urls["api"] = ccxt_urls(base_url)
+    exchange.timeout_on_exit = 0  # no socket to drain on a local listener
     return exchange

@@ -278,6 +278,10 @@ class LocalExchange:
             raise LocalVenueError(10001, "params error: only Limit orders are supported here")
         px = _units(params.get("price"), inst.tick_size, "price")
         qty = _units(params.get("qty"), inst.lot_size, "qty")
+        if qty < inst.min_qty_lots:
+            raise LocalVenueError(10001, f"The number of contracts is below min: {params['qty']}")
+        if inst.notional(px, qty) < inst.min_notional:
+            raise LocalVenueError(110094, "Order does not meet minimum order value")
         link_id = str(params.get("orderLinkId") or f"auto-{len(self.venue.orders) + 1}")
         tif = str(params.get("timeInForce", "GTC"))
         order = self.venue.place(symbol, side, px, qty, link_id, tif)
