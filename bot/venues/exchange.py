@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
 from typing import Any, Final, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
-import ccxt.async_support as ccxt_async
+import ccxt.pro as ccxt_pro
 import structlog
 from ccxt.base.errors import (
     AuthenticationError,
@@ -131,11 +132,12 @@ def ccxt_exchange(
     testnet: bool = False,
     rate_limit: bool = True,
 ) -> Any:
-    """A ccxt async exchange for one account; `url` points it at another server (the
-    local exchange), `testnet` switches on ccxt's sandbox mode. `rate_limit` is
-    ccxt's own request pacing (Bybit's endpoint weights): keep it on against a real
-    venue; a test against the local server may switch it off."""
-    cls = getattr(ccxt_async, name, None)
+    """A ccxt pro exchange (REST and websocket) for one account; `url` points both at
+    another server (the local exchange: REST at `url`, streams at the same paths on
+    ws://), `testnet` switches on ccxt's sandbox mode. `rate_limit` is ccxt's own
+    request pacing (Bybit's endpoint weights): keep it on against a real venue; a
+    test against the local server may switch it off."""
+    cls = getattr(ccxt_pro, name, None)
     if cls is None:
         raise ValueError(f"venue.name {name!r} is not an exchange ccxt knows")
     exchange = cls({
@@ -147,11 +149,22 @@ def ccxt_exchange(
     if testnet:
         exchange.set_sandbox_mode(True)
     if url is not None:
-        api = exchange.urls["api"]
-        exchange.urls["api"] = (
-            {key: url.rstrip("/") for key in api} if isinstance(api, dict) else url
-        )
+        exchange.urls["api"] = pointed_at(exchange.urls["api"], url)
     return exchange
+
+
+def pointed_at(urls: Any, url: str) -> Any:
+    """ccxt's URL tree with every host replaced by `url`'s: REST URLs become `url`,
+    websocket URLs keep their path on `url`'s host over ws:// (or wss://)."""
+    if isinstance(urls, dict):
+        return {key: pointed_at(value, url) for key, value in urls.items()}
+    if not isinstance(urls, str):
+        return urls
+    base = urlsplit(url)
+    if urls.startswith(("ws://", "wss://")):
+        scheme = "wss" if base.scheme == "https" else "ws"
+        return urlunsplit((scheme, base.netloc, urlsplit(urls).path, "", ""))
+    return url.rstrip("/")
 
 
 class ExchangeVenue:

@@ -8,10 +8,14 @@ from typing import Any
 
 import ccxt
 import pytest
+from pydantic import SecretStr
 
 from bot.market.schema import Kind
+from bot.runtime.secrets import Credentials
+from bot.venues.exchange import ccxt_exchange
 from tests.integration.local_exchange import (
     CCXT_SYMBOL,
+    TEST_KEY,
     ServerThread,
     ccxt_bybit,
     rows,
@@ -164,3 +168,60 @@ def test_a_timed_out_placement_still_rests(fresh: ServerThread) -> None:
 
     (order,) = with_client(fresh, body, timeout_ms=300)
     assert order["clientOrderId"] == "t-1" and order["status"] == "open"
+
+
+def pro_client(server: ServerThread, secret: str = TEST_KEY.secret) -> Any:
+    """ccxt pro's bybit (REST + websocket) pointed at the local server."""
+    credentials = Credentials(SecretStr(TEST_KEY.key), SecretStr(secret))
+    exchange = ccxt_exchange("bybit", credentials, url=server.base_url, rate_limit=False)
+    exchange.timeout_on_exit = 0
+    return exchange
+
+
+def test_streams_book_trades_orders_and_fills(fresh: ServerThread) -> None:
+    async def body() -> dict[str, Any]:
+        ex = pro_client(fresh)
+        try:
+            await ex.load_markets()
+            seen: dict[str, Any] = {"book": await ex.watch_order_book(CCXT_SYMBOL, 50)}
+            seen["book"] = {k: seen["book"][k][:2] for k in ("bids", "asks")}
+            orders = asyncio.ensure_future(ex.watch_orders())
+            fills = asyncio.ensure_future(ex.watch_my_trades())
+            prints = asyncio.ensure_future(ex.watch_trades(CCXT_SYMBOL))
+            await asyncio.sleep(0.1)  # subscribed before anything happens
+            await post_only(ex, "sell", 0.002, 60_000.5, "w-1")
+            seen["orders"] = [(o["clientOrderId"], o["status"]) for o in await orders]
+            buy_through = rows(Kind.TRADE, [(1, 60_000.6, 5.0)], ts=3)
+            fresh.call(lambda: fresh.venue.apply(buy_through))
+            seen["fills"] = [(t["side"], t["price"], t["amount"], t["takerOrMaker"],
+                              t["info"]["orderLinkId"]) for t in await fills]  # fmt: skip
+            seen["prints"] = [(t["side"], t["price"], t["amount"]) for t in await prints]
+            fresh.call(lambda: fresh.venue.apply(rows(Kind.DELTA, [(1, 60_000.1, 2.0)], ts=4)))
+            book = await ex.watch_order_book(CCXT_SYMBOL, 50)
+            seen["bid_after_delta"] = book["bids"][0]
+            return seen
+        finally:
+            await ex.close()
+
+    seen = asyncio.run(body())
+    assert seen["book"] == {
+        "bids": [[60_000.0, 1.0], [59_999.9, 1.0]],
+        "asks": [[60_000.5, 1.0], [60_000.6, 1.0]],
+    }
+    assert seen["orders"] == [("w-1", "open")]
+    assert seen["fills"] == [("sell", 60_000.5, 0.002, "maker", "w-1")]
+    assert seen["prints"] == [("buy", 60_000.6, 5.0)]
+    assert seen["bid_after_delta"] == [60_000.1, 2.0]
+
+
+def test_private_stream_refuses_a_bad_signature(fresh: ServerThread) -> None:
+    async def body() -> None:
+        ex = pro_client(fresh, secret="wrong")
+        ex.options["enableUnifiedMargin"], ex.options["enableUnifiedAccount"] = False, True
+        try:
+            await asyncio.wait_for(ex.watch_orders(), 5)
+        finally:
+            await ex.close()
+
+    with pytest.raises(ccxt.AuthenticationError):
+        asyncio.run(body())

@@ -6,7 +6,12 @@ Each fault applies to the next `count` requests whose path starts with `path`
   delay        the request IS processed, then the response waits `seconds` (a client
                with a shorter timeout sees a timeout for an order that was placed);
   rate_limit   retCode 10006 "Too many visits!", the request not processed;
-  post_only_reject  the next post-only orders are cancelled as if they crossed.
+  post_only_reject  the next post-only orders are cancelled as if they crossed
+               (LocalExchange.reject_post_only).
+Websocket faults count messages, not requests:
+  skip         the next book deltas are not sent (the stream's `u` jumps: a gap);
+  duplicate    the next messages are sent twice.
+A dropped connection is LocalExchange.drop_streams().
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["http_error", "delay", "rate_limit"]
+WsFault = Literal["skip", "duplicate"]
 
 
 @dataclass(slots=True)
@@ -32,6 +38,7 @@ class FaultControl:
 
     pending: list[Fault] = field(default_factory=list)
     fired: dict[str, int] = field(default_factory=dict)
+    ws: dict[str, int] = field(default_factory=dict)
 
     def http_error(self, count: int = 1, status: int = 503, path: str = "/") -> None:
         self.pending.append(Fault("http_error", count, path, status=status))
@@ -42,8 +49,24 @@ class FaultControl:
     def rate_limit(self, count: int = 1, path: str = "/") -> None:
         self.pending.append(Fault("rate_limit", count, path))
 
+    def ws_skip(self, count: int = 1) -> None:
+        self.ws["skip"] = self.ws.get("skip", 0) + count
+
+    def ws_duplicate(self, count: int = 1) -> None:
+        self.ws["duplicate"] = self.ws.get("duplicate", 0) + count
+
     def clear(self) -> None:
         self.pending.clear()
+        self.ws.clear()
+
+    def take_ws(self, kind: WsFault) -> bool:
+        """True when this message is hit by an armed websocket fault (and counts it)."""
+        left = self.ws.get(kind, 0)
+        if left <= 0:
+            return False
+        self.ws[kind] = left - 1
+        self.fired[kind] = self.fired.get(kind, 0) + 1
+        return True
 
     def take(self, path: str) -> Fault | None:
         """The fault that hits this request, if any (one per request)."""

@@ -22,7 +22,14 @@ from aiohttp import web
 from bot.model import Instrument, Side
 from bot.venues.local_exchange.auth import ApiKey, verify
 from bot.venues.local_exchange.faults import FaultControl
-from bot.venues.local_exchange.venue import Execution, LocalVenue, LocalVenueError, OrderRecord
+from bot.venues.local_exchange.streams import PRIVATE_PATH, PUBLIC_PATH, StreamHub
+from bot.venues.local_exchange.venue import (
+    Execution,
+    LocalVenue,
+    LocalVenueError,
+    OrderRecord,
+    TradePrinted,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +79,7 @@ class LocalExchange:
         self.keys = dict(keys)
         self.faults = faults or FaultControl()
         self.requests: list[str] = []
+        self.streams = StreamHub(venue, self, self.keys, self.faults)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
         self._public: dict[str, Handler] = {
@@ -100,6 +108,8 @@ class LocalExchange:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = web.Application()
+        app.router.add_get(PUBLIC_PATH, self.streams.serve)
+        app.router.add_get(PRIVATE_PATH, self.streams.serve)
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -114,6 +124,14 @@ class LocalExchange:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url.removeprefix("http")
+
+    async def drop_streams(self) -> int:
+        """Cut every websocket connection (ccxt pro must reconnect and resubscribe)."""
+        return await self.streams.drop_all()
 
     def reject_post_only(self, count: int = 1) -> None:
         """The next `count` post-only orders are cancelled as if they crossed."""
@@ -226,42 +244,44 @@ class LocalExchange:
         }
 
     def _orderbook(self, params: Params) -> dict[str, Any]:
-        symbol, inst = self._instrument(params)
+        symbol, _ = self._instrument(params)
         depth = int(params.get("limit", 25))
-        book = self.venue.books[symbol]
-
-        def side(s: int) -> list[list[str]]:
-            return [[self._px(inst, px), self._qty(inst, q)] for px, q in book.depth(s, depth)]
-
+        now = self.venue.now_ms()
+        u = self.streams.update_ids[symbol]
         return {
-            "s": symbol,
-            "b": side(1),
-            "a": side(-1),
-            "ts": self.venue.now_ms(),
-            "u": self.venue.update_ids[symbol],
-            "seq": self.venue.update_ids[symbol],
-            "cts": self.venue.now_ms(),
-        }
+            "s": symbol, "b": self.book_side(symbol, 1, depth),
+            "a": self.book_side(symbol, -1, depth), "ts": now, "u": u, "seq": u, "cts": now,
+        }  # fmt: skip
+
+    def book_side(self, symbol: str, side: int, depth: int) -> list[list[str]]:
+        book = self.venue.books[symbol]
+        return [self.level(symbol, px, q) for px, q in book.depth(side, depth)]
+
+    def level(self, symbol: str, px: int, qty: int) -> list[str]:
+        inst = self.venue.instruments[symbol]
+        return [self._px(inst, px), self._qty(inst, qty)]
 
     def _recent_trades(self, params: Params) -> dict[str, Any]:
         symbol, inst = self._instrument(params)
         limit = int(params.get("limit", 500))
         rows = self.venue.trades[symbol][-limit:][::-1]
+        listed = [
+            {
+                "execId": tid, "symbol": symbol, "price": self._px(inst, px),
+                "size": self._qty(inst, q), "side": _NAMES[side], "time": str(ms),
+                "isBlockTrade": False,
+            }
+            for tid, px, q, side, ms in rows
+        ]  # fmt: skip
+        return {"category": "linear", "list": listed}
+
+    def trade_row(self, t: TradePrinted) -> dict[str, Any]:
+        """A publicTrade stream row (short keys, as Bybit's stream writes them)."""
+        inst = self.venue.instruments[t.symbol]
         return {
-            "category": "linear",
-            "list": [
-                {
-                    "execId": tid,
-                    "symbol": symbol,
-                    "price": self._px(inst, px),
-                    "size": self._qty(inst, q),
-                    "side": _NAMES[side],
-                    "time": str(ms),
-                    "isBlockTrade": False,
-                }
-                for tid, px, q, side, ms in rows
-            ],
-        }
+            "T": t.ts_ms, "s": t.symbol, "S": _NAMES[t.side], "v": self._qty(inst, t.qty),
+            "p": self._px(inst, t.px), "L": "PlusTick", "i": t.trade_id, "BT": False,
+        }  # fmt: skip
 
     # --- private ---------------------------------------------------------------------
 
@@ -316,11 +336,11 @@ class LocalExchange:
             found = self.venue.open_orders(symbol)
         return {
             "category": "linear",
-            "list": [self._order_row(o) for o in found],
+            "list": [self.order_row(o) for o in found],
             "nextPageCursor": "",
         }
 
-    def _order_row(self, o: OrderRecord) -> dict[str, Any]:
+    def order_row(self, o: OrderRecord) -> dict[str, Any]:
         inst = self.venue.instruments[o.symbol]
         avg = o.cum_value / (o.cum_qty * inst.lot_size) if o.cum_qty else Decimal(0)
         return {
@@ -360,11 +380,11 @@ class LocalExchange:
         limit = int(params.get("limit", 50))
         return {
             "category": "linear",
-            "list": [self._execution_row(e) for e in rows[:limit]],
+            "list": [self.execution_row(e) for e in rows[:limit]],
             "nextPageCursor": "",
         }
 
-    def _execution_row(self, e: Execution) -> dict[str, Any]:
+    def execution_row(self, e: Execution) -> dict[str, Any]:
         inst = self.venue.instruments[e.symbol]
         value = inst.notional(e.px, e.qty)
         rate = self.venue.fee.maker_bps if e.is_maker else self.venue.fee.taker_bps
@@ -389,33 +409,28 @@ class LocalExchange:
         }
 
     def _positions(self, params: Params) -> dict[str, Any]:
-        wanted = params.get("symbol") or None
+        rows = self.position_rows(params.get("symbol") or None)
+        return {"category": "linear", "list": rows, "nextPageCursor": ""}
+
+    def position_rows(self, wanted: str | None) -> list[dict[str, Any]]:
         rows = []
         for symbol, inst in self.venue.instruments.items():
             if wanted not in (None, symbol):
                 continue
             pos = self.venue.account.positions.get(symbol)
             lots = pos.lots if pos else 0
-            avg = pos.avg_per_lot / inst.lot_size if pos and lots else Decimal(0)
-            rows.append(
-                {
-                    "symbol": symbol,
-                    "side": "" if lots == 0 else _NAMES[Side(1 if lots > 0 else -1)],
-                    "size": self._qty(inst, abs(lots)),
-                    "avgPrice": _text(avg),
-                    "positionValue": _text(abs(lots) * (pos.avg_per_lot if pos else Decimal(0))),
-                    "positionIdx": 0,
-                    "tradeMode": 0,
-                    "leverage": "10",
-                    "markPrice": _text(avg),
-                    "unrealisedPnl": "0",
-                    "cumRealisedPnl": _text(pos.realised if pos else Decimal(0)),
-                    "createdTime": "0",
-                    "updatedTime": str(self.venue.now_ms()),
-                    "positionStatus": "Normal",
-                }
-            )
-        return {"category": "linear", "list": rows, "nextPageCursor": ""}
+            per_lot = pos.avg_per_lot if pos and lots else Decimal(0)
+            avg = _text(per_lot / inst.lot_size)
+            rows.append({
+                "symbol": symbol, "side": "" if lots == 0 else _NAMES[Side(1 if lots > 0 else -1)],
+                "size": self._qty(inst, abs(lots)), "avgPrice": avg,
+                "positionValue": _text(abs(lots) * per_lot), "positionIdx": 0, "tradeMode": 0,
+                "leverage": "10", "markPrice": avg, "unrealisedPnl": "0",
+                "cumRealisedPnl": _text(pos.realised if pos else Decimal(0)), "createdTime": "0",
+                "updatedTime": str(self.venue.now_ms()), "positionStatus": "Normal",
+                "category": "linear",
+            })  # fmt: skip
+        return rows
 
     def _wallet(self, _: Params) -> dict[str, Any]:
         balance = _text(self.venue.account.balance)

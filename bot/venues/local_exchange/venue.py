@@ -16,7 +16,7 @@ which is what Bybit v5 does for linear contracts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Final
@@ -82,6 +82,35 @@ class OrderRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class BookChanged:
+    """Levels that changed in one `apply` (final qty; 0 removes), or a new snapshot."""
+
+    symbol: str
+    snapshot: bool
+    levels: tuple[tuple[int, int, int], ...]  # (side, px, qty)
+
+
+@dataclass(frozen=True, slots=True)
+class TradePrinted:
+    symbol: str
+    trade_id: str
+    px: int
+    qty: int
+    side: Side
+    ts_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChanged:
+    order: OrderRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Executed:
+    execution: Execution
+
+
+@dataclass(frozen=True, slots=True)
 class Execution:
     exec_id: str
     order_id: str
@@ -93,6 +122,9 @@ class Execution:
     fee: Decimal
     is_maker: bool
     ts_ms: int
+
+
+VenueNews = BookChanged | TradePrinted | OrderChanged | Executed
 
 
 @dataclass(slots=True)
@@ -147,6 +179,8 @@ class LocalVenue:
         self.trades: dict[str, list[tuple[str, int, int, Side, int]]] = {s: [] for s in self.books}
         self.update_ids: dict[str, int] = dict.fromkeys(self.books, 0)
         self._replay: _Replay | None = None
+        # the streams (bot/venues/local_exchange/streams.py) hear every change here
+        self.listeners: list[Callable[[VenueNews], None]] = []
         self._seq = 0
         # orders whose next post-only check fails whatever the book (fault injection)
         self.forced_post_only_rejects = 0
@@ -166,17 +200,20 @@ class LocalVenue:
         kinds, sides = chunk.kind.tolist(), chunk.side.tolist()
         stamps, trade_ids = chunk.ts_exch.tolist(), chunk.trade_id.tolist()
         snapshot_ts: int | None = None
+        changed: dict[tuple[int, int], int] = {}
+        snapshot = False
         for i, kind in enumerate(kinds):
             side, px, qty, ts = sides[i], ticks[i], lots[i], stamps[i]
             if kind == Kind.SNAPSHOT:
                 if snapshot_ts != ts:
                     book.clear()
-                    snapshot_ts = ts
+                    snapshot_ts, snapshot = ts, True
                 book.apply_snapshot_level(side, px, qty)
                 self.sim.on_snapshot(symbol)
             elif kind == Kind.DELTA:
                 snapshot_ts = None
                 prev = book.apply_delta(side, px, qty)
+                changed[(side, px)] = qty
                 if px in self.sim.levels[symbol][side]:
                     self.sim.on_depth(symbol, side, px, prev, qty)
             else:
@@ -185,12 +222,16 @@ class LocalVenue:
             self.update_ids[symbol] += 1
             self.sim.on_touch(symbol, ts)
             self._drain()
+        if snapshot or changed:
+            levels = tuple((side, px, qty) for (side, px), qty in changed.items())
+            self._tell(BookChanged(symbol, snapshot, () if snapshot else levels))
 
     def _market_trade(
         self, symbol: str, trade_id: str, ts: int, side: int, px: int, qty: int
     ) -> None:
         self.trades[symbol].append((trade_id, px, qty, Side(side), ts // NS_PER_MS))
         del self.trades[symbol][:-1000]
+        self._tell(TradePrinted(symbol, trade_id, px, qty, Side(side), self.now_ms()))
         self.sim.on_trade(symbol, ts, side, px, qty)
 
     def replay(self, chunks: Iterable[MarketChunk]) -> None:
@@ -245,6 +286,9 @@ class LocalVenue:
             return order
         self.sim.submit(Place(0, symbol, link_id, side, px, qty, post_only=post_only), 0)
         self._drain()
+        if order.status == "New":
+            # a crossing post-only order or a taker fill already told its own status
+            self._tell(OrderChanged(order))
         return order
 
     def _post_only_cancelled(self, order: OrderRecord) -> None:
@@ -252,6 +296,7 @@ class LocalVenue:
         order.reject_reason = "EC_PostOnlyWillTakeLiquidity"
         order.updated_ms = self.now_ms()
         log.info("local_post_only_cancelled", order_link_id=order.order_link_id)
+        self._tell(OrderChanged(order))
 
     def find(self, symbol: str, order_id: str | None, link_id: str | None) -> OrderRecord:
         key = link_id or self.by_order_id.get(order_id or "", "")
@@ -292,12 +337,15 @@ class LocalVenue:
         if isinstance(report, OrderReject):
             if report.reason.startswith(POST_ONLY_REJECT):
                 self._post_only_cancelled(order)
-            else:
-                order.status, order.reject_reason = "Rejected", "EC_Others"
+                return
+            order.status, order.reject_reason = "Rejected", "EC_Others"
         elif isinstance(report, CancelAck):
             order.status = "Cancelled"
         elif isinstance(report, OrderFill):
             self._on_fill(order, report)
+        else:
+            return  # an ack changes nothing Bybit shows
+        self._tell(OrderChanged(order))
 
     def _on_fill(self, order: OrderRecord, fill: OrderFill) -> None:
         inst = self.instruments[order.symbol]
@@ -306,10 +354,12 @@ class LocalVenue:
         order.cum_value += notional
         order.cum_fee += fill.fee
         order.status = "Filled" if order.cum_qty >= order.qty else "PartiallyFilled"
-        self.executions.append(Execution(
+        execution = Execution(
             fill.trade_id, order.order_id, order.order_link_id, order.symbol, order.side,
             fill.px, fill.qty, fill.fee, fill.liquidity.value == "maker", self.now_ms(),
-        ))  # fmt: skip
+        )  # fmt: skip
+        self.executions.append(execution)
+        self._tell(Executed(execution))
         self._book_position(order.symbol, order.side, fill.qty, notional)
         self.account.balance -= fill.fee
 
@@ -333,6 +383,10 @@ class LocalVenue:
         elif flipped:
             # what is left of the fill opened a position the other way at its price
             pos.avg_per_lot = per_lot
+
+    def _tell(self, news: VenueNews) -> None:
+        for listener in self.listeners:
+            listener(news)
 
     def _instrument(self, symbol: str) -> Instrument:
         inst = self.instruments.get(symbol)
