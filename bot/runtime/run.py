@@ -52,7 +52,7 @@ from bot.venues.sim import FeedFaults, SimVenue, build_sim_venue
 
 log = structlog.get_logger(__name__)
 
-RunMode = Literal["paper", "shadow"]
+RunMode = Literal["paper", "shadow", "live", "canary"]
 SUMMARY: Final = "summary.json"
 MODES: Final = ("paper", "shadow")
 

@@ -309,18 +309,7 @@ class ExchangeVenue:
             lambda: self.exchange.fetch_open_orders(self.ccxt_symbol(symbol), None, None, params)
         )
         now = self.clock.now_ns()
-        reports: list[VenueReport] = []
-        for order in found:
-            reason = str((order.get("info") or {}).get("rejectReason") or "")
-            if order.get("status") == "canceled" and reason == POST_ONLY_CANCEL:
-                reports.append(OrderReject(now, symbol, client_order_id, reason))
-            elif order.get("status") == "rejected":
-                reports.append(OrderReject(now, symbol, client_order_id, reason or "rejected"))
-            else:
-                reports.append(OrderAck(now, symbol, client_order_id, str(order["id"])))
-                if order.get("status") == "canceled":
-                    reports.append(CancelAck(now, symbol, client_order_id))
-        return reports
+        return [r for order in found for r in order_reports(order, symbol, now)]
 
     async def open_orders(self, symbol: str) -> list[OpenOrder]:
         inst = self.instruments[symbol]
@@ -331,8 +320,8 @@ class ExchangeVenue:
             OpenOrder(
                 symbol, str(o.get("clientOrderId") or ""), str(o["id"]),
                 Side.BUY if o["side"] == "buy" else Side.SELL,
-                _units(o["price"], inst.tick_size), _units(o["amount"], inst.lot_size),
-                _units(o.get("filled") or 0, inst.lot_size),
+                units(o["price"], inst.tick_size), units(o["amount"], inst.lot_size),
+                units(o.get("filled") or 0, inst.lot_size),
             )
             for o in found
         ]  # fmt: skip
@@ -346,7 +335,7 @@ class ExchangeVenue:
             symbol = self._ids.get(pos["symbol"])
             if symbol is None:
                 continue
-            size = _units(pos.get("contracts") or 0, self.instruments[symbol].lot_size)
+            size = units(pos.get("contracts") or 0, self.instruments[symbol].lot_size)
             lots[symbol] = -size if pos.get("side") == "short" else size
         return lots
 
@@ -359,18 +348,10 @@ class ExchangeVenue:
         found = await self._idempotent(
             lambda: self.exchange.fetch_my_trades(self.ccxt_symbol(symbol), since_ms)
         )
-        fills = []
-        for t in sorted(found, key=lambda t: (t["timestamp"] or 0, t["id"])):
-            fee = (t.get("fee") or {}).get("cost") or 0
-            fills.append(OrderFill(
-                int(t["timestamp"] or 0) * 1_000_000, symbol,
-                str((t.get("info") or {}).get("orderLinkId") or ""), str(t["id"]),
-                Side.BUY if t["side"] == "buy" else Side.SELL,
-                _units(t["price"], inst.tick_size), _units(t["amount"], inst.lot_size),
-                Liquidity.MAKER if t.get("takerOrMaker") == "maker" else Liquidity.TAKER,
-                Decimal(str(fee)), match_ts_ns=int(t["timestamp"] or 0) * 1_000_000,
-            ))  # fmt: skip
-        return fills
+        ordered = sorted(found, key=lambda t: (t["timestamp"] or 0, t["id"]))
+        return [
+            fill_from_ccxt(t, symbol, inst, int(t["timestamp"] or 0) * 1_000_000) for t in ordered
+        ]
 
     # --- error policy ----------------------------------------------------------------
 
@@ -416,7 +397,40 @@ class ExchangeVenue:
             ) from None
 
 
-def _units(value: object, step: Decimal) -> int:
+def order_reports(order: Mapping[str, Any], symbol: str, ts_ns: int) -> list[VenueReport]:
+    """The reports one ccxt order (REST or stream) implies for the engine.
+
+    Bybit accepts a post-only order that would cross and then cancels it with
+    rejectReason EC_PostOnlyWillTakeLiquidity: that is a reject, not a cancel."""
+    client_order_id = str(order.get("clientOrderId") or "")
+    status = order.get("status")
+    reason = str((order.get("info") or {}).get("rejectReason") or "")
+    if status == "canceled" and reason == POST_ONLY_CANCEL:
+        return [OrderReject(ts_ns, symbol, client_order_id, reason)]
+    if status == "rejected":
+        return [OrderReject(ts_ns, symbol, client_order_id, reason or "rejected")]
+    reports: list[VenueReport] = [OrderAck(ts_ns, symbol, client_order_id, str(order["id"]))]
+    if status == "canceled":
+        reports.append(CancelAck(ts_ns, symbol, client_order_id))
+    return reports
+
+
+def fill_from_ccxt(
+    trade: Mapping[str, Any], symbol: str, inst: Instrument, ts_ns: int
+) -> OrderFill:
+    """One of our executions (ccxt's trade structure) as the engine's fill."""
+    fee = (trade.get("fee") or {}).get("cost") or 0
+    match_ns = int(trade.get("timestamp") or 0) * 1_000_000
+    return OrderFill(
+        ts_ns, symbol, str((trade.get("info") or {}).get("orderLinkId") or ""), str(trade["id"]),
+        Side.BUY if trade["side"] == "buy" else Side.SELL,
+        units(trade["price"], inst.tick_size), units(trade["amount"], inst.lot_size),
+        Liquidity.MAKER if trade.get("takerOrMaker") == "maker" else Liquidity.TAKER,
+        Decimal(str(fee)), match_ts_ns=match_ns,
+    )  # fmt: skip
+
+
+def units(value: object, step: Decimal) -> int:
     """A float from ccxt as a whole number of ticks or lots (rounded: floats drift)."""
     return int((Decimal(str(value)) / step).to_integral_value())
 
