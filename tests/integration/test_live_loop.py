@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bot.exitcodes import ExitCode
 from bot.market.schema import Kind
 from bot.runtime.live_run import NotArmed, check_armed, live_settings, run_live
 from bot.runtime.run import RunSpec
@@ -83,3 +84,34 @@ def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: 
     assert set(fills["trade_id"]) == venue_fills  # every venue fill, journaled once
     assert result.summary["fills"] == 2 and result.summary["open_orders"] == 0
     assert main(["kpi", str(out), "--json"]) == 0
+
+
+def test_cli_refuses_live_without_the_environment_arm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ARMED.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("MMBOT_LIVE_ARMED")
+    argv = ["run", "--mode", "live", "--out", str(tmp_path / "j"), "--set", "live.enabled=true",
+            "--set", "secrets.provider=env", "--exchange-url", "http://127.0.0.1:9"]  # fmt: skip
+    assert main(argv) == ExitCode.USAGE
+    assert "needs two arms: MMBOT_LIVE_ARMED=1 is not set" in capsys.readouterr().err
+    assert not (tmp_path / "j").exists() and not (tmp_path / "j.partial").exists()
+
+
+def test_cli_live_run_against_the_local_server(
+    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.reset()
+    placed_before = len(server.venue.orders)
+    for name, value in ARMED.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "cli"
+    argv = ["run", "--mode", "live", "--exchange", "bybit", "--exchange-url", server.base_url,
+            "--out", str(out), "--duration", "1s", "--set", "live.enabled=true",
+            "--set", "secrets.provider=env", "--json"]  # fmt: skip
+    assert main(argv) == ExitCode.OK
+    assert len(server.venue.orders) > placed_before  # it quoted
+    assert server.venue.open_orders(None) == []  # and left nothing behind
+    assert (out / "run.json").is_file() and not (tmp_path / "cli.partial").exists()
+    assert main(["kpi", str(out), "--json"]) == ExitCode.OK
