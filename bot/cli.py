@@ -15,6 +15,7 @@ import typer
 
 from bot.cli_common import JsonOpt, ProfileOpt, SetOpt, fail, with_log_options
 from bot.config_cli import config_app
+from bot.exchange_cli import exchange_app
 from bot.exitcodes import ExitCode
 from bot.journal import MANIFEST, partial_path
 from bot.journal_cli import journal_app
@@ -39,6 +40,7 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
 )
 app.add_typer(market_app, name="market")
+app.add_typer(exchange_app, name="exchange")
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
 

@@ -14,8 +14,9 @@ from pathlib import Path
 HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect", "boto3",
          "pandas")  # fmt: skip
 NOT_ON_IMPORT = HEAVY
-# modules of bot/ that a replay of recorded data does not need
-NOT_FOR_A_REPLAY = ("bot.market.synth",)
+# modules that a replay of recorded data does not need: the generator, and everything
+# of live trading (ccxt, the exchange venue, the local exchange server)
+NOT_FOR_A_REPLAY = ("bot.market.synth", "ccxt", "bot.venues.exchange", "bot.venues.local_exchange")
 
 LOADED_BY = """
 import json, sys

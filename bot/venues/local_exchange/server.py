@@ -81,6 +81,7 @@ class LocalExchange:
         self.requests: list[str] = []
         self.streams = StreamHub(venue, self, self.keys, self.faults)
         self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
         self.base_url = ""
         self._public: dict[str, Handler] = {
             "/v5/market/time": self._time,
@@ -117,10 +118,20 @@ class LocalExchange:
         await site.start()
         bound = self._runner.addresses[0]
         self.base_url = f"http://{bound[0]}:{bound[1]}"
+        self._ticker = asyncio.create_task(self._tick())
         log.info("local_exchange_started", url=self.base_url)
         return self.base_url
 
+    async def _tick(self, period_s: float = 0.05) -> None:
+        """Between requests the replay still plays, and the streams tell it."""
+        while True:
+            await asyncio.sleep(period_s)
+            self.venue.advance()
+
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
