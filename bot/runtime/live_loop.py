@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeVar
 
 import structlog
+from ccxt.base.errors import NetworkError
 
 from bot.model import (
     BookUpdate,
@@ -63,6 +65,9 @@ from bot.venues.exchange import (
 log = structlog.get_logger(__name__)
 
 NS_PER_MS: Final = 1_000_000
+RECONNECT_FIRST_S: Final = 0.1
+RECONNECT_MAX_S: Final = 5.0
+T = TypeVar("T")
 OrphanPolicy = Literal["cancel", "refuse"]
 
 
@@ -90,6 +95,8 @@ class LiveStats:
     reports: int = 0
     duplicates: int = 0
     lookups: int = 0
+    reconnects: int = 0
+    book_gaps: int = 0
     orphans_cancelled: int = 0
     stop_reason: str = ""
     first_ts_ns: int = 0
@@ -137,6 +144,10 @@ class Delivery:
         if not (seen.acked or seen.done):
             seen.held_since_ns = ts_ns
 
+    def working(self) -> list[str]:
+        """Orders placed and not yet finished (as far as the engine has heard)."""
+        return [coid for coid, seen in self.orders.items() if not seen.done]
+
     def overdue(self, now_ns: int, after_ns: int) -> list[str]:
         return [
             coid
@@ -164,6 +175,7 @@ class LiveLoop:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tops: dict[str, tuple[int, int, int, int]] = {}
+        self._trade_ids: dict[str, _RecentIds] = {}
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
 
@@ -184,6 +196,7 @@ class LiveLoop:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            self.stats.book_gaps = int(getattr(self.venue.exchange, "book_gaps", 0))
             await self.shutdown()
         if self._fatal is not None:
             raise self._fatal
@@ -281,10 +294,13 @@ class LiveLoop:
             raise
 
     async def _collect_fills(self) -> None:
+        for fill in await self._venue_fills():
+            self._deliver(fill)
+
+    async def _venue_fills(self) -> list[OrderFill]:
+        """Every fill the venue made for this run (REST), oldest first."""
         since_ms = self.stats.first_ts_ns // NS_PER_MS
-        for symbol in self.venue.instruments:
-            for fill in await self.venue.my_trades(symbol, since_ms):
-                self._deliver(fill)
+        return [f for s in self.venue.instruments for f in await self.venue.my_trades(s, since_ms)]
 
     # --- engine side -----------------------------------------------------------------------
 
@@ -359,13 +375,46 @@ class LiveLoop:
 
     # --- streams ---------------------------------------------------------------------------
 
+    async def _stream(
+        self,
+        name: str,
+        watch: Callable[[], Awaitable[T]],
+        on_update: Callable[[T], None],
+        resync: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Watch one stream for the whole run. A lost connection (or a book gap, which
+        fails it on purpose) is retried with backoff; ccxt reconnects and resubscribes
+        on the next watch, and the book comes back from the snapshot sent on subscribe.
+        What a private stream missed meanwhile is fetched over REST (`resync`) once the
+        new subscription is on its way."""
+        failures = 0
+        while True:
+            pending = asyncio.ensure_future(watch())
+            if failures and resync is not None:
+                await asyncio.sleep(0)  # let the watch send its subscribe first
+                await resync()
+            try:
+                update = await pending
+            except NetworkError as exc:
+                failures += 1
+                self.stats.reconnects += 1
+                delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** (failures - 1))
+                log.warning("stream_lost", stream=name, error=type(exc).__name__,
+                            retry_in_s=delay, failures=failures)  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("stream_back", stream=name, after_failures=failures)
+                failures = 0
+            on_update(update)
+
     async def _watch_book(self, symbol: str) -> None:
         inst = self.venue.instruments[symbol]
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
-        while True:
-            book = await self.venue.exchange.watch_order_book(ccxt_symbol, self.cfg.book_depth)
+
+        def on_book(book: Any) -> None:
             if not book["bids"] or not book["asks"]:
-                continue
+                return
             (bid, bid_qty), (ask, ask_qty) = book["bids"][0][:2], book["asks"][0][:2]
             top = (units(bid, inst.tick_size), units(bid_qty, inst.lot_size),
                    units(ask, inst.tick_size), units(ask_qty, inst.lot_size))  # fmt: skip
@@ -374,11 +423,21 @@ class LiveLoop:
                 self.stats.book_updates += 1
                 self._events.put_nowait(BookUpdate(self.clock.now_ns(), symbol, *top))
 
+        watch = self.venue.exchange.watch_order_book
+        await self._stream(
+            f"book:{symbol}", lambda: watch(ccxt_symbol, self.cfg.book_depth), on_book
+        )
+
     async def _watch_trades(self, symbol: str) -> None:
         inst = self.venue.instruments[symbol]
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
-        while True:
-            for t in await self.venue.exchange.watch_trades(ccxt_symbol):
+        seen = self._trade_ids.setdefault(symbol, _RecentIds())
+
+        def on_trades(trades: Any) -> None:
+            for t in trades:
+                if not seen.add(str(t["id"])):
+                    self.stats.duplicates += 1  # a message delivered twice
+                    continue
                 self.stats.trades += 1
                 side = Side.BUY if t["side"] == "buy" else Side.SELL
                 self._events.put_nowait(Trade(
@@ -386,16 +445,54 @@ class LiveLoop:
                     units(t["amount"], inst.lot_size), side,
                 ))  # fmt: skip
 
+        watch = self.venue.exchange.watch_trades
+        await self._stream(f"trades:{symbol}", lambda: watch(ccxt_symbol), on_trades)
+
     async def _watch_orders(self) -> None:
-        while True:
-            for order in await self.venue.exchange.watch_orders():
+        def on_orders(orders: Any) -> None:
+            for order in orders:
                 symbol = self.venue.venue_symbol(order["symbol"])
                 for report in order_reports(order, symbol, self.clock.now_ns()):
                     self._report(report)
 
+        await self._stream(
+            "orders", self.venue.exchange.watch_orders, on_orders, self._resync_orders
+        )
+
     async def _watch_fills(self) -> None:
-        while True:
-            for trade in await self.venue.exchange.watch_my_trades():
+        def on_fills(trades: Any) -> None:
+            for trade in trades:
                 symbol = self.venue.venue_symbol(trade["symbol"])
                 inst = self.venue.instruments[symbol]
                 self._report(fill_from_ccxt(trade, symbol, inst, self.clock.now_ns()))
+
+        await self._stream(
+            "fills", self.venue.exchange.watch_my_trades, on_fills, self._resync_fills
+        )
+
+    async def _resync_orders(self) -> None:
+        """After the order stream was down: what became of every order still working."""
+        for coid in self.delivery.working():
+            await self._look_up(coid)
+
+    async def _resync_fills(self) -> None:
+        for fill in await self._venue_fills():
+            self._report(fill)
+
+
+class _RecentIds:
+    """The last few thousand ids seen: a duplicate is one of them."""
+
+    def __init__(self, keep: int = 4_096) -> None:
+        self._keep = keep
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+
+    def add(self, item: str) -> bool:
+        if item in self._set:
+            return False
+        self._order.append(item)
+        self._set.add(item)
+        if len(self._order) > self._keep:
+            self._set.discard(self._order.popleft())
+        return True

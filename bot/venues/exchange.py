@@ -72,6 +72,46 @@ _DUPLICATE_LINK_ID: Final = "110072"
 _SIDE_NAMES: Final = {Side.BUY: "buy", Side.SELL: "sell"}
 
 
+class BookSequenceGap(NetworkError):
+    """A book delta whose update id is not the previous one + 1: messages were lost."""
+
+
+class SequencedBybit(ccxt_pro.bybit):
+    """ccxt pro's bybit with the order book's update ids checked.
+
+    ccxt applies every delta it gets; a lost one leaves a wrong book that looks
+    fine. Bybit's linear book stream counts its messages in `u` (+1 per message:
+    see the ob500 capture in shared/data/real). A jump is a gap: the connection is
+    failed, so that ccxt reconnects, resubscribes and rebuilds the book from the
+    snapshot Bybit sends on subscribe. A `u` at or below the last one is a
+    duplicate or a late message and is dropped. Only this handler is extended;
+    the rest is ccxt's own.
+    """
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        super().__init__(config or {})
+        self.book_update_ids: dict[tuple[str, str], int] = {}
+        self.book_gaps = 0
+
+    def handle_order_book(self, client: Any, message: dict[str, Any]) -> None:
+        data = message.get("data") or {}
+        key = (str(client.url), str(data.get("s")))
+        update_id = data.get("u")
+        last = self.book_update_ids.get(key)
+        if message.get("type") != "snapshot" and last is not None and update_id is not None:
+            if update_id <= last:
+                return  # seen already (a duplicate) or overtaken (a late message)
+            if update_id != last + 1:
+                self.book_gaps += 1
+                del self.book_update_ids[key]
+                log.warning("book_sequence_gap", symbol=key[1], last=last, got=update_id)
+                client.on_error(BookSequenceGap(f"{key[1]}: book update {update_id} after {last}"))
+                return
+        if update_id is not None:
+            self.book_update_ids[key] = int(update_id)
+        super().handle_order_book(client, message)
+
+
 class ExchangeHalted(Exception):
     """The venue refused our credentials even after re-reading them: trading stops."""
 
@@ -137,7 +177,7 @@ def ccxt_exchange(
     ws://), `testnet` switches on ccxt's sandbox mode. `rate_limit` is ccxt's own
     request pacing (Bybit's endpoint weights): keep it on against a real venue; a
     test against the local server may switch it off."""
-    cls = getattr(ccxt_pro, name, None)
+    cls = SequencedBybit if name == "bybit" else getattr(ccxt_pro, name, None)
     if cls is None:
         raise ValueError(f"venue.name {name!r} is not an exchange ccxt knows")
     exchange = cls({

@@ -66,6 +66,7 @@ def sweep_our_quotes(server: ServerThread, done: threading.Event) -> None:
 
 def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: Path) -> None:
     server.reset()
+    before = len(server.venue.executions)
     out = tmp_path / "live"
     settings = live_settings(spec(out), exchange="bybit", exchange_url=server.base_url, env=ARMED)
     done = threading.Event()
@@ -78,7 +79,7 @@ def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: 
         market.join(5)
     assert result.stats.stop_reason == "duration reached"
     assert server.venue.open_orders(None) == []  # shutdown cancelled everything
-    venue_fills = {e.exec_id for e in server.venue.executions}
+    venue_fills = {e.exec_id for e in server.venue.executions[before:]}
     assert len(venue_fills) == 2
     fills = pd.read_parquet(out / "fills")
     assert set(fills["trade_id"]) == venue_fills  # every venue fill, journaled once
@@ -115,3 +116,52 @@ def test_cli_live_run_against_the_local_server(
     assert server.venue.open_orders(None) == []  # and left nothing behind
     assert (out / "run.json").is_file() and not (tmp_path / "cli.partial").exists()
     assert main(["kpi", str(out), "--json"]) == ExitCode.OK
+
+
+def break_the_streams_then_sweep(server: ServerThread, done: threading.Event) -> None:
+    """Once the bot quotes: cut every websocket, then lose one book delta (a gap) among
+    duplicated messages, and fill both quotes while the streams recover."""
+
+    def quoting() -> bool:
+        sides = {o.side for o in server.venue.open_orders(SYMBOL)}
+        return len(sides) == 2
+
+    while not done.is_set() and not server.call(quoting):
+        done.wait(0.05)
+    server.submit(server.exchange.drop_streams())
+    done.wait(0.5)  # reconnected (first retry after 0.1 s)
+    server.exchange.faults.ws_skip(1)
+    server.exchange.faults.ws_duplicate(6)
+    for i, qty in enumerate((3.0, 4.0, 5.0)):  # away from our quotes: the touch's size
+        server.call(
+            lambda q=qty, i=i: server.venue.apply(rows(Kind.DELTA, [(1, 59_990.0, q)], ts=20 + i))
+        )
+    done.wait(0.3)
+    sweep_our_quotes(server, done)
+
+
+def test_a_live_run_survives_dropped_streams_gaps_and_duplicates(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    server.reset()
+    before = len(server.venue.executions)
+    out = tmp_path / "faults"
+    run = spec(out, "4s")
+    settings = live_settings(run, exchange="bybit", exchange_url=server.base_url, env=ARMED)
+    done = threading.Event()
+    market = threading.Thread(target=break_the_streams_then_sweep, args=(server, done))
+    market.start()
+    try:
+        result = run_live(run, settings, ARMED)
+    finally:
+        done.set()
+        market.join(5)
+    stats = result.stats
+    assert stats.stop_reason == "duration reached"
+    assert stats.reconnects >= 2 and stats.book_gaps >= 1  # the cut, then the gap
+    assert server.exchange.faults.fired["duplicate"] >= 1
+    assert server.venue.open_orders(None) == []
+    venue_fills = {e.exec_id for e in server.venue.executions[before:]}
+    journal = pd.read_parquet(out / "fills")
+    assert len(venue_fills) == 2 and sorted(journal["trade_id"]) == sorted(venue_fills)
+    assert result.summary["fills"] == 2
