@@ -166,7 +166,7 @@ class RateThrottle:
 
 def ccxt_exchange(
     name: str,
-    credentials: Credentials,
+    credentials: Credentials | None,
     *,
     url: str | None = None,
     testnet: bool = False,
@@ -180,12 +180,14 @@ def ccxt_exchange(
     cls = SequencedBybit if name == "bybit" else getattr(ccxt_pro, name, None)
     if cls is None:
         raise ValueError(f"venue.name {name!r} is not an exchange ccxt knows")
-    exchange = cls({
-        "apiKey": credentials.api_key.get_secret_value(),
-        "secret": credentials.api_secret.get_secret_value(),
+    config: dict[str, Any] = {
         "enableRateLimit": rate_limit,
         "options": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap"},
-    })  # fmt: skip
+    }
+    if credentials is not None:  # None: public data only (the recorder)
+        config["apiKey"] = credentials.api_key.get_secret_value()
+        config["secret"] = credentials.api_secret.get_secret_value()
+    exchange = cls(config)
     if testnet:
         exchange.set_sandbox_mode(True)
     if url is not None:
