@@ -11,6 +11,8 @@ import pytest
 
 from bot.exitcodes import ExitCode
 from bot.market.schema import Kind
+from bot.model import Side
+from bot.runtime.live_loop import LiveHalt
 from bot.runtime.live_run import NotArmed, check_armed, live_settings, run_live
 from bot.runtime.run import RunSpec
 from flows.cli import main
@@ -165,3 +167,43 @@ def test_a_live_run_survives_dropped_streams_gaps_and_duplicates(
     journal = pd.read_parquet(out / "fills")
     assert len(venue_fills) == 2 and sorted(journal["trade_id"]) == sorted(venue_fills)
     assert result.summary["fills"] == 2
+
+
+def rest_orphan(server: ServerThread, link_id: str) -> None:
+    """An order left on the account by an earlier process."""
+    server.call(lambda: server.venue.place(SYMBOL, Side.BUY, 590_000, 2, link_id, "PostOnly"))
+
+
+def test_start_cancels_orphans_or_refuses_per_profile(server: ServerThread, tmp_path: Path) -> None:
+    server.reset()
+    rest_orphan(server, "old-1")
+    refuse = spec(tmp_path / "refused", "1s", "live.orphans=refuse")
+    settings = live_settings(refuse, exchange_url=server.base_url, env=ARMED)
+    with pytest.raises(LiveHalt, match="1 open orders not placed by this run"):
+        run_live(refuse, settings, ARMED)
+    assert [o.order_link_id for o in server.venue.open_orders(SYMBOL)] == ["old-1"]
+
+    cancel = spec(tmp_path / "cancelled", "1s")
+    settings = live_settings(cancel, exchange_url=server.base_url, env=ARMED)
+    result = run_live(cancel, settings, ARMED, stop=None)
+    assert result.stats.orphans_cancelled == 1
+    assert server.venue.orders["old-1"].status == "Cancelled"
+
+
+def test_a_position_mismatch_halts_before_trading(server: ServerThread, tmp_path: Path) -> None:
+    server.reset()
+    # the account holds 3 lots short that this (fresh, flat) bot knows nothing of
+    rest_orphan(server, "pos-1")
+    server.call(lambda: server.venue.cancel(SYMBOL, None, "pos-1"))
+    server.call(lambda: server.venue.place(SYMBOL, Side.SELL, 600_005, 3, "pos-2", "PostOnly"))
+    server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(1, 60_000.6, 5.0)], ts=30)))
+    placed_before = len(server.venue.orders)
+    run = spec(tmp_path / "mismatch", "1s", "live.position_tolerance_lots=2")
+    settings = live_settings(run, exchange_url=server.base_url, env=ARMED)
+    with pytest.raises(LiveHalt, match=r"BTCUSDT: venue -3 lots, bot 0 lots"):
+        run_live(run, settings, ARMED)
+    assert len(server.venue.orders) == placed_before  # not one order sent
+    # flatten again for the tests after this one
+    server.call(lambda: server.venue.place(SYMBOL, Side.BUY, 599_995, 3, "pos-3", "PostOnly"))
+    server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(-1, 59_999.4, 5.0)], ts=31)))
+    assert server.call(lambda: server.venue.account.positions[SYMBOL].lots) == 0

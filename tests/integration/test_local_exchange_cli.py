@@ -48,3 +48,19 @@ def test_the_rehearsal_server_serves_a_synthetic_market(tmp_path: Path) -> None:
         server.send_signal(signal.SIGINT)
         server.wait(10)
     assert server.returncode == 0
+
+
+def test_the_rehearsal_server_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.cli import main
+
+    monkeypatch.setenv("MMBOT_API_KEY", TEST_KEY.key)
+    monkeypatch.delenv("MMBOT_API_SECRET", raising=False)
+    assert main(["exchange", "local", "--synth", "1"]) == 64
+    assert "missing exchange credential api_secret (looked in MMBOT_API_SECRET)" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.setenv("MMBOT_API_SECRET", TEST_KEY.secret)
+    assert main(["exchange", "local", "--data", str(tmp_path / "nothing")]) == 64
+    assert "no such file or directory" in capsys.readouterr().err
