@@ -57,7 +57,10 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="journal directory")],
     mode: Annotated[
         str,
-        typer.Option(help="paper (simulated venue), shadow, or live / canary (real orders)"),
+        typer.Option(
+            help="paper (simulated venue), shadow (a replay, or with --exchange the "
+            "exchange's streams), live / canary (real orders)"
+        ),
     ] = "paper",
     profile: ProfileOpt = "base",
     data: Annotated[
@@ -102,17 +105,21 @@ def run(
 ) -> None:
     """Replay market data through the bot in paper or shadow mode, or trade live; write
     the journal."""
-    if mode in LIVE_MODES:
+    on_exchange = mode in LIVE_MODES or (mode == "shadow" and (exchange or exchange_url))
+    if on_exchange:
         if data is not None or synth is not None or fmt is not None:
-            raise fail(f"--data, --synth and --format are for replays; --mode {mode} trades live")
+            raise fail(f"--data, --synth and --format are for replays; --mode {mode} runs live")
+        live_mode: RunMode = (
+            "live" if mode == "live" else "canary" if mode == "canary" else "shadow"
+        )
         live_spec = RunSpec(
-            mode="live" if mode == "live" else "canary", out_dir=out, profile=profile,
-            duration=duration, overrides=tuple(set_ or ()), force=force,
+            mode=live_mode, out_dir=out, profile=profile, duration=duration,
+            overrides=tuple(set_ or ()), force=force,
         )  # fmt: skip
         _run_live(live_spec, exchange, exchange_url, testnet, as_json)
         return
     if exchange is not None or exchange_url is not None or testnet:
-        raise fail("--exchange, --exchange-url and --testnet are for --mode live or canary")
+        raise fail("--exchange, --exchange-url and --testnet are for --mode live, canary or shadow")
     if mode not in MODES:
         modes = ", ".join((*MODES, *LIVE_MODES))
         typer.echo(f"error: --mode must be one of {modes}, got {mode!r}", err=True)

@@ -61,6 +61,7 @@ from bot.venues.exchange import (
     order_reports,
     units,
 )
+from bot.venues.shadow_live import LiveShadow
 
 log = structlog.get_logger(__name__)
 
@@ -166,8 +167,12 @@ class LiveLoop:
         *,
         bot_positions: Mapping[str, int] | None = None,
         on_heartbeat: Callable[[int], None] | None = None,
+        shadow: LiveShadow | None = None,
     ) -> None:
+        """With `shadow`, orders go to the shadow venue instead of the exchange: only the
+        public streams are watched and nothing on the account is read or changed."""
         self.engine, self.venue, self.clock, self.cfg = engine, venue, clock, cfg
+        self.shadow = shadow
         self.bot_positions = dict(bot_positions or {})
         self.on_heartbeat = on_heartbeat
         self.stats = LiveStats()
@@ -187,7 +192,8 @@ class LiveLoop:
             self._stop = stop
         stop = self._stop
         await self.venue.connect()
-        await self.reconcile()
+        if self.shadow is None:
+            await self.reconcile()
         self.stats.first_ts_ns = self.clock.now_ns()
         tasks = [asyncio.create_task(c) for c in self._workers(stop)]
         try:
@@ -204,10 +210,10 @@ class LiveLoop:
 
     def _workers(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         workers: list[Coroutine[Any, Any, None]] = [
-            self._guard(self._consume()), self._guard(self._send()),
-            self._guard(self._watch_orders()), self._guard(self._watch_fills()),
-            self._guard(self._tick(stop)),
+            self._guard(self._consume()), self._guard(self._send()), self._guard(self._tick(stop)),
         ]  # fmt: skip
+        if self.shadow is None:
+            workers += [self._guard(self._watch_orders()), self._guard(self._watch_fills())]
         for symbol in self.venue.instruments:
             workers += [
                 self._guard(self._watch_book(symbol)),
@@ -272,7 +278,12 @@ class LiveLoop:
         the venue made for this run (the engine and its journal hear all of it)."""
         while not self._events.empty():
             self._handle(self._events.get_nowait())
-        self._handle(FreezeRequest(self.clock.now_ns(), True, "shutdown"))
+        now = self.clock.now_ns()
+        self._handle(FreezeRequest(now, True, "shutdown"))
+        if self.shadow is not None:
+            for report in self.shadow.execute(CancelAll(now, None, "shutdown"), now):
+                self._deliver(report)
+            return
         try:
             await self._cancel_all_confirmed()
         finally:
@@ -338,6 +349,11 @@ class LiveLoop:
                 self._report(report)
 
     async def _execute(self, command: Command) -> list[VenueReport]:
+        if self.shadow is not None:
+            if isinstance(command, Freeze):
+                log.warning("engine_freeze", reason=command.reason)
+                return []
+            return self.shadow.execute(command, self.clock.now_ns())
         if isinstance(command, Place):
             reports = await self.venue.place(command)
             if command.post_only and all(isinstance(r, OrderAck) for r in reports):
@@ -413,6 +429,9 @@ class LiveLoop:
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
 
         def on_book(book: Any) -> None:
+            if self.shadow is not None:
+                for report in self.shadow.on_book(symbol, book, self.clock.now_ns()):
+                    self._report(report)
             if not book["bids"] or not book["asks"]:
                 return
             (bid, bid_qty), (ask, ask_qty) = book["bids"][0][:2], book["asks"][0][:2]
@@ -440,10 +459,14 @@ class LiveLoop:
                     continue
                 self.stats.trades += 1
                 side = Side.BUY if t["side"] == "buy" else Side.SELL
-                self._events.put_nowait(Trade(
+                trade = Trade(
                     self.clock.now_ns(), symbol, str(t["id"]), units(t["price"], inst.tick_size),
                     units(t["amount"], inst.lot_size), side,
-                ))  # fmt: skip
+                )  # fmt: skip
+                self._events.put_nowait(trade)
+                if self.shadow is not None:
+                    for report in self.shadow.on_trade(trade):
+                        self._report(report)
 
         watch = self.venue.exchange.watch_trades
         await self._stream(f"trades:{symbol}", lambda: watch(ccxt_symbol), on_trades)

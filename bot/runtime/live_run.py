@@ -1,4 +1,6 @@
-"""One live (or canary) run: the two arms, the venue, the loop, the journal.
+"""One run on an exchange's streams: live or canary (real orders: the two arms, the
+venue, the loop, the journal), or shadow (public streams only, orders to the shadow
+venue, no credentials).
 
 Real orders need two explicit arms: `live.enabled: true` in the profile AND
 MMBOT_LIVE_ARMED=1 in the environment; anything less is refused before a
@@ -37,6 +39,7 @@ from bot.runtime.run import (
 )
 from bot.runtime.secrets import exchange_credentials
 from bot.venues.exchange import ExchangeVenue, ccxt_exchange
+from bot.venues.shadow_live import LiveShadow
 
 log = structlog.get_logger(__name__)
 
@@ -108,9 +111,11 @@ def run_live(
     stop: asyncio.Event | None = None,
     on_heartbeat: Callable[[int], None] | None = None,
 ) -> LiveResult:
-    check_armed(settings, env)
+    shadow = settings.mode == "shadow"
+    if not shadow:  # a shadow sends nothing and reads only public streams
+        check_armed(settings, env)
     clock = clock or WallClock()
-    credentials = exchange_credentials(settings, env)
+    credentials = None if shadow else exchange_credentials(settings, env)
     run_id = run_id_at(settings.mode, clock.now_ns())
     partial = _prepare_out(spec.out_dir, spec.force)
     venue_name = settings.venue.name
@@ -135,7 +140,10 @@ def run_live(
         position_tolerance_lots=settings.live.position_tolerance_lots,
         confirm_ms=settings.live.confirm_ms,
     )  # fmt: skip
-    loop = LiveLoop(engine, venue, clock, cfg, on_heartbeat=on_heartbeat)
+    loop = LiveLoop(
+        engine, venue, clock, cfg, on_heartbeat=on_heartbeat,
+        shadow=LiveShadow(settings, instruments(settings)) if shadow else None,
+    )  # fmt: skip
     log.info("live_start", run_id=run_id, venue=venue_name, url=settings.live.exchange_url,
              testnet=settings.venue.testnet, out=str(spec.out_dir))  # fmt: skip
 

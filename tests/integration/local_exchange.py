@@ -22,7 +22,8 @@ CCXT_SYMBOL = "BTC/USDT:USDT"
 
 
 def rows(kind: Kind, levels: list[tuple[int, float, float]], ts: int = 1) -> MarketChunk:
-    """Market rows of one kind at one exchange time: (side, price, qty) each."""
+    """Market rows of one kind at one exchange time: (side, price, qty) each; a venue
+    sends each trade id once, so ids derive from `ts` (one call per ts, then)."""
     n = len(levels)
     stamp = np.full(n, ts, dtype=np.int64)
     return MarketChunk(
@@ -30,7 +31,7 @@ def rows(kind: Kind, levels: list[tuple[int, float, float]], ts: int = 1) -> Mar
         np.array([s for s, _, _ in levels], dtype=np.int8),
         np.array([p for _, p, _ in levels], dtype=np.float64),
         np.array([q for _, _, q in levels], dtype=np.float64),
-        np.arange(n, dtype=np.int64),
+        np.arange(n, dtype=np.int64) + ts * 1_000,  # trade ids unique across calls
     )  # fmt: skip
 
 

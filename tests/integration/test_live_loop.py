@@ -207,3 +207,44 @@ def test_a_position_mismatch_halts_before_trading(server: ServerThread, tmp_path
     server.call(lambda: server.venue.place(SYMBOL, Side.BUY, 599_995, 3, "pos-3", "PostOnly"))
     server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(-1, 59_999.4, 5.0)], ts=31)))
     assert server.call(lambda: server.venue.account.positions[SYMBOL].lots) == 0
+
+
+def print_through_the_market(server: ServerThread, done: threading.Event) -> None:
+    """Once a client follows the public trades: a seller far below the bid and a buyer
+    far above the ask, so any quote the bot holds is traded through."""
+
+    def following() -> bool:
+        return any("publicTrade.BTCUSDT" in c.topics for c in server.exchange.streams.connections)
+
+    while not done.is_set() and not server.call(following):
+        done.wait(0.05)
+    done.wait(1.0)  # the engine has seen the book and quoted by now
+    server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(-1, 59_900.0, 50.0)], ts=40)))
+    done.wait(0.3)  # the bot requotes after its fill
+    server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(1, 60_100.0, 50.0)], ts=41)))
+
+
+def test_shadow_on_the_exchange_streams_sends_nothing(
+    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.reset()
+    for name in ("MMBOT_API_KEY", "MMBOT_API_SECRET", "MMBOT_LIVE_ARMED"):
+        monkeypatch.delenv(name, raising=False)
+    placed_before, requests_before = len(server.venue.orders), len(server.exchange.requests)
+    out = tmp_path / "shadow"
+    done = threading.Event()
+    market = threading.Thread(target=print_through_the_market, args=(server, done))
+    market.start()
+    argv = ["run", "--mode", "shadow", "--exchange", "bybit", "--exchange-url", server.base_url,
+            "--out", str(out), "--duration", "2500ms", "--set", "run.timer_ms=50"]  # fmt: skip
+    try:
+        assert main(argv) == ExitCode.OK
+    finally:
+        done.set()
+        market.join(5)
+    assert len(server.venue.orders) == placed_before  # not one order reached the exchange
+    private = [r for r in server.exchange.requests[requests_before:] if "/v5/market/" not in r]
+    assert private == []  # and nothing of the account was read
+    fills = pd.read_parquet(out / "fills")
+    assert sorted(fills["side"].tolist()) == [-1, 1]  # both would-be quotes traded through
+    assert main(["kpi", str(out), "--json"]) == ExitCode.OK
