@@ -102,6 +102,8 @@ class LiveStats:
     stop_reason: str = ""
     first_ts_ns: int = 0
     last_ts_ns: int = 0
+    # the venue's trade history against the bot's books (bot/runtime/live_run.py)
+    reconciliation: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -181,6 +183,8 @@ class LiveLoop:
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tops: dict[str, tuple[int, int, int, int]] = {}
         self._trade_ids: dict[str, _RecentIds] = {}
+        # every fill the venue reports for the run, read at shutdown (reconciliation)
+        self.venue_fills: list[OrderFill] = []
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
 
@@ -305,7 +309,8 @@ class LiveLoop:
             raise
 
     async def _collect_fills(self) -> None:
-        for fill in await self._venue_fills():
+        self.venue_fills = await self._venue_fills()
+        for fill in self.venue_fills:
             self._deliver(fill)
 
     async def _venue_fills(self) -> list[OrderFill]:

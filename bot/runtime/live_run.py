@@ -24,6 +24,7 @@ import structlog
 from bot.config import Settings, instruments
 from bot.engine import Engine
 from bot.journal import JournalWriter
+from bot.model import Instrument, OrderFill
 from bot.profiles import load_settings
 from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import DataSpan
@@ -96,6 +97,23 @@ def live_settings(
     return load_settings(spec.profile, overrides=overrides, env=env)
 
 
+def reconcile_fills(
+    venue_fills: list[OrderFill], insts: Mapping[str, Instrument], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The venue's trade history of the run against what the bot booked: fills,
+    turnover and fees must agree (to a cent: the bot's figures are floats)."""
+    turnover = sum(float(insts[f.symbol].notional(f.px, f.qty)) for f in venue_fills)
+    fees = sum(float(f.fee) for f in venue_fills)
+    venue = {"fills": len(venue_fills), "turnover_usd": turnover, "fees_usd": fees}
+    bot = {key: summary.get(key) for key in venue}
+    matches = bot["fills"] == venue["fills"] and all(
+        abs(float(bot[key] or 0.0) - venue[key]) < 0.01 for key in ("turnover_usd", "fees_usd")
+    )
+    if not matches:
+        log.error("live_reconciliation_mismatch", venue=venue, bot=bot)
+    return {"venue": venue, "bot": bot, "matches": matches}
+
+
 def run_id_at(mode: str, start_ns: int) -> str:
     """A run id unique per start, short enough for Bybit's 36-character orderLinkId."""
     stamp = base64.b32encode((start_ns // 1_000_000).to_bytes(6, "big")).decode().rstrip("=")
@@ -160,9 +178,12 @@ def run_live(
         raise
     span = DataSpan(stats.first_ts_ns, max(stats.last_ts_ns, stats.first_ts_ns))
     writer.close({"data_span": {**span.to_dict(), "cut_by_duration": True}})
+    figures = engine.summary()
+    if not shadow:
+        stats.reconciliation = reconcile_fills(loop.venue_fills, instruments(settings), figures)
     summary = {
         "run_id": run_id, "out": str(spec.out_dir), "data_source": source,
-        **engine.summary(), **journal_figures(writer.figures), "live": stats.as_dict(),
+        **figures, **journal_figures(writer.figures), "live": stats.as_dict(),
     }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)

@@ -108,3 +108,16 @@ def test_replay_of_real_data_follows_the_exchange_clock(binance_dir: Path) -> No
     assert v.advance() == 0  # nothing more is due until the clock moves
     clock.advance_to(clock.ts_ns + 3_600 * 1_000_000_000)
     assert v.advance() == sum(len(c) for c in chunks) - rows_in_window - due_at_start
+
+
+def test_reconciliation_names_a_fill_the_bot_did_not_book() -> None:
+    from bot.model import Liquidity, OrderFill
+    from bot.runtime.live_run import reconcile_fills
+
+    insts = instruments(Settings())
+    fill = OrderFill(0, "BTCUSDT", "c-1", "t-1", Side.BUY, 600_000, 2, Liquidity.MAKER,
+                     Decimal("-0.006"))  # fmt: skip
+    booked = {"fills": 1, "turnover_usd": 120.0, "fees_usd": -0.006}
+    assert reconcile_fills([fill], insts, booked)["matches"]
+    missed = reconcile_fills([fill, fill], insts, booked)
+    assert not missed["matches"] and missed["venue"]["fills"] == 2
