@@ -7,13 +7,15 @@ The full `mmbot` app (with gates, reports and flows) is assembled in
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import typer
 
 from bot.cli_common import JsonOpt, ProfileOpt, SetOpt, fail, with_log_options
 from bot.config_cli import config_app
+from bot.exchange_cli import exchange_app
 from bot.exitcodes import ExitCode
 from bot.journal import MANIFEST, partial_path
 from bot.journal_cli import journal_app
@@ -41,10 +43,13 @@ from bot.state_cli import (
     serving,
 )
 
+LIVE_MODES: Final = ("live", "canary")
+
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help="mmbot: market-making rebate bot"
 )
 app.add_typer(market_app, name="market")
+app.add_typer(exchange_app, name="exchange")
 app.add_typer(config_app, name="config")
 app.add_typer(journal_app, name="journal")
 register(app)
@@ -60,7 +65,13 @@ def _tell_partial(partial: Path) -> None:
 @with_log_options
 def run(
     out: Annotated[Path, typer.Option("--out", help="journal directory")],
-    mode: Annotated[str, typer.Option(help="paper (simulated venue) or shadow")] = "paper",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="paper (simulated venue), shadow (a replay, or with --exchange the "
+            "exchange's streams), live / canary (real orders)"
+        ),
+    ] = "paper",
     profile: ProfileOpt = "base",
     data: Annotated[
         Path | None, typer.Option(help="Parquet, Tardis CSV dir or Bybit ob500 file")
@@ -111,10 +122,42 @@ def run(
             show_default=False,
         ),
     ] = None,
+    exchange: Annotated[
+        str | None, typer.Option(help="live/canary: the ccxt exchange (venue.name), e.g. bybit")
+    ] = None,
+    exchange_url: Annotated[
+        str | None,
+        typer.Option(
+            help="live/canary: another server, e.g. the local exchange (live.exchange_url)"
+        ),
+    ] = None,
+    testnet: Annotated[
+        bool, typer.Option(help="live/canary: the exchange's testnet (ccxt sandbox mode)")
+    ] = False,
 ) -> None:
-    """Replay market data through the bot in paper or shadow mode; write the journal."""
+    """Replay market data through the bot in paper or shadow mode, or trade live; write
+    the journal."""
+    on_exchange = mode in LIVE_MODES or (mode == "shadow" and (exchange or exchange_url))
+    if on_exchange:
+        if data is not None or synth is not None or fmt is not None:
+            raise fail(f"--data, --synth and --format are for replays; --mode {mode} runs live")
+        if state is not None or account is not None or health_port is not None:
+            raise fail("--state, --account and --health-port join replays only; the live "
+                       "shell does not share its state yet")
+        live_mode: RunMode = (
+            "live" if mode == "live" else "canary" if mode == "canary" else "shadow"
+        )
+        live_spec = RunSpec(
+            mode=live_mode, out_dir=out, profile=profile, duration=duration,
+            overrides=tuple(set_ or ()), force=force,
+        )  # fmt: skip
+        _run_live(live_spec, exchange, exchange_url, testnet, as_json)
+        return
+    if exchange is not None or exchange_url is not None or testnet:
+        raise fail("--exchange, --exchange-url and --testnet are for --mode live, canary or shadow")
     if mode not in MODES:
-        typer.echo(f"error: --mode must be one of {', '.join(MODES)}, got {mode!r}", err=True)
+        modes = ", ".join((*MODES, *LIVE_MODES))
+        typer.echo(f"error: --mode must be one of {modes}, got {mode!r}", err=True)
         raise typer.Exit(ExitCode.USAGE)
     if data is not None and synth is not None:
         typer.echo("error: --data and --synth are alternatives; pass one", err=True)
@@ -159,3 +202,39 @@ def run(
         typer.echo(json.dumps(result.summary, sort_keys=True, default=str))
     else:
         typer.echo("\n".join(summary_lines(result.summary)))
+
+
+def _run_live(
+    spec: RunSpec, exchange: str | None, url: str | None, testnet: bool, as_json: bool
+) -> None:
+    # imported here: a replay never loads ccxt (DESIGN §2, commands import lazily)
+    from bot.runtime.live_loop import LiveHalt
+    from bot.runtime.live_run import live_settings, run_live
+    from bot.runtime.secrets import SecretsError
+    from bot.venues.exchange import ExchangeHalted, PlacementUnknown
+
+    partial = partial_path(spec.out_dir)
+    try:
+        settings = live_settings(
+            spec, exchange=exchange, exchange_url=url, testnet=testnet, env=os.environ
+        )
+        configure_for(settings)
+        result = run_live(spec, settings, os.environ)
+    except KeyboardInterrupt as exc:
+        typer.echo(f"interrupted; orders cancelled, partial journal at {partial}", err=True)
+        raise typer.Exit(ExitCode.INTERRUPTED) from exc
+    except (ConfigError, RunError, SecretsError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(ExitCode.USAGE) from exc
+    except (LiveHalt, ExchangeHalted, PlacementUnknown) as exc:
+        typer.echo(f"halted: {exc}", err=True)
+        _tell_partial(partial)
+        raise typer.Exit(ExitCode.FAIL) from exc
+    if as_json:
+        typer.echo(json.dumps(result.summary, sort_keys=True, default=str))
+    else:
+        live = result.summary["live"]
+        typer.echo(
+            f"run {result.run_id}  mode {result.summary['mode']}  fills {result.summary['fills']}"
+            f"  open orders {result.summary['open_orders']}  stopped: {live['stop_reason']}"
+        )

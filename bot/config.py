@@ -566,6 +566,25 @@ class RunConfig(Section):
     timer_ms: int = Field(default=100, gt=0)
 
 
+class LiveConfig(Section):
+    """Trading on a real exchange (modes live and canary)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="the profile's arm; MMBOT_LIVE_ARMED=1 in the environment is the other",
+    )
+    exchange_url: str | None = Field(
+        default=None, description="another server for REST and streams (a local rehearsal)"
+    )
+    orphans: Literal["cancel", "refuse"] = Field(
+        default="cancel", description="open orders found at start: cancel them, or refuse to start"
+    )
+    position_tolerance_lots: int = Field(default=0, ge=0)
+    confirm_ms: int = Field(
+        default=2_000, gt=0, description="order-stream silence before a REST lookup of an order"
+    )
+
+
 class Settings(Section):
     """The root of the tree: everything a run of mmbot can be told."""
 
@@ -585,6 +604,7 @@ class Settings(Section):
     storage: StorageConfig = StorageConfig()
     secrets: SecretsConfig = SecretsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    live: LiveConfig = LiveConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -248,3 +248,50 @@ def synth(
     except (ConfigError, SynthConfigError, KeyError, ValueError) as exc:
         _fail(ExitCode.USAGE, str(exc).strip("'\""))
     typer.echo(json.dumps(result, sort_keys=True))
+
+
+# --- record (live public streams) ---------------------------------------------------------
+
+
+@market_app.command("record")
+@with_log_options
+def record(
+    out: Annotated[Path, typer.Option(help="Directory; writes <SYMBOL>.parquet per symbol")],
+    symbols: Annotated[
+        str, typer.Option(help="ccxt symbols, comma-separated, e.g. BTC/USDT:USDT")
+    ] = "BTC/USDT:USDT",
+    duration: Annotated[str, typer.Option(help="how long to record, e.g. 90s, 1h")] = "1h",
+    exchange: Annotated[str | None, typer.Option(help="ccxt exchange (venue.name)")] = None,
+    exchange_url: Annotated[
+        str | None, typer.Option(help="another server, e.g. the local exchange")
+    ] = None,
+    testnet: Annotated[bool, typer.Option(help="the exchange's testnet")] = False,
+    profile: ProfileOpt = "base",
+    overrides: SetOpt = None,
+) -> None:
+    """Record the exchange's public L2 book and trades into the market-data Parquet
+    format (exchange and local timestamps; a reconnect is a fresh snapshot, counted as a
+    gap), and print a one-line JSON summary."""
+    import asyncio
+
+    from bot.exitcodes import ExitCode
+    from bot.profiles import ConfigError, load_settings
+    from bot.runtime.clock import WallClock, parse_duration
+
+    _logs_to_stderr()
+    try:
+        settings = load_settings(profile, overrides=tuple(overrides or ()))
+        seconds = parse_duration(duration) / 1e9
+        # imported here: no other market command loads ccxt
+        from bot.market.live_record import record_market
+        from bot.venues.exchange import ccxt_exchange
+
+        client = ccxt_exchange(
+            exchange or settings.venue.name, None, url=exchange_url,
+            testnet=testnet or settings.venue.testnet,
+        )  # fmt: skip
+        wanted = [s.strip() for s in symbols.split(",") if s.strip()]
+        files = asyncio.run(record_market(client, wanted, seconds, out, WallClock()))
+    except (ConfigError, ValueError) as exc:
+        _fail(ExitCode.USAGE, str(exc))
+    typer.echo(json.dumps({"files": files, "duration": duration}, sort_keys=True))

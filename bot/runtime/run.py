@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # redis-py and prometheus-client load only for runs that use 
 
 log = structlog.get_logger(__name__)
 
-RunMode = Literal["paper", "shadow"]
+RunMode = Literal["paper", "shadow", "live", "canary"]
 SUMMARY: Final = "summary.json"
 MODES: Final = ("paper", "shadow")
 

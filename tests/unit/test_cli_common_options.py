@@ -32,6 +32,7 @@ EXEMPT: dict[str, dict[str, str]] = {
     "market info": {"--profile": NO_SETTINGS, "--set": NO_SETTINGS},
     "market convert": {"--profile": NO_SETTINGS, "--set": NO_SETTINGS, "--json": ALWAYS_JSON},
     "market synth": {"--json": ALWAYS_JSON},
+    "market record": {"--json": ALWAYS_JSON},
     "journal export": {
         "--profile": "exports the rows as the run wrote them: no setting applies",
         "--set": "exports the rows as the run wrote them: no setting applies",

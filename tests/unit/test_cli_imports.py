@@ -17,8 +17,10 @@ HEAVY = ("reports", "gates", "jinja2", "scipy", "great_expectations", "prefect",
 NOT_ON_IMPORT = HEAVY
 # modules a replay of recorded data does not need: the generator; rich and Click, which
 # only a terminal's progress bar and help show (structlog would import rich, typer
-# carries its own Click): ~90 ms of every start
-NOT_FOR_A_REPLAY = ("bot.market.synth", "rich", "click")
+# carries its own Click): ~90 ms of every start; everything of live trading (ccxt, the
+# exchange venue, the local exchange server)
+NOT_FOR_A_REPLAY = ("bot.market.synth", "rich", "click", "ccxt", "bot.venues.exchange",
+                    "bot.venues.local_exchange")  # fmt: skip
 
 LOADED_BY = """
 import json, sys

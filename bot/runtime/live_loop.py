@@ -1,0 +1,526 @@
+"""The live shell (DESIGN §3): ccxt pro streams in, REST commands out, the same engine.
+
+One asyncio task per stream (order book and trades per symbol, our orders, our
+executions) turns ccxt's structures into engine events and puts them on one
+queue; a single consumer feeds the engine (which is synchronous and does no I/O)
+and puts its commands on a second queue, which one sender executes in order
+through the exchange venue (bot/venues/exchange.py), so a cancel never overtakes
+its own place. Reports arrive twice on a live venue (the REST answer and the order
+stream); `Delivery` passes each one to the engine once.
+
+Bybit's REST answer to a post-only order only says "accepted": the order stream
+then says New, or Cancelled with EC_PostOnlyWillTakeLiquidity (a reject). So the
+REST ack of a post-only order is held back and the stream decides; an order the
+stream stays silent about for `confirm_ms` is looked up over REST on a timer.
+
+Start: reconcile (orphan open orders cancelled, or the start refused, per
+profile; the venue's position compared with the bot's, a mismatch beyond the
+tolerance halts with a report). Stop (duration, stop event, fatal venue error):
+cancel all, confirm nothing is open, and the caller flushes the journal.
+
+Seams left for the ops side: `on_heartbeat` is called on every timer tick (the
+Redis lease and health live there, bot/runtime/state.py, not here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
+
+import structlog
+from ccxt.base.errors import NetworkError
+
+from bot.model import (
+    BookUpdate,
+    Cancel,
+    CancelAll,
+    CancelReject,
+    Command,
+    Event,
+    Freeze,
+    FreezeRequest,
+    OrderAck,
+    OrderFill,
+    Place,
+    Side,
+    Timer,
+    Trade,
+    VenueReport,
+)
+from bot.runtime.clock import Clock
+from bot.runtime.sim_loop import EngineLike
+from bot.venues.exchange import (
+    ExchangeHalted,
+    ExchangeVenue,
+    PlacementUnknown,
+    fill_from_ccxt,
+    order_reports,
+    units,
+)
+from bot.venues.shadow_live import LiveShadow
+
+log = structlog.get_logger(__name__)
+
+NS_PER_MS: Final = 1_000_000
+RECONNECT_FIRST_S: Final = 0.1
+RECONNECT_MAX_S: Final = 5.0
+T = TypeVar("T")
+OrphanPolicy = Literal["cancel", "refuse"]
+
+
+class LiveHalt(Exception):
+    """The live loop stopped trading for a reason a person must read (the report)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveLoopConfig:
+    duration_ns: int
+    timer_ms: int = 100
+    book_depth: int = 50
+    orphans: OrphanPolicy = "cancel"
+    position_tolerance_lots: int = 0
+    # how long a post-only order may wait for the order stream before a REST lookup
+    confirm_ms: int = 2_000
+
+
+@dataclass(slots=True)
+class LiveStats:
+    events: int = 0
+    commands: int = 0
+    book_updates: int = 0
+    trades: int = 0
+    reports: int = 0
+    duplicates: int = 0
+    lookups: int = 0
+    reconnects: int = 0
+    book_gaps: int = 0
+    orphans_cancelled: int = 0
+    stop_reason: str = ""
+    first_ts_ns: int = 0
+    last_ts_ns: int = 0
+    # the venue's trade history against the bot's books (bot/runtime/live_run.py)
+    reconciliation: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+@dataclass(slots=True)
+class _OrderSeen:
+    acked: bool = False
+    done: bool = False
+    fills: set[str] = field(default_factory=set)
+    held_since_ns: int = 0  # a post-only ack held for the stream; 0: nothing held
+
+
+class Delivery:
+    """Passes each venue report to the engine once, whichever channel brings it."""
+
+    def __init__(self) -> None:
+        self.orders: dict[str, _OrderSeen] = {}
+
+    def admit(self, report: VenueReport) -> bool:
+        seen = self.orders.setdefault(report.client_order_id, _OrderSeen())
+        if isinstance(report, OrderFill):
+            if report.trade_id in seen.fills:
+                return False
+            seen.fills.add(report.trade_id)
+            return True
+        if isinstance(report, OrderAck):
+            fresh = not seen.acked and not seen.done
+            seen.acked = True
+            seen.held_since_ns = 0
+            return fresh
+        # reject, cancel ack, cancel reject: the order's last word
+        if seen.done:
+            return False
+        seen.done = not isinstance(report, CancelReject)
+        seen.held_since_ns = 0
+        return True
+
+    def hold(self, client_order_id: str, ts_ns: int) -> None:
+        seen = self.orders.setdefault(client_order_id, _OrderSeen())
+        if not (seen.acked or seen.done):
+            seen.held_since_ns = ts_ns
+
+    def working(self) -> list[str]:
+        """Orders placed and not yet finished (as far as the engine has heard)."""
+        return [coid for coid, seen in self.orders.items() if not seen.done]
+
+    def overdue(self, now_ns: int, after_ns: int) -> list[str]:
+        return [
+            coid
+            for coid, seen in self.orders.items()
+            if seen.held_since_ns and now_ns - seen.held_since_ns >= after_ns
+        ]
+
+
+class LiveLoop:
+    def __init__(
+        self,
+        engine: EngineLike,
+        venue: ExchangeVenue,
+        clock: Clock,
+        cfg: LiveLoopConfig,
+        *,
+        bot_positions: Mapping[str, int] | None = None,
+        on_heartbeat: Callable[[int], None] | None = None,
+        shadow: LiveShadow | None = None,
+    ) -> None:
+        """With `shadow`, orders go to the shadow venue instead of the exchange: only the
+        public streams are watched and nothing on the account is read or changed."""
+        self.engine, self.venue, self.clock, self.cfg = engine, venue, clock, cfg
+        self.shadow = shadow
+        self.bot_positions = dict(bot_positions or {})
+        self.on_heartbeat = on_heartbeat
+        self.stats = LiveStats()
+        self.delivery = Delivery()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._commands: asyncio.Queue[Command] = asyncio.Queue()
+        self._tops: dict[str, tuple[int, int, int, int]] = {}
+        self._trade_ids: dict[str, _RecentIds] = {}
+        # every fill the venue reports for the run, read at shutdown (reconciliation)
+        self.venue_fills: list[OrderFill] = []
+        self._fatal: BaseException | None = None
+        self._stop = asyncio.Event()
+
+    # --- the whole run -------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> LiveStats:
+        """Trade until `stop` is set, the duration has passed or a worker fails."""
+        if stop is not None:
+            self._stop = stop
+        stop = self._stop
+        await self.venue.connect()
+        if self.shadow is None:
+            await self.reconcile()
+        self.stats.first_ts_ns = self.clock.now_ns()
+        tasks = [asyncio.create_task(c) for c in self._workers(stop)]
+        try:
+            await self._wait(stop)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            self.stats.book_gaps = int(getattr(self.venue.exchange, "book_gaps", 0))
+            await self.shutdown()
+        if self._fatal is not None:
+            raise self._fatal
+        return self.stats
+
+    def _workers(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
+        workers: list[Coroutine[Any, Any, None]] = [
+            self._guard(self._consume()), self._guard(self._send()), self._guard(self._tick(stop)),
+        ]  # fmt: skip
+        if self.shadow is None:
+            workers += [self._guard(self._watch_orders()), self._guard(self._watch_fills())]
+        for symbol in self.venue.instruments:
+            workers += [
+                self._guard(self._watch_book(symbol)),
+                self._guard(self._watch_trades(symbol)),
+            ]
+        return workers
+
+    async def _wait(self, stop: asyncio.Event) -> None:
+        deadline_s = self.cfg.duration_ns / 1e9
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), deadline_s)
+        if not self.stats.stop_reason:
+            self.stats.stop_reason = "stop requested" if stop.is_set() else "duration reached"
+        stop.set()
+
+    async def _guard(self, work: Awaitable[None]) -> None:
+        """A worker that dies takes the run down with it (never a silent half-bot)."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except (ExchangeHalted, PlacementUnknown, LiveHalt) as exc:
+            self._fail(exc)
+        except Exception as exc:  # a bug or an unexpected venue answer: stop trading
+            log.exception("live_worker_failed", error=type(exc).__name__)
+            self._fail(exc)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._fatal is None:
+            self._fatal = exc
+            self.stats.stop_reason = f"{type(exc).__name__}: {exc}"
+            self._stop.set()
+
+    # --- start and stop --------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Orphan orders and position, before the first quote (LiveHalt on a mismatch)."""
+        for symbol in self.venue.instruments:
+            orphans = await self.venue.open_orders(symbol)
+            if orphans and self.cfg.orphans == "refuse":
+                listed = ", ".join(f"{o.client_order_id or o.venue_order_id}" for o in orphans)
+                raise LiveHalt(f"{symbol}: {len(orphans)} open orders not placed by this run "
+                               f"({listed}); cancel them or set live.orphans=cancel")  # fmt: skip
+            if orphans:
+                await self.venue.cancel_all(symbol)
+                self.stats.orphans_cancelled += len(orphans)
+                log.warning("orphans_cancelled", symbol=symbol, count=len(orphans))
+        venue_positions = await self.venue.positions()
+        report = [
+            f"{symbol}: venue {lots} lots, bot {self.bot_positions.get(symbol, 0)} lots"
+            for symbol, lots in venue_positions.items()
+            if abs(lots - self.bot_positions.get(symbol, 0)) > self.cfg.position_tolerance_lots
+        ]
+        if report:
+            raise LiveHalt(
+                "position mismatch beyond tolerance "
+                f"({self.cfg.position_tolerance_lots} lots): " + "; ".join(report)
+            )
+
+    async def shutdown(self) -> None:
+        """Freeze the engine, cancel all, confirm nothing is open, and collect every fill
+        the venue made for this run (the engine and its journal hear all of it)."""
+        while not self._events.empty():
+            self._handle(self._events.get_nowait())
+        now = self.clock.now_ns()
+        self._handle(FreezeRequest(now, True, "shutdown"))
+        if self.shadow is not None:
+            for report in self.shadow.execute(CancelAll(now, None, "shutdown"), now):
+                self._deliver(report)
+            return
+        try:
+            await self._cancel_all_confirmed()
+        finally:
+            await self._collect_fills()
+
+    async def _cancel_all_confirmed(self) -> None:
+        try:
+            for attempt in range(3):
+                for report in await self.venue.cancel_all(None):
+                    self._deliver(report)
+                left = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+                if not left:
+                    log.info("live_shutdown_clean", attempts=attempt + 1)
+                    return
+            raise LiveHalt(f"{len(left)} orders still open after cancel-all: "
+                           + ", ".join(o.client_order_id for o in left))  # fmt: skip
+        except ExchangeHalted as exc:
+            log.error("live_shutdown_unconfirmed", error=str(exc))
+            raise
+
+    async def _collect_fills(self) -> None:
+        self.venue_fills = await self._venue_fills()
+        for fill in self.venue_fills:
+            self._deliver(fill)
+
+    async def _venue_fills(self) -> list[OrderFill]:
+        """Every fill the venue made for this run (REST), oldest first."""
+        since_ms = self.stats.first_ts_ns // NS_PER_MS
+        return [f for s in self.venue.instruments for f in await self.venue.my_trades(s, since_ms)]
+
+    # --- engine side -----------------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        while True:
+            self._handle(await self._events.get())
+
+    def _handle(self, event: Event) -> None:
+        self.stats.events += 1
+        self.stats.last_ts_ns = event.ts_ns
+        for command in self.engine.on_event(event):
+            self.stats.commands += 1
+            self._commands.put_nowait(command)
+
+    def _deliver(self, report: VenueReport) -> None:
+        """A report from any channel, to the engine once (directly: the consumer may be
+        gone at shutdown, and the journal must still see it)."""
+        if self.delivery.admit(report):
+            self.stats.reports += 1
+            self._handle(report)
+        else:
+            self.stats.duplicates += 1
+
+    def _report(self, report: VenueReport) -> None:
+        if self.delivery.admit(report):
+            self.stats.reports += 1
+            self._events.put_nowait(report)
+        else:
+            self.stats.duplicates += 1
+
+    async def _send(self) -> None:
+        while True:
+            command = await self._commands.get()
+            for report in await self._execute(command):
+                self._report(report)
+
+    async def _execute(self, command: Command) -> list[VenueReport]:
+        if self.shadow is not None:
+            if isinstance(command, Freeze):
+                log.warning("engine_freeze", reason=command.reason)
+                return []
+            return self.shadow.execute(command, self.clock.now_ns())
+        if isinstance(command, Place):
+            reports = await self.venue.place(command)
+            if command.post_only and all(isinstance(r, OrderAck) for r in reports):
+                # accepted is not live: the order stream says New or post-only-cancelled
+                self.delivery.hold(command.client_order_id, self.clock.now_ns())
+                return []
+            return reports
+        if isinstance(command, Cancel):
+            return await self.venue.cancel(command.symbol, command.client_order_id)
+        if isinstance(command, CancelAll):
+            return await self.venue.cancel_all(command.symbol)
+        if isinstance(command, Freeze):
+            log.warning("engine_freeze", reason=command.reason)
+        return []
+
+    async def _tick(self, stop: asyncio.Event) -> None:
+        period_s = self.cfg.timer_ms / 1_000
+        while not stop.is_set():
+            await asyncio.sleep(period_s)
+            now = self.clock.now_ns()
+            self._events.put_nowait(Timer(now))
+            if self.on_heartbeat is not None:
+                self.on_heartbeat(now)
+            for coid in self.delivery.overdue(now, self.cfg.confirm_ms * NS_PER_MS):
+                await self._look_up(coid)
+
+    async def _look_up(self, client_order_id: str) -> None:
+        self.stats.lookups += 1
+        for symbol in self.venue.instruments:
+            found = await self.venue.order_reports(symbol, client_order_id)
+            for report in found:
+                self._report(report)
+            if found:
+                return
+
+    # --- streams ---------------------------------------------------------------------------
+
+    async def _stream(
+        self,
+        name: str,
+        watch: Callable[[], Awaitable[T]],
+        on_update: Callable[[T], None],
+        resync: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Watch one stream for the whole run. A lost connection (or a book gap, which
+        fails it on purpose) is retried with backoff; ccxt reconnects and resubscribes
+        on the next watch, and the book comes back from the snapshot sent on subscribe.
+        What a private stream missed meanwhile is fetched over REST (`resync`) once the
+        new subscription is on its way."""
+        failures = 0
+        while True:
+            pending = asyncio.ensure_future(watch())
+            if failures and resync is not None:
+                await asyncio.sleep(0)  # let the watch send its subscribe first
+                await resync()
+            try:
+                update = await pending
+            except NetworkError as exc:
+                failures += 1
+                self.stats.reconnects += 1
+                delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** (failures - 1))
+                log.warning("stream_lost", stream=name, error=type(exc).__name__,
+                            retry_in_s=delay, failures=failures)  # fmt: skip
+                await asyncio.sleep(delay)
+                continue
+            if failures:
+                log.info("stream_back", stream=name, after_failures=failures)
+                failures = 0
+            on_update(update)
+
+    async def _watch_book(self, symbol: str) -> None:
+        inst = self.venue.instruments[symbol]
+        ccxt_symbol = self.venue.ccxt_symbol(symbol)
+
+        def on_book(book: Any) -> None:
+            if self.shadow is not None:
+                for report in self.shadow.on_book(symbol, book, self.clock.now_ns()):
+                    self._report(report)
+            if not book["bids"] or not book["asks"]:
+                return
+            (bid, bid_qty), (ask, ask_qty) = book["bids"][0][:2], book["asks"][0][:2]
+            top = (units(bid, inst.tick_size), units(bid_qty, inst.lot_size),
+                   units(ask, inst.tick_size), units(ask_qty, inst.lot_size))  # fmt: skip
+            if top != self._tops.get(symbol):
+                self._tops[symbol] = top
+                self.stats.book_updates += 1
+                self._events.put_nowait(BookUpdate(self.clock.now_ns(), symbol, *top))
+
+        watch = self.venue.exchange.watch_order_book
+        await self._stream(
+            f"book:{symbol}", lambda: watch(ccxt_symbol, self.cfg.book_depth), on_book
+        )
+
+    async def _watch_trades(self, symbol: str) -> None:
+        inst = self.venue.instruments[symbol]
+        ccxt_symbol = self.venue.ccxt_symbol(symbol)
+        seen = self._trade_ids.setdefault(symbol, _RecentIds())
+
+        def on_trades(trades: Any) -> None:
+            for t in trades:
+                if not seen.add(str(t["id"])):
+                    self.stats.duplicates += 1  # a message delivered twice
+                    continue
+                self.stats.trades += 1
+                side = Side.BUY if t["side"] == "buy" else Side.SELL
+                trade = Trade(
+                    self.clock.now_ns(), symbol, str(t["id"]), units(t["price"], inst.tick_size),
+                    units(t["amount"], inst.lot_size), side,
+                )  # fmt: skip
+                self._events.put_nowait(trade)
+                if self.shadow is not None:
+                    for report in self.shadow.on_trade(trade):
+                        self._report(report)
+
+        watch = self.venue.exchange.watch_trades
+        await self._stream(f"trades:{symbol}", lambda: watch(ccxt_symbol), on_trades)
+
+    async def _watch_orders(self) -> None:
+        def on_orders(orders: Any) -> None:
+            for order in orders:
+                symbol = self.venue.venue_symbol(order["symbol"])
+                for report in order_reports(order, symbol, self.clock.now_ns()):
+                    self._report(report)
+
+        await self._stream(
+            "orders", self.venue.exchange.watch_orders, on_orders, self._resync_orders
+        )
+
+    async def _watch_fills(self) -> None:
+        def on_fills(trades: Any) -> None:
+            for trade in trades:
+                symbol = self.venue.venue_symbol(trade["symbol"])
+                inst = self.venue.instruments[symbol]
+                self._report(fill_from_ccxt(trade, symbol, inst, self.clock.now_ns()))
+
+        await self._stream(
+            "fills", self.venue.exchange.watch_my_trades, on_fills, self._resync_fills
+        )
+
+    async def _resync_orders(self) -> None:
+        """After the order stream was down: what became of every order still working."""
+        for coid in self.delivery.working():
+            await self._look_up(coid)
+
+    async def _resync_fills(self) -> None:
+        for fill in await self._venue_fills():
+            self._report(fill)
+
+
+class _RecentIds:
+    """The last few thousand ids seen: a duplicate is one of them."""
+
+    def __init__(self, keep: int = 4_096) -> None:
+        self._keep = keep
+        self._order: deque[str] = deque()
+        self._set: set[str] = set()
+
+    def add(self, item: str) -> bool:
+        if item in self._set:
+            return False
+        self._order.append(item)
+        self._set.add(item)
+        if len(self._order) > self._keep:
+            self._set.discard(self._order.popleft())
+        return True

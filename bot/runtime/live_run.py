@@ -1,0 +1,191 @@
+"""One run on an exchange's streams: live or canary (real orders: the two arms, the
+venue, the loop, the journal), or shadow (public streams only, orders to the shadow
+venue, no credentials).
+
+Real orders need two explicit arms: `live.enabled: true` in the profile AND
+MMBOT_LIVE_ARMED=1 in the environment; anything less is refused before a
+credential is read or a socket opened. The journal is written as a paper run's
+is (bot/runtime/run.py): to `<out>.partial`, renamed once complete, so `mmbot
+kpi` reads a live journal like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import structlog
+
+from bot.config import Settings, instruments
+from bot.engine import Engine
+from bot.journal import JournalWriter
+from bot.model import Instrument, OrderFill
+from bot.profiles import load_settings
+from bot.runtime.clock import Clock, WallClock, parse_duration
+from bot.runtime.data_span import DataSpan
+from bot.runtime.live_loop import LiveLoop, LiveLoopConfig, LiveStats
+from bot.runtime.run import (
+    SUMMARY,
+    RunError,
+    RunSpec,
+    _prepare_out,
+    _publish,
+    journal_figures,
+    manifest,
+)
+from bot.runtime.secrets import exchange_credentials
+from bot.venues.exchange import ExchangeVenue, ccxt_exchange
+from bot.venues.shadow_live import LiveShadow
+
+log = structlog.get_logger(__name__)
+
+ARMED_ENV: Final = "MMBOT_LIVE_ARMED"
+
+
+class NotArmed(RunError):
+    """A live or canary run without both arms."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveResult:
+    run_id: str
+    out_dir: Path
+    summary: dict[str, Any]
+    stats: LiveStats
+
+
+def check_armed(settings: Settings, env: Mapping[str, str]) -> None:
+    """Refuse real orders unless the profile AND the environment both say so."""
+    missing = []
+    if not settings.live.enabled:
+        missing.append("live.enabled is not true in the profile")
+    if env.get(ARMED_ENV) != "1":
+        missing.append(f"{ARMED_ENV}=1 is not set in the environment")
+    if missing:
+        raise NotArmed(
+            f"mode {settings.mode!r} sends real orders and needs two arms: " + "; ".join(missing)
+        )
+
+
+def live_settings(
+    spec: RunSpec,
+    *,
+    exchange: str | None = None,
+    exchange_url: str | None = None,
+    testnet: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Profile + env + `--set`, then what the command line fixes (mode, venue, url)."""
+    overrides = [*spec.overrides, f"mode={spec.mode}"]
+    if spec.duration is not None:
+        try:
+            parse_duration(spec.duration)
+        except ValueError as exc:
+            raise RunError(f"--duration: {exc}") from exc
+        overrides.append(f"run.duration={spec.duration}")
+    if exchange is not None:
+        overrides.append(f"venue.name={exchange}")
+    if exchange_url is not None:
+        overrides.append(f"live.exchange_url={exchange_url}")
+    if testnet:
+        overrides.append("venue.testnet=true")
+    return load_settings(spec.profile, overrides=overrides, env=env)
+
+
+def reconcile_fills(
+    venue_fills: list[OrderFill], insts: Mapping[str, Instrument], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The venue's trade history of the run against what the bot booked: fills,
+    turnover and fees must agree (to a cent: the bot's figures are floats)."""
+    turnover = sum(float(insts[f.symbol].notional(f.px, f.qty)) for f in venue_fills)
+    fees = sum(float(f.fee) for f in venue_fills)
+    venue = {"fills": len(venue_fills), "turnover_usd": turnover, "fees_usd": fees}
+    bot = {key: summary.get(key) for key in venue}
+    matches = bot["fills"] == venue["fills"] and all(
+        abs(float(bot[key] or 0.0) - venue[key]) < 0.01 for key in ("turnover_usd", "fees_usd")
+    )
+    if not matches:
+        log.error("live_reconciliation_mismatch", venue=venue, bot=bot)
+    return {"venue": venue, "bot": bot, "matches": matches}
+
+
+def run_id_at(mode: str, start_ns: int) -> str:
+    """A run id unique per start, short enough for Bybit's 36-character orderLinkId."""
+    stamp = base64.b32encode((start_ns // 1_000_000).to_bytes(6, "big")).decode().rstrip("=")
+    return f"{mode[0].upper()}{stamp}"
+
+
+def run_live(
+    spec: RunSpec,
+    settings: Settings,
+    env: Mapping[str, str],
+    *,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
+    on_heartbeat: Callable[[int], None] | None = None,
+) -> LiveResult:
+    shadow = settings.mode == "shadow"
+    if not shadow:  # a shadow sends nothing and reads only public streams
+        check_armed(settings, env)
+    clock = clock or WallClock()
+    credentials = None if shadow else exchange_credentials(settings, env)
+    run_id = run_id_at(settings.mode, clock.now_ns())
+    partial = _prepare_out(spec.out_dir, spec.force)
+    venue_name = settings.venue.name
+    source = f"live:{venue_name}" + (
+        f"@{settings.live.exchange_url}" if settings.live.exchange_url else ""
+    )
+    writer = JournalWriter(
+        partial, manifest(run_id, spec, settings, source),
+        segment_rows=settings.storage.journal_segment_rows,
+    )  # fmt: skip
+    engine = Engine(settings, writer, id_prefix=run_id)
+    exchange = ccxt_exchange(
+        venue_name, credentials, url=settings.live.exchange_url, testnet=settings.venue.testnet
+    )
+    venue = ExchangeVenue(
+        exchange, instruments(settings), clock,
+        credentials=lambda: exchange_credentials(settings, env),
+    )  # fmt: skip
+    cfg = LiveLoopConfig(
+        duration_ns=parse_duration(settings.run.duration), timer_ms=settings.run.timer_ms,
+        orphans=settings.live.orphans,
+        position_tolerance_lots=settings.live.position_tolerance_lots,
+        confirm_ms=settings.live.confirm_ms,
+    )  # fmt: skip
+    loop = LiveLoop(
+        engine, venue, clock, cfg, on_heartbeat=on_heartbeat,
+        shadow=LiveShadow(settings, instruments(settings)) if shadow else None,
+    )  # fmt: skip
+    log.info("live_start", run_id=run_id, venue=venue_name, url=settings.live.exchange_url,
+             testnet=settings.venue.testnet, out=str(spec.out_dir))  # fmt: skip
+
+    async def main() -> LiveStats:
+        try:
+            return await loop.run(stop)
+        finally:
+            await venue.close()
+
+    try:
+        stats = asyncio.run(main())
+    except BaseException:
+        writer.flush_all()  # what was journaled stays readable in the partial journal
+        raise
+    span = DataSpan(stats.first_ts_ns, max(stats.last_ts_ns, stats.first_ts_ns))
+    writer.close({"data_span": {**span.to_dict(), "cut_by_duration": True}})
+    figures = engine.summary()
+    if not shadow:
+        stats.reconciliation = reconcile_fills(loop.venue_fills, instruments(settings), figures)
+    summary = {
+        "run_id": run_id, "out": str(spec.out_dir), "data_source": source,
+        **figures, **journal_figures(writer.figures), "live": stats.as_dict(),
+    }  # fmt: skip
+    (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
+    _publish(partial, spec.out_dir)
+    log.info("live_done", run_id=run_id, fills=summary["fills"], stop=stats.stop_reason)
+    return LiveResult(run_id, spec.out_dir, summary, stats)
