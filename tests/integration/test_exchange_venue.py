@@ -192,7 +192,7 @@ def test_authentication_error_twice_halts_with_a_message(fresh: ServerThread) ->
         return await v.balance()
 
     with pytest.raises(ExchangeHalted, match="refused the API credentials twice") as halted:
-        run(fresh, body, secret="stale", credentials=still_wrong)
+        run(fresh, body, secret="stale", credentials=still_wrong)  # pragma: allowlist secret
     assert "10004" in str(halted.value) and "still-wrong" not in str(halted.value)
 
 
