@@ -31,7 +31,7 @@ import redis
 import structlog
 
 from bot.journal import SCHEMAS
-from bot.runtime.state import StateStore, StateUnavailable
+from bot.runtime.state import StateError, StateStore, StateUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -188,13 +188,24 @@ def _archive(store: StateStore, out_dir: Path, consumer: str, count: int) -> int
     return written
 
 
+class StreamEntryError(StateError):
+    """A journal stream entry the archiver cannot read: left unacknowledged."""
+
+
 def _write_part(out_dir: Path, entry_id: str, fields: dict[str, str]) -> None:
-    table = fields["table"]
-    if table not in SCHEMAS:
-        raise ValueError(f"journal stream entry {entry_id}: unknown table {table!r}")
-    directory = out_dir / fields["run_id"] / table
+    table = fields.get("table")
+    if table not in SCHEMAS or not fields.get("run_id") or "ipc" not in fields:
+        raise StreamEntryError(
+            f"journal stream entry {entry_id} is not a journal part (table {table!r}, "
+            f"fields {sorted(fields)}); it stays unacknowledged"
+        )
+    try:
+        rows = decode_rows(fields["ipc"])
+    except (ValueError, pa.ArrowException) as exc:
+        raise StreamEntryError(f"journal stream entry {entry_id}: unreadable rows: {exc}") from exc
+    directory = out_dir / fields["run_id"] / str(table)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"part-{sortable(entry_id)}.parquet"
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(decode_rows(fields["ipc"]), tmp, compression="zstd", store_schema=False)
+    pq.write_table(rows, tmp, compression="zstd", store_schema=False)
     os.replace(tmp, path)
