@@ -338,14 +338,15 @@ def test_freeze_from_another_process_stops_a_running_bot(
         assert done.returncode == 0, done.stderr
         frozen = _wait("the freeze", lambda: (b := store.heartbeat()) and b.state == "frozen"
                        and b, run)  # fmt: skip
-        done = _mmbot("unfreeze", "--reason", "maintenance over", "--author", "carol", *state,
-                      "--audit-log", str(audit))  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        # (in process from here: one real second process is the point, and it was made)
+        done = cli("unfreeze", "--reason", "maintenance over", "--author", "carol", *state,
+                   "--audit-log", str(audit))  # fmt: skip
+        assert done.exit_code == 0, done.output
         _wait("the unfreeze", lambda: (b := store.heartbeat()) and b.state == "active"
               and b.loop_ns > frozen.loop_ns, run)  # fmt: skip
-        shown = _mmbot("status", "--json", *state)
-        assert shown.returncode == 0, shown.stderr
-        status = json.loads(shown.stdout)
+        shown = cli("status", "--json", *state)
+        assert shown.exit_code == 0, shown.output
+        status = json.loads(shown.output)
         assert status["lease"]["owner"].endswith(f":{run.pid}")
         assert status["frozen"] is None
         assert 0 <= status["heartbeat_age_s"] < 30

@@ -75,7 +75,8 @@ def test_the_master_named_by_sentinel_holds_the_state(sentinel_url: str) -> None
 
 
 def test_an_unknown_service_is_unavailable_without_the_password(sentinel_url: str) -> None:
-    wrong = sentinel_url.replace("/mymaster", "/nosuchmaster")
+    one_node = sentinel_url.split(",")[0] + "/mymaster"  # the live Sentinel alone: quick
+    wrong = one_node.replace("/mymaster", "/nosuchmaster")
     with pytest.raises(StateUnavailable) as caught:
         connect(wrong)
     assert "s3cret" not in str(caught.value)
