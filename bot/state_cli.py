@@ -241,8 +241,10 @@ def archive(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write what is new in the account's journal stream as Parquet (consumer group
-    'archiver'); each entry is acknowledged once its part is on disk."""
+    """Archive the account's journal stream as Parquet (consumer group 'archiver').
+
+    Writes what is new since the last archive; each entry is acknowledged once its
+    part is on disk, so an archiver that stops loses nothing."""
     from bot.runtime.journal_stream import archive as archive_stream
     from bot.runtime.state import StateError, StateUnavailable
 
