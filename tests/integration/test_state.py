@@ -444,3 +444,20 @@ def test_unhalt_from_another_process_lifts_a_running_bots_halt(
     first_kill, unhalt = rows.values.tolist()[:2]
     assert first_kill[:2] == ["kill", "daily_loss"]
     assert unhalt == ["unhalt", "operator", "loss limit reviewed (by fay)", "active"]
+
+
+def test_joining_the_state_changes_no_journal_byte_when_nobody_steers(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    args = ("run", "--synth", "8", "--duration", "3m", "--no-progress")
+    alone = cli(*args, "--out", str(tmp_path / "alone"))
+    joined = cli(*args, "--out", str(tmp_path / "joined"), "--state", url, "--account", account,
+                 "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert alone.exit_code == joined.exit_code == 0, alone.output + joined.output
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "summary.json"}  # fmt: skip
+
+    assert files(tmp_path / "alone") == files(tmp_path / "joined")
+    assert len(files(tmp_path / "alone")) > 1  # the tables, not only run.json
