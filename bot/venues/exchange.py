@@ -249,6 +249,16 @@ class ExchangeVenue:
     async def close(self) -> None:
         await self.exchange.close()
 
+    async def arm_dead_man(self, window_s: int) -> bool:
+        """The venue's own cancel-all if we vanish (Bybit: disconnection protection,
+        all orders cancelled once the private stream is gone `window_s`); False where
+        the venue has none."""
+        if not self.exchange.has.get("cancelAllOrdersAfter"):
+            return False
+        await self._idempotent(lambda: self.exchange.cancel_all_orders_after(window_s * 1_000))
+        log.info("dead_man_armed", window_s=window_s)
+        return True
+
     def ccxt_symbol(self, symbol: str) -> str:
         return self._symbols[symbol]
 

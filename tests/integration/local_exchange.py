@@ -79,6 +79,7 @@ class ServerThread:
     def reset(self, bid: float = 60_000.0, ask: float = 60_000.5) -> None:
         def fresh() -> None:
             self.exchange.faults.clear()
+            self.exchange.streams.disarm_dcp()
             self.venue.forced_post_only_rejects = 0
             self.venue.cancel_all(None)
             self.venue.apply(snapshot(bid, ask))

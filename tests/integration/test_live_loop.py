@@ -86,6 +86,7 @@ def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: 
     fills = pd.read_parquet(out / "fills")
     assert set(fills["trade_id"]) == venue_fills  # every venue fill, journaled once
     assert result.summary["fills"] == 2 and result.summary["open_orders"] == 0
+    assert result.summary["live"]["dead_man"] and server.exchange.streams.dcp_window_s == 10
     recon = result.summary["live"]["reconciliation"]
     assert recon["matches"] and recon["venue"]["fills"] == 2
     assert recon["venue"]["fees_usd"] < 0  # maker rebates, on both books alike

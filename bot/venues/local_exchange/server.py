@@ -99,6 +99,7 @@ class LocalExchange:
             "/v5/order/create": self._create,
             "/v5/order/cancel": self._cancel,
             "/v5/order/cancel-all": self._cancel_all,
+            "/v5/order/disconnected-cancel-all": self._dcp,
             "/v5/order/realtime": self._realtime,
             "/v5/execution/list": self._executions,
             "/v5/position/list": self._positions,
@@ -333,6 +334,13 @@ class LocalExchange:
             "list": [{"orderId": o.order_id, "orderLinkId": o.order_link_id} for o in doomed],
             "success": "1",
         }
+
+    def _dcp(self, params: Params) -> dict[str, Any]:
+        window = params.get("timeWindow")
+        if not isinstance(window, int) or not 3 <= window <= 300:
+            raise LocalVenueError(10001, f"params error: timeWindow {window!r} not in [3, 300]")
+        self.streams.dcp_window_s = window
+        return {}
 
     def _realtime(self, params: Params) -> dict[str, Any]:
         symbol = params.get("symbol") or None
