@@ -252,3 +252,17 @@ def test_shadow_on_the_exchange_streams_sends_nothing(
     fills = pd.read_parquet(out / "fills")
     assert sorted(fills["side"].tolist()) == [-1, 1]  # both would-be quotes traded through
     assert main(["kpi", str(out), "--json"]) == ExitCode.OK
+
+
+def test_cli_live_run_with_no_exchange_there_halts_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ARMED.items():
+        monkeypatch.setenv(name, value)
+    argv = ["run", "--mode", "live", "--exchange-url", "http://127.0.0.1:9", "--out",
+            str(tmp_path / "j"), "--duration", "1s", "--set", "live.enabled=true",
+            "--set", "secrets.provider=env"]  # fmt: skip
+    assert main(argv) == ExitCode.FAIL
+    err = capsys.readouterr().err
+    assert "halted: ExchangeNotAvailable" in err and "Traceback" not in err
+    assert "test-secret" not in err
