@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,7 +108,10 @@ def test_cli_refuses_live_without_the_environment_arm(
 
 
 def test_cli_live_run_against_the_local_server(
-    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: ServerThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     server.reset()
     placed_before = len(server.venue.orders)
@@ -118,6 +122,10 @@ def test_cli_live_run_against_the_local_server(
             "--out", str(out), "--duration", "1s", "--set", "live.enabled=true",
             "--set", "secrets.provider=env", "--json"]  # fmt: skip
     assert main(argv) == ExitCode.OK
+    printed = capsys.readouterr()
+    assert json.loads(printed.out.strip().splitlines()[-1])["live"]["stop_reason"]
+    assert TEST_KEY.secret not in printed.out + printed.err  # nor in any log line
+    assert TEST_KEY.secret not in (out / "run.json").read_text()
     assert len(server.venue.orders) > placed_before  # it quoted
     assert server.venue.open_orders(None) == []  # and left nothing behind
     assert (out / "run.json").is_file() and not (tmp_path / "cli.partial").exists()
