@@ -231,7 +231,6 @@ class ExchangeVenue:
         self._sleep = sleep
         self._symbols: dict[str, str] = {}
         self._ids: dict[str, str] = {}
-        self.places_sent = 0
 
     # --- setup -----------------------------------------------------------------------
 
@@ -316,7 +315,6 @@ class ExchangeVenue:
         if cmd.reduce_only:
             params["reduceOnly"] = True
         await self.throttle.wait()
-        self.places_sent += 1
         return await self._authenticated(
             lambda: self.exchange.create_order(
                 self.ccxt_symbol(cmd.symbol), "limit", _SIDE_NAMES[cmd.side],

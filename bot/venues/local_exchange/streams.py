@@ -71,7 +71,6 @@ class StreamHub:
         self.venue, self.rows, self.keys, self.faults = venue, rows, keys, faults
         self.connections: list[_Connection] = []
         self._ids = itertools.count(1)
-        self.sent = 0
         # one update id per symbol's book stream: +1 per message, so a lost one is a jump
         self.update_ids: dict[str, int] = dict.fromkeys(venue.books, 1)
         # Bybit's disconnection protection (DCP): with a window set, losing every
@@ -107,7 +106,6 @@ class StreamHub:
             if conn.ws.closed:
                 return
             await conn.ws.send_str(json.dumps(message))
-            self.sent += 1
 
     def _private_gone(self) -> None:
         alive = any(c.private and c.authed for c in self.connections)
