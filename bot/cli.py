@@ -208,6 +208,8 @@ def _run_live(
     spec: RunSpec, exchange: str | None, url: str | None, testnet: bool, as_json: bool
 ) -> None:
     # imported here: a replay never loads ccxt (DESIGN §2, commands import lazily)
+    from ccxt.base.errors import BaseError as VenueError
+
     from bot.runtime.live_loop import LiveHalt
     from bot.runtime.live_run import live_settings, run_live
     from bot.runtime.secrets import SecretsError
@@ -226,8 +228,10 @@ def _run_live(
     except (ConfigError, RunError, SecretsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
-    except (LiveHalt, ExchangeHalted, PlacementUnknown) as exc:
-        typer.echo(f"halted: {exc}", err=True)
+    except (LiveHalt, ExchangeHalted, PlacementUnknown, VenueError) as exc:
+        # a venue error the shell could not absorb (retries spent, an answer it does not
+        # know) stopped the run after its cancel-all: one line, no traceback
+        typer.echo(f"halted: {type(exc).__name__}: {exc}", err=True)
         _tell_partial(partial)
         raise typer.Exit(ExitCode.FAIL) from exc
     if as_json:

@@ -583,6 +583,12 @@ class LiveConfig(Section):
     confirm_ms: int = Field(
         default=2_000, gt=0, description="order-stream silence before a REST lookup of an order"
     )
+    dead_man_s: int | None = Field(
+        default=10,
+        ge=3,
+        le=300,
+        description="the venue cancels all orders this long after the bot vanishes; null: off",
+    )
 
 
 class Settings(Section):

@@ -85,6 +85,8 @@ class LiveLoopConfig:
     position_tolerance_lots: int = 0
     # how long a post-only order may wait for the order stream before a REST lookup
     confirm_ms: int = 2_000
+    # the venue's dead-man switch window (None: not armed)
+    dead_man_s: int | None = None
 
 
 @dataclass(slots=True)
@@ -98,6 +100,7 @@ class LiveStats:
     lookups: int = 0
     reconnects: int = 0
     book_gaps: int = 0
+    dead_man: bool = False
     orphans_cancelled: int = 0
     stop_reason: str = ""
     first_ts_ns: int = 0
@@ -198,6 +201,8 @@ class LiveLoop:
         await self.venue.connect()
         if self.shadow is None:
             await self.reconcile()
+            if self.cfg.dead_man_s is not None:
+                self.stats.dead_man = await self.venue.arm_dead_man(self.cfg.dead_man_s)
         self.stats.first_ts_ns = self.clock.now_ns()
         tasks = [asyncio.create_task(c) for c in self._workers(stop)]
         try:

@@ -156,7 +156,7 @@ def run_live(
         duration_ns=parse_duration(settings.run.duration), timer_ms=settings.run.timer_ms,
         orphans=settings.live.orphans,
         position_tolerance_lots=settings.live.position_tolerance_lots,
-        confirm_ms=settings.live.confirm_ms,
+        confirm_ms=settings.live.confirm_ms, dead_man_s=settings.live.dead_man_s,
     )  # fmt: skip
     loop = LiveLoop(
         engine, venue, clock, cfg, on_heartbeat=on_heartbeat,

@@ -231,7 +231,6 @@ class ExchangeVenue:
         self._sleep = sleep
         self._symbols: dict[str, str] = {}
         self._ids: dict[str, str] = {}
-        self.places_sent = 0
 
     # --- setup -----------------------------------------------------------------------
 
@@ -248,6 +247,16 @@ class ExchangeVenue:
 
     async def close(self) -> None:
         await self.exchange.close()
+
+    async def arm_dead_man(self, window_s: int) -> bool:
+        """The venue's own cancel-all if we vanish (Bybit: disconnection protection,
+        all orders cancelled once the private stream is gone `window_s`); False where
+        the venue has none."""
+        if not self.exchange.has.get("cancelAllOrdersAfter"):
+            return False
+        await self._idempotent(lambda: self.exchange.cancel_all_orders_after(window_s * 1_000))
+        log.info("dead_man_armed", window_s=window_s)
+        return True
 
     def ccxt_symbol(self, symbol: str) -> str:
         return self._symbols[symbol]
@@ -306,7 +315,6 @@ class ExchangeVenue:
         if cmd.reduce_only:
             params["reduceOnly"] = True
         await self.throttle.wait()
-        self.places_sent += 1
         return await self._authenticated(
             lambda: self.exchange.create_order(
                 self.ccxt_symbol(cmd.symbol), "limit", _SIDE_NAMES[cmd.side],

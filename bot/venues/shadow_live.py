@@ -47,9 +47,6 @@ class LiveShadow:
         self.sim.submit(command, ts_ns)
         return self._due()
 
-    def open_orders(self) -> int:
-        return len(self.sim.live)
-
     def _due(self) -> list[VenueReport]:
         # zero latency: everything the shadow venue scheduled is due at once
         reports = []

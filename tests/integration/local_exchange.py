@@ -13,7 +13,8 @@ import numpy as np
 from bot.config import FeeTier, Settings, instruments
 from bot.market.schema import Kind, MarketChunk
 from bot.runtime.clock import WallClock
-from bot.venues.local_exchange import ApiKey, LocalExchange, LocalVenue, ccxt_urls
+from bot.venues.exchange import pointed_at
+from bot.venues.local_exchange import ApiKey, LocalExchange, LocalVenue
 
 T = TypeVar("T")
 TEST_KEY = ApiKey("test-key", "test-secret-0123456789")
@@ -79,6 +80,7 @@ class ServerThread:
     def reset(self, bid: float = 60_000.0, ask: float = 60_000.5) -> None:
         def fresh() -> None:
             self.exchange.faults.clear()
+            self.exchange.streams.disarm_dcp()
             self.venue.forced_post_only_rejects = 0
             self.venue.cancel_all(None)
             self.venue.apply(snapshot(bid, ask))
@@ -94,6 +96,6 @@ def ccxt_bybit(base_url: str, *, secret: str = TEST_KEY.secret, timeout_ms: int 
         "apiKey": TEST_KEY.key, "secret": secret, "timeout": timeout_ms,
         "enableRateLimit": False, "options": {"fetchMarkets": {"types": ["linear"]}},
     })  # fmt: skip
-    exchange.urls["api"] = ccxt_urls(base_url)
+    exchange.urls["api"] = pointed_at(exchange.urls["api"], base_url)
     exchange.timeout_on_exit = 0  # no socket to drain on a local listener
     return exchange

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,7 @@ def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: 
     fills = pd.read_parquet(out / "fills")
     assert set(fills["trade_id"]) == venue_fills  # every venue fill, journaled once
     assert result.summary["fills"] == 2 and result.summary["open_orders"] == 0
+    assert result.summary["live"]["dead_man"] and server.exchange.streams.dcp_window_s == 10
     recon = result.summary["live"]["reconciliation"]
     assert recon["matches"] and recon["venue"]["fills"] == 2
     assert recon["venue"]["fees_usd"] < 0  # maker rebates, on both books alike
@@ -106,7 +108,10 @@ def test_cli_refuses_live_without_the_environment_arm(
 
 
 def test_cli_live_run_against_the_local_server(
-    server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: ServerThread,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     server.reset()
     placed_before = len(server.venue.orders)
@@ -117,6 +122,10 @@ def test_cli_live_run_against_the_local_server(
             "--out", str(out), "--duration", "1s", "--set", "live.enabled=true",
             "--set", "secrets.provider=env", "--json"]  # fmt: skip
     assert main(argv) == ExitCode.OK
+    printed = capsys.readouterr()
+    assert json.loads(printed.out.strip().splitlines()[-1])["live"]["stop_reason"]
+    assert TEST_KEY.secret not in printed.out + printed.err  # nor in any log line
+    assert TEST_KEY.secret not in (out / "run.json").read_text()
     assert len(server.venue.orders) > placed_before  # it quoted
     assert server.venue.open_orders(None) == []  # and left nothing behind
     assert (out / "run.json").is_file() and not (tmp_path / "cli.partial").exists()
@@ -251,3 +260,17 @@ def test_shadow_on_the_exchange_streams_sends_nothing(
     fills = pd.read_parquet(out / "fills")
     assert sorted(fills["side"].tolist()) == [-1, 1]  # both would-be quotes traded through
     assert main(["kpi", str(out), "--json"]) == ExitCode.OK
+
+
+def test_cli_live_run_with_no_exchange_there_halts_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in ARMED.items():
+        monkeypatch.setenv(name, value)
+    argv = ["run", "--mode", "live", "--exchange-url", "http://127.0.0.1:9", "--out",
+            str(tmp_path / "j"), "--duration", "1s", "--set", "live.enabled=true",
+            "--set", "secrets.provider=env"]  # fmt: skip
+    assert main(argv) == ExitCode.FAIL
+    err = capsys.readouterr().err
+    assert "halted: ExchangeNotAvailable" in err and "Traceback" not in err
+    assert "test-secret" not in err

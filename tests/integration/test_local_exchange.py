@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -225,3 +226,24 @@ def test_private_stream_refuses_a_bad_signature(fresh: ServerThread) -> None:
 
     with pytest.raises(ccxt.AuthenticationError):
         asyncio.run(body())
+
+
+def test_disconnection_protection_cancels_when_the_bot_vanishes(fresh: ServerThread) -> None:
+    async def body() -> None:
+        ex = pro_client(fresh)
+        try:
+            await ex.load_markets()
+            await ex.cancel_all_orders_after(3_000)  # the shortest window Bybit accepts
+            watching = asyncio.ensure_future(ex.watch_orders())
+            await asyncio.sleep(0.2)  # authenticated on the private stream
+            await post_only(ex, "buy", 0.001, 59_000.0, "dcp-1")
+            await watching
+        finally:
+            await ex.close()  # the process dies: its private connection is gone
+
+    asyncio.run(body())
+    assert fresh.exchange.streams.dcp_window_s == 3
+    assert fresh.venue.orders["dcp-1"].status == "New"  # not before the window
+    time.sleep(3.3)
+    assert fresh.venue.orders["dcp-1"].status == "Cancelled"
+    assert fresh.exchange.streams.dcp_fired == 1

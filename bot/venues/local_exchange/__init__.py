@@ -7,7 +7,7 @@
 
 from bot.venues.local_exchange.auth import ApiKey
 from bot.venues.local_exchange.faults import FaultControl
-from bot.venues.local_exchange.server import LocalExchange, ccxt_urls
+from bot.venues.local_exchange.server import LocalExchange
 from bot.venues.local_exchange.venue import LocalVenue, LocalVenueError
 
-__all__ = ["ApiKey", "FaultControl", "LocalExchange", "LocalVenue", "LocalVenueError", "ccxt_urls"]
+__all__ = ["ApiKey", "FaultControl", "LocalExchange", "LocalVenue", "LocalVenueError"]

@@ -1,7 +1,7 @@
 """An aiohttp server speaking the part of Bybit's v5 REST API that ccxt's bybit uses.
 
-Point ccxt at it by overriding `exchange.urls['api']` (see `ccxt_urls`); no ccxt
-code is patched. Every answer is Bybit's envelope {retCode, retMsg, result,
+Point ccxt at it by overriding `exchange.urls['api']` (bot/venues/exchange.py
+`pointed_at`); no ccxt code is patched. Every answer is Bybit's envelope {retCode, retMsg, result,
 retExtInfo, time}; a refused request carries Bybit's retCode, which ccxt maps to
 its error classes (10003/10004 AuthenticationError, 10006 RateLimitExceeded,
 110001 OrderNotFound, ...). Private routes check the request signature (auth.py).
@@ -37,13 +37,7 @@ Params = dict[str, Any]
 Handler = Callable[[Params], dict[str, Any]]
 _SIDES: Final = {"Buy": Side.BUY, "Sell": Side.SELL}
 _NAMES: Final = {Side.BUY: "Buy", Side.SELL: "Sell"}
-_CCXT_API_NAMES: Final = ("spot", "futures", "v2", "public", "private")
-_BASE_QUOTE: Final = ("USDT", "USDC")
-
-
-def ccxt_urls(base_url: str) -> dict[str, str]:
-    """The value for a ccxt bybit exchange's `urls['api']` that sends it here."""
-    return dict.fromkeys(_CCXT_API_NAMES, base_url.rstrip("/"))
+_QUOTES: Final = ("USDT", "USDC")
 
 
 def _text(value: Decimal) -> str:
@@ -63,7 +57,7 @@ def _units(text: object, step: Decimal, what: str) -> int:
 
 
 def _split(symbol: str) -> tuple[str, str]:
-    for quote in _BASE_QUOTE:
+    for quote in _QUOTES:
         if symbol.endswith(quote):
             return symbol[: -len(quote)], quote
     raise LocalVenueError(10001, f"params error: symbol {symbol} has no USDT/USDC quote")
@@ -99,6 +93,7 @@ class LocalExchange:
             "/v5/order/create": self._create,
             "/v5/order/cancel": self._cancel,
             "/v5/order/cancel-all": self._cancel_all,
+            "/v5/order/disconnected-cancel-all": self._dcp,
             "/v5/order/realtime": self._realtime,
             "/v5/execution/list": self._executions,
             "/v5/position/list": self._positions,
@@ -333,6 +328,13 @@ class LocalExchange:
             "list": [{"orderId": o.order_id, "orderLinkId": o.order_link_id} for o in doomed],
             "success": "1",
         }
+
+    def _dcp(self, params: Params) -> dict[str, Any]:
+        window = params.get("timeWindow")
+        if not isinstance(window, int) or not 3 <= window <= 300:
+            raise LocalVenueError(10001, f"params error: timeWindow {window!r} not in [3, 300]")
+        self.streams.dcp_window_s = window
+        return {}
 
     def _realtime(self, params: Params) -> dict[str, Any]:
         symbol = params.get("symbol") or None

@@ -71,9 +71,13 @@ class StreamHub:
         self.venue, self.rows, self.keys, self.faults = venue, rows, keys, faults
         self.connections: list[_Connection] = []
         self._ids = itertools.count(1)
-        self.sent = 0
         # one update id per symbol's book stream: +1 per message, so a lost one is a jump
         self.update_ids: dict[str, int] = dict.fromkeys(venue.books, 1)
+        # Bybit's disconnection protection (DCP): with a window set, losing every
+        # private connection for that long cancels all orders
+        self.dcp_window_s: int | None = None
+        self._dcp_timer: asyncio.TimerHandle | None = None
+        self.dcp_fired = 0
         venue.listeners.append(self.on_news)
 
     # --- connections ------------------------------------------------------------------
@@ -91,6 +95,8 @@ class StreamHub:
                 self._on_request(conn, json.loads(msg.data))
         finally:
             self.connections.remove(conn)
+            if conn.private and conn.authed:
+                self._private_gone()
             conn.queue.put_nowait(None)
             await writer
         return ws
@@ -100,7 +106,26 @@ class StreamHub:
             if conn.ws.closed:
                 return
             await conn.ws.send_str(json.dumps(message))
-            self.sent += 1
+
+    def _private_gone(self) -> None:
+        alive = any(c.private and c.authed for c in self.connections)
+        if alive or self.dcp_window_s is None or self._dcp_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._dcp_timer = loop.call_later(self.dcp_window_s, self._dcp_fire)
+
+    def disarm_dcp(self) -> None:
+        """Switch disconnection protection off, a pending cancel-all with it."""
+        self.dcp_window_s = None
+        if self._dcp_timer is not None:
+            self._dcp_timer.cancel()
+            self._dcp_timer = None
+
+    def _dcp_fire(self) -> None:
+        self._dcp_timer = None
+        self.dcp_fired += 1
+        cancelled = self.venue.cancel_all(None)
+        log.warning("local_dcp_cancelled_all", orders=len(cancelled), window_s=self.dcp_window_s)
 
     async def drop_all(self) -> int:
         """Close every connection, as a venue restart or a network cut does."""
@@ -125,6 +150,9 @@ class StreamHub:
             reply["ret_msg"] = "pong"
         elif op == "auth":
             conn.authed = self._auth(req.get("args") or [])
+            if conn.authed and self._dcp_timer is not None:
+                self._dcp_timer.cancel()  # back in time: nothing is cancelled
+                self._dcp_timer = None
             reply.update(success=conn.authed, ret_msg="" if conn.authed else "Invalid sign")
         elif op == "subscribe":
             topics = [str(t) for t in req.get("args") or []]
