@@ -19,7 +19,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 # The project's own bytecode too, as a wheel install would write it (the editable install
 # does not, and PYTHONDONTWRITEBYTECODE stops Python writing it on import): without it every
-# `mmbot run` compiles its 43 modules again, ~7 % of a run on the real capture. Files already
+# `mmbot run` compiles its 43 modules again: 6 % of the instructions of a run on the real
+# capture (callgrind: 7.82 G without the .pyc files, 7.35 G with them). Files already
 # compiled are skipped, so this is cheap on every `make`.
 PACKAGES := bot gates reports flows
 install: $(STAMP)

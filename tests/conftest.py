@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from bot.runtime.run import RunResult
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MMBOT_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -25,3 +29,14 @@ def bybit_ob500() -> Path:
     """50 lines of Bybit's own ob500 history format (XRPUSDT)."""
     assert BYBIT_OB500.is_file(), f"real data missing: {BYBIT_OB500}"
     return BYBIT_OB500
+
+
+@pytest.fixture(scope="session")
+def real_paper_run(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    """A `paper` run (base profile) over the whole real capture: one per test process for
+    the tests that only read it (a few seconds each under coverage). Copy the journal
+    before changing it."""
+    from bot.runtime.run import RunSpec, execute  # the root conftest stays light to import
+
+    out = tmp_path_factory.mktemp("real-paper") / "journal"
+    return execute(RunSpec(mode="paper", out_dir=out, data=binance_dir, progress=False))

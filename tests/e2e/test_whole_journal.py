@@ -29,7 +29,7 @@ from bot.journal import (
 from bot.market.synth import generate
 from bot.market.validate import MarketDataError
 from bot.profiles import load_settings
-from bot.runtime.run import RunError, RunSpec, execute, summary_lines
+from bot.runtime.run import RunError, RunResult, RunSpec, execute, summary_lines
 from flows.cli import app
 from gates.kpi import compute_kpis, load_journal
 
@@ -231,13 +231,13 @@ def test_a_duration_that_fits_the_data_does_not_warn(
     assert event["detail"] == "duration 3m is longer than the data (2m)"
 
 
-def test_the_run_summary_pnl_is_the_kpi_pnl(binance_dir: Path, tmp_path: Path) -> None:
-    result = execute(RunSpec(mode="paper", out_dir=tmp_path, data=binance_dir))
-    kpis = compute_kpis(load_journal(tmp_path)).total
+def test_the_run_summary_pnl_is_the_kpi_pnl(real_paper_run: RunResult) -> None:
+    result, journal = real_paper_run, real_paper_run.out_dir
+    kpis = compute_kpis(load_journal(journal)).total
     assert result.summary["fills"] > 10  # a PnL worth comparing
     assert result.summary["pnl_usd"] == kpis["pnl_usd"]  # one figure, not two close ones
     assert f"pnl {kpis['pnl_usd']:.4f} USD" in "\n".join(summary_lines(result.summary))
-    assert json.loads((tmp_path / "summary.json").read_text())["pnl_usd"] == kpis["pnl_usd"]
+    assert json.loads((journal / "summary.json").read_text())["pnl_usd"] == kpis["pnl_usd"]
 
 
 def test_the_run_summary_shows_risk_blocks_with_their_top_check(

@@ -4,11 +4,17 @@ seconds. Checked in fresh interpreters, on a real replay."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
+
+import pytest
+
+import flows.script
 
 # top-level packages a `mmbot run` process must not load: pandas neither, which
 # `pa.array` on Python lists imports (the journal writer builds its arrays from numpy)
@@ -102,3 +108,18 @@ def test_pydantic_searches_no_plugins_unless_the_user_asks(tmp_path: Path) -> No
         assert done.returncode == 0, done.stderr[-2000:]
         searched[value] = done.stdout.strip()
     assert searched == {None: "False", "": "True"}
+
+
+def test_the_console_script_runs_the_cli_with_the_imports_frozen(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    script = [ep.value for ep in entry_points(group="console_scripts") if ep.name == "mmbot"]
+    assert script == ["flows.script:main"]
+    monkeypatch.setattr(sys, "argv", ["mmbot", "run", "--help"])
+    try:
+        code = flows.script.main()
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # this test process goes on collecting as before
+    assert code == 0 and "--out" in capsys.readouterr().out
+    assert gc.isenabled() and frozen > 10_000  # the collector is back, the imports frozen

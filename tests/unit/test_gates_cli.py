@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from bot.exitcodes import ExitCode
 from bot.journal import SCHEMAS, read_table
-from bot.runtime.run import RunSpec, execute
+from bot.runtime.run import RunResult
 from gates.cli import register
 from tests.unit import gates_helpers as h
 
@@ -80,11 +80,11 @@ LOOSE = ("--set", "gates.kpi.net_bps={warn: -100, fail: -200, direction: min}",
 
 
 @pytest.fixture(scope="module")
-def journals(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def journals(
+    real_paper_run: RunResult, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, Path]:
     """A paper run on the real data, and a copy whose third fill has lost its mid."""
-    root = tmp_path_factory.mktemp("gate")
-    clean, bad = root / "clean", root / "bad"
-    execute(RunSpec(mode="paper", out_dir=clean, data=binance_dir, progress=False))
+    clean, bad = real_paper_run.out_dir, tmp_path_factory.mktemp("gate") / "bad"
     shutil.copytree(clean, bad)
     fills = read_table(bad, "fills")
     fills.loc[2, "mid"] = None

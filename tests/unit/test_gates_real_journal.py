@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import AccuracyConfig, Settings
-from bot.runtime.run import RunMode, RunSpec, execute
+from bot.runtime.run import RunMode, RunResult, RunSpec, execute
 from gates.accuracy import accuracy_gate, sim_to_real
 from gates.kpi import KPI_NAMES, Journal, compute_kpis, interval_series, load_journal
 from gates.quality import FillRules, check_fills, check_market_data, check_orders
@@ -31,8 +31,8 @@ def run_on(data: Path, root: Path, mode: RunMode) -> tuple[Journal, Any]:
 
 
 @pytest.fixture(scope="module")
-def run(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Journal, Any]:
-    return run_on(binance_dir, tmp_path_factory.mktemp("real"), "paper")
+def run(real_paper_run: RunResult) -> tuple[Journal, Any]:
+    return load_journal(real_paper_run.out_dir), real_paper_run.summary
 
 
 @pytest.fixture(scope="module")
