@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MMBOT_SHARED_DATA", REPO.parent / "shared" / "data"))
 BINANCE_DIR = SHARED_DATA / "real" / "binance-futures_BTCUSDT_2024-08-08"
 BYBIT_OB500 = SHARED_DATA / "real" / "bybit_XRPUSDT_2024-12-01" / "2024-12-01_XRPUSDT_ob500.data"
+
+
+@contextmanager
+def untraced(config: pytest.Config) -> Iterator[None]:
+    """Coverage's line tracer paused, for the long simulations a fixture runs (it triples
+    their time): what they run is covered by the unit tests; what they prove is
+    behaviour, which the trace does not change. A test body does the same with
+    `@pytest.mark.no_cover` (pytest-cov's own marker)."""
+    plugin = config.pluginmanager.getplugin("_cov")
+    controller = getattr(plugin, "cov_controller", None)
+    if controller is None or not controller.started:
+        yield
+        return
+    controller.pause()
+    try:
+        yield
+    finally:
+        controller.resume()
 
 
 @pytest.fixture(scope="session")

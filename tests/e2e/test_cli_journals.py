@@ -25,6 +25,7 @@ from bot.journal_export import TIME_COLUMN
 from bot.profiles import load_settings
 from bot.runtime.run import RunSpec, execute
 from flows.cli import app
+from tests.conftest import untraced
 
 runner = CliRunner()
 SYNTH = ("--synth", "7")
@@ -47,7 +48,9 @@ def real(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def synth(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("synth")
     short = ("run.duration=12m",)
     runs = {
@@ -56,10 +59,11 @@ def synth(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "reseeded": ("paper", (*short, "run.seed=8")),
         "slow": ("paper", (*short, *SLOW)),
     }
-    return {
-        name: _run(root / name, mode, overrides, synth_seed=7)
-        for name, (mode, overrides) in runs.items()
-    }
+    with untraced(request.config):
+        return {
+            name: _run(root / name, mode, overrides, synth_seed=7)
+            for name, (mode, overrides) in runs.items()
+        }
 
 
 def mmbot(*args: str | Path) -> tuple[int, dict[str, object], str]:

@@ -52,6 +52,7 @@ def verdict_of(
     return get
 
 
+@pytest.mark.no_cover  # long simulations: see tests/conftest.py untraced
 @pytest.mark.parametrize("market", [REAL, SYNTH])
 def test_the_sensible_candidate_passes(
     verdict_of: Callable[[str, str], Verdict], market: str
@@ -60,6 +61,7 @@ def test_the_sensible_candidate_passes(
     assert verdict.status is Status.PASS, verdict.reasons
 
 
+@pytest.mark.no_cover  # long simulations: see tests/conftest.py untraced
 @pytest.mark.parametrize(("candidate", "market"), CAUGHT)
 def test_each_bad_candidate_fails_on_its_check(
     verdict_of: Callable[[str, str], Verdict], candidate: str, market: str

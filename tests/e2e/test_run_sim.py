@@ -70,6 +70,7 @@ def test_same_seed_same_journal_bytes(tmp_path: Path) -> None:
     assert len(read_table(a, "fills")) > 0
 
 
+@pytest.mark.no_cover  # long simulations: see tests/conftest.py untraced
 @pytest.mark.parametrize("seed", [3, 5])
 def test_toxic_bursts_cost_more_and_the_edge_freeze_trips_on_adverse_flow(
     seed: int, tmp_path: Path

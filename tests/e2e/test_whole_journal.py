@@ -257,6 +257,7 @@ def test_the_run_summary_shows_risk_blocks_with_their_top_check(
     assert summary["blocks_by_check"] == {"max_order_notional": len(blocks)}
 
 
+@pytest.mark.no_cover  # a long simulation: see tests/conftest.py untraced
 def test_same_seed_same_bytes_across_time_bounded_segments(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):

@@ -37,6 +37,7 @@ from bot.market.schema import MarketChunk
 from bot.profiles import load_settings
 from bot.venues.sim import POST_ONLY_REJECT
 from gates.kpi import Journal
+from tests.conftest import untraced
 from tests.reference_backtester import (
     Outcome,
     Venue,
@@ -74,20 +75,29 @@ def chunks(binance_dir: Path) -> list[MarketChunk]:
 
 
 @pytest.fixture(scope="module")
-def one_clock(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
+def one_clock(
+    request: pytest.FixtureRequest, binance_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Run:
     root = tmp_path_factory.mktemp("xcheck")
-    return paper(one_clock_copy(binance_dir, root), root / "one-clock", *SAME_RULES)
+    with untraced(request.config):
+        return paper(one_clock_copy(binance_dir, root), root / "one-clock", *SAME_RULES)
 
 
 @pytest.fixture(scope="module")
-def two_clocks(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    return paper(binance_dir, tmp_path_factory.mktemp("xcheck") / "two-clocks", *SAME_RULES)
+def two_clocks(
+    request: pytest.FixtureRequest, binance_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Run:
+    with untraced(request.config):
+        return paper(binance_dir, tmp_path_factory.mktemp("xcheck") / "two-clocks", *SAME_RULES)
 
 
 @pytest.fixture(scope="module")
-def one_clock_reference(one_clock: Run, chunks: list[MarketChunk]) -> Outcome:
+def one_clock_reference(
+    request: pytest.FixtureRequest, one_clock: Run, chunks: list[MarketChunk]
+) -> Outcome:
     data = events(chunks, [c.ts_local for c in chunks])
-    return replay(data, order_stream(one_clock[0].table("orders")), VENUE)
+    with untraced(request.config):  # the reference is a test tool: nothing of ours to cover
+        return replay(data, order_stream(one_clock[0].table("orders")), VENUE)
 
 
 def offset_ns(run: Run) -> int:

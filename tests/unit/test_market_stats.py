@@ -194,6 +194,7 @@ def test_synthetic_market_statistics_are_within_range_of_the_real_capture(
     assert _outside(_synth(), real) == []
 
 
+@pytest.mark.no_cover  # a long simulation: see tests/conftest.py untraced
 def test_a_market_without_informed_sweeps_is_caught(real: MarketStats) -> None:
     # the same generator with its trades made uninformed (each sweep one trade, the rest
     # random background flow): the touch quoter's markout collapses and the check says so

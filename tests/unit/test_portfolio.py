@@ -216,6 +216,7 @@ class _Reference:
             self.avg_num, self.avg_den = px, 1
 
 
+@pytest.mark.no_cover  # a long simulation: see tests/conftest.py untraced
 def test_one_million_random_fills_stay_exact() -> None:
     n = 1_000_000
     rng = np.random.default_rng(20240808)
