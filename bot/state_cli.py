@@ -241,10 +241,12 @@ def archive(
     set_: SetOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write what is new in the account's journal stream as Parquet (consumer group
-    'archiver'); each entry is acknowledged once its part is on disk."""
+    """Archive the account's journal stream as Parquet (consumer group 'archiver').
+
+    Writes what is new since the last archive; each entry is acknowledged once its
+    part is on disk, so an archiver that stops loses nothing."""
     from bot.runtime.journal_stream import archive as archive_stream
-    from bot.runtime.state import StateUnavailable
+    from bot.runtime.state import StateError, StateUnavailable
 
     _configure(profile, set_)
     store = _store(state, account, state_dir)
@@ -252,6 +254,8 @@ def archive(
         written = archive_stream(store, out)
     except StateUnavailable as exc:
         raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+    except StateError as exc:
+        raise fail(str(exc), ExitCode.DATA) from exc
     done = {"account": account, "entries": written, "out": str(out)}
     text = f"archived {written} entries to {out}"
     typer.echo(json.dumps(done, sort_keys=True) if as_json else text)

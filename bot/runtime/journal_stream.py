@@ -31,7 +31,7 @@ import redis
 import structlog
 
 from bot.journal import SCHEMAS
-from bot.runtime.state import StateStore, StateUnavailable
+from bot.runtime.state import StateError, StateStore, StateUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -158,7 +158,7 @@ def archive(store: StateStore, out_dir: Path, consumer: str = "archiver-1",
     `out_dir/<run_id>/<table>/part-<entry id>.parquet`, each acknowledged once on
     disk; first the entries this consumer read but never acknowledged (it crashed).
     Returns the entries written. A part is named by its entry, so an entry delivered
-    twice rewrites the same file."""
+    twice rewrites the same file. Archived entries are then trimmed from the stream."""
     try:
         return _archive(store, out_dir, consumer, count)
     except (redis.ConnectionError, redis.TimeoutError) as exc:
@@ -174,6 +174,7 @@ def _archive(store: StateStore, out_dir: Path, consumer: str, count: int) -> int
         if "BUSYGROUP" not in str(exc):
             raise
     written = 0
+    last = ""
     for start in ("0", ">"):  # own pending entries, then new ones
         while True:
             # RESP2's reply: [[stream, [(id, fields), ...]]] (decoded text)
@@ -185,16 +186,42 @@ def _archive(store: StateStore, out_dir: Path, consumer: str, count: int) -> int
                 _write_part(out_dir, entry_id, fields)
                 client.xack(key, ARCHIVER_GROUP, entry_id)
                 written += 1
+                last = entry_id
+    if written:
+        _trim(store, last)
     return written
 
 
+def _trim(store: StateStore, last: str) -> None:
+    """Drop the archived entries up to `last` from Redis (the stream would otherwise
+    hold a days-long run's journal in memory), unless some consumer of the group
+    still has an entry to acknowledge: those and what follows them stay."""
+    client, key = store.client, store.keys.key("journal")
+    pending: Any = client.xpending(key, ARCHIVER_GROUP)
+    if pending["pending"]:
+        return
+    token, seq = last.split("-")
+    client.xtrim(key, minid=f"{token}-{int(seq) + 1}", approximate=False)
+
+
+class StreamEntryError(StateError):
+    """A journal stream entry the archiver cannot read: left unacknowledged."""
+
+
 def _write_part(out_dir: Path, entry_id: str, fields: dict[str, str]) -> None:
-    table = fields["table"]
-    if table not in SCHEMAS:
-        raise ValueError(f"journal stream entry {entry_id}: unknown table {table!r}")
-    directory = out_dir / fields["run_id"] / table
+    table = fields.get("table")
+    if table not in SCHEMAS or not fields.get("run_id") or "ipc" not in fields:
+        raise StreamEntryError(
+            f"journal stream entry {entry_id} is not a journal part (table {table!r}, "
+            f"fields {sorted(fields)}); it stays unacknowledged"
+        )
+    try:
+        rows = decode_rows(fields["ipc"])
+    except (ValueError, pa.ArrowException) as exc:
+        raise StreamEntryError(f"journal stream entry {entry_id}: unreadable rows: {exc}") from exc
+    directory = out_dir / fields["run_id"] / str(table)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"part-{sortable(entry_id)}.parquet"
     tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(decode_rows(fields["ipc"]), tmp, compression="zstd", store_schema=False)
+    pq.write_table(rows, tmp, compression="zstd", store_schema=False)
     os.replace(tmp, path)

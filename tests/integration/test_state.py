@@ -338,14 +338,15 @@ def test_freeze_from_another_process_stops_a_running_bot(
         assert done.returncode == 0, done.stderr
         frozen = _wait("the freeze", lambda: (b := store.heartbeat()) and b.state == "frozen"
                        and b, run)  # fmt: skip
-        done = _mmbot("unfreeze", "--reason", "maintenance over", "--author", "carol", *state,
-                      "--audit-log", str(audit))  # fmt: skip
-        assert done.returncode == 0, done.stderr
+        # (in process from here: one real second process is the point, and it was made)
+        done = cli("unfreeze", "--reason", "maintenance over", "--author", "carol", *state,
+                   "--audit-log", str(audit))  # fmt: skip
+        assert done.exit_code == 0, done.output
         _wait("the unfreeze", lambda: (b := store.heartbeat()) and b.state == "active"
               and b.loop_ns > frozen.loop_ns, run)  # fmt: skip
-        shown = _mmbot("status", "--json", *state)
-        assert shown.returncode == 0, shown.stderr
-        status = json.loads(shown.stdout)
+        shown = cli("status", "--json", *state)
+        assert shown.exit_code == 0, shown.output
+        status = json.loads(shown.output)
         assert status["lease"]["owner"].endswith(f":{run.pid}")
         assert status["frozen"] is None
         assert 0 <= status["heartbeat_age_s"] < 30
@@ -443,3 +444,20 @@ def test_unhalt_from_another_process_lifts_a_running_bots_halt(
     first_kill, unhalt = rows.values.tolist()[:2]
     assert first_kill[:2] == ["kill", "daily_loss"]
     assert unhalt == ["unhalt", "operator", "loss limit reviewed (by fay)", "active"]
+
+
+def test_joining_the_state_changes_no_journal_byte_when_nobody_steers(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    args = ("run", "--synth", "8", "--duration", "3m", "--no-progress")
+    alone = cli(*args, "--out", str(tmp_path / "alone"))
+    joined = cli(*args, "--out", str(tmp_path / "joined"), "--state", url, "--account", account,
+                 "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert alone.exit_code == joined.exit_code == 0, alone.output + joined.output
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "summary.json"}  # fmt: skip
+
+    assert files(tmp_path / "alone") == files(tmp_path / "joined")
+    assert len(files(tmp_path / "alone")) > 1  # the tables, not only run.json
