@@ -18,8 +18,10 @@ profile; the venue's position compared with the bot's, a mismatch beyond the
 tolerance halts with a report). Stop (duration, stop event, fatal venue error):
 cancel all, confirm nothing is open, and the caller flushes the journal.
 
-Seams left for the ops side: `on_heartbeat` is called on every timer tick (the
-Redis lease and health live there, bot/runtime/state.py, not here).
+The shared state joins through two seams, as in the sim loop (bot/runtime/control.py):
+`on_timer(ts, market_ts, ack_ts)` after every timer tick, from the loop itself (lease,
+heartbeat, operator commands, metrics; its events go to the engine), and `gate(place)`
+before every Place goes out (the fence: a refusal becomes the engine's reject).
 """
 
 from __future__ import annotations
@@ -170,6 +172,8 @@ class LiveLoop:
         bot_positions: Mapping[str, int] | None = None,
         on_heartbeat: Callable[[int], None] | None = None,
         shadow: LiveShadow | None = None,
+        on_timer: Callable[[int, int, int], list[Event]] | None = None,
+        gate: Callable[[Place], Event | None] | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
         public streams are watched and nothing on the account is read or changed."""
@@ -187,6 +191,17 @@ class LiveLoop:
         self.venue_fills: list[OrderFill] = []
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
+        self.on_timer, self.gate = on_timer, gate
+        self.market_ns = 0  # local time of the last order book message
+        self.ack_ns = 0  # local time of the last order ack the engine heard
+        self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
+        self._down: set[str] = set()  # streams between a lost connection and the next update
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the venue and no stream is reconnecting."""
+        return self._connected and not self._down
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -196,6 +211,7 @@ class LiveLoop:
             self._stop = stop
         stop = self._stop
         await self.venue.connect()
+        self._connected = True
         if self.shadow is None:
             await self.reconcile()
         self.stats.first_ts_ns = self.clock.now_ns()
@@ -327,6 +343,8 @@ class LiveLoop:
     def _handle(self, event: Event) -> None:
         self.stats.events += 1
         self.stats.last_ts_ns = event.ts_ns
+        if type(event) is OrderAck:
+            self.ack_ns = event.ts_ns
         for command in self.engine.on_event(event):
             self.stats.commands += 1
             self._commands.put_nowait(command)
@@ -360,6 +378,9 @@ class LiveLoop:
                 return []
             return self.shadow.execute(command, self.clock.now_ns())
         if isinstance(command, Place):
+            if self.gate is not None and (refused := self.gate(command)) is not None:
+                self._events.put_nowait(refused)  # fenced: never reaches the venue
+                return []
             reports = await self.venue.place(command)
             if command.post_only and all(isinstance(r, OrderAck) for r in reports):
                 # accepted is not live: the order stream says New or post-only-cancelled
@@ -382,8 +403,21 @@ class LiveLoop:
             self._events.put_nowait(Timer(now))
             if self.on_heartbeat is not None:
                 self.on_heartbeat(now)
+            self._poll_state(now)
             for coid in self.delivery.overdue(now, self.cfg.confirm_ms * NS_PER_MS):
                 await self._look_up(coid)
+
+    def _poll_state(self, now: int) -> None:
+        """The shared state's turn, after the tick: its events reach the engine next."""
+        if self.on_timer is not None:
+            for event in self.on_timer(now, self.market_ns, self.ack_ns):
+                self._events.put_nowait(event)
+
+    def _heard_book(self, book: Any, now: int) -> None:
+        self.market_ns = now
+        stamp = book.get("timestamp")
+        if stamp:
+            self.ws_lag_s = (now // NS_PER_MS - int(stamp)) / 1_000
 
     async def _look_up(self, client_order_id: str) -> None:
         self.stats.lookups += 1
@@ -417,6 +451,7 @@ class LiveLoop:
             try:
                 update = await pending
             except NetworkError as exc:
+                self._down.add(name)
                 failures += 1
                 self.stats.reconnects += 1
                 delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** (failures - 1))
@@ -427,6 +462,7 @@ class LiveLoop:
             if failures:
                 log.info("stream_back", stream=name, after_failures=failures)
                 failures = 0
+                self._down.discard(name)
             on_update(update)
 
     async def _watch_book(self, symbol: str) -> None:
@@ -434,6 +470,7 @@ class LiveLoop:
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
 
         def on_book(book: Any) -> None:
+            self._heard_book(book, self.clock.now_ns())
             if self.shadow is not None:
                 for report in self.shadow.on_book(symbol, book, self.clock.now_ns()):
                     self._report(report)
