@@ -22,6 +22,9 @@ The shared state joins through two seams, as in the sim loop (bot/runtime/contro
 `on_timer(ts, market_ts, ack_ts)` after every timer tick, from the loop itself (lease,
 heartbeat, operator commands, metrics; its events go to the engine), and `gate(place)`
 before every Place goes out (the fence: a refusal becomes the engine's reject).
+A cancel-all is account-wide at the venue, so it goes out as one only while `leads()`
+(the fence) says this process leads the account; otherwise (a deposed leader freezing,
+or stopping) it cancels this run's own orders one by one and never the new leader's.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
     ExchangeHalted,
     ExchangeVenue,
+    OpenOrder,
     PlacementUnknown,
     fill_from_ccxt,
     order_reports,
@@ -174,6 +178,7 @@ class LiveLoop:
         shadow: LiveShadow | None = None,
         on_timer: Callable[[int, int, int], list[Event]] | None = None,
         gate: Callable[[Place], Event | None] | None = None,
+        leads: Callable[[], bool] | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
         public streams are watched and nothing on the account is read or changed."""
@@ -191,7 +196,7 @@ class LiveLoop:
         self.venue_fills: list[OrderFill] = []
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
-        self.on_timer, self.gate = on_timer, gate
+        self.on_timer, self.gate, self.leads = on_timer, gate, leads
         self.market_ns = 0  # local time of the last order book message
         self.ack_ns = 0  # local time of the last order ack the engine heard
         self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
@@ -312,9 +317,10 @@ class LiveLoop:
     async def _cancel_all_confirmed(self) -> None:
         try:
             for attempt in range(3):
-                for report in await self.venue.cancel_all(None):
+                for report in await self._cancel_all(None):
                     self._deliver(report)
-                left = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+                # a deposed leader answers for its own orders only
+                left = await self._open_orders(own=self.leads is not None and not self.leads())
                 if not left:
                     log.info("live_shutdown_clean", attempts=attempt + 1)
                     return
@@ -390,10 +396,25 @@ class LiveLoop:
         if isinstance(command, Cancel):
             return await self.venue.cancel(command.symbol, command.client_order_id)
         if isinstance(command, CancelAll):
-            return await self.venue.cancel_all(command.symbol)
+            return await self._cancel_all(command.symbol)
         if isinstance(command, Freeze):
             log.warning("engine_freeze", reason=command.reason)
         return []
+
+    async def _cancel_all(self, symbol: str | None) -> list[VenueReport]:
+        if self.leads is None or self.leads():
+            return await self.venue.cancel_all(symbol)
+        reports: list[VenueReport] = []
+        for order in await self._open_orders(own=True):
+            if symbol in (None, order.symbol):
+                reports += await self.venue.cancel(order.symbol, order.client_order_id)
+        log.warning("cancel_all_own_only", symbol=symbol, orders=len(reports))
+        return reports
+
+    async def _open_orders(self, own: bool) -> list[OpenOrder]:
+        """The venue's open orders of the account, or only this run's."""
+        found = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+        return [o for o in found if o.client_order_id in self.delivery.orders] if own else found
 
     async def _tick(self, stop: asyncio.Event) -> None:
         period_s = self.cfg.timer_ms / 1_000

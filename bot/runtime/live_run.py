@@ -55,6 +55,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 ARMED_ENV: Final = "MMBOT_LIVE_ARMED"
+# on disk at every row: real fills are few, and a kill -9 must not lose one heard
+DURABLE_TABLES: Final = frozenset({"fills"})
 
 
 class NotArmed(RunError):
@@ -157,6 +159,7 @@ def run_live(
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source),
         segment_rows=settings.storage.journal_segment_rows,
+        flush_each=frozenset() if shadow else DURABLE_TABLES,
     )  # fmt: skip
     engine = Engine(settings, writer, id_prefix=run_id)
     exchange = ccxt_exchange(
@@ -176,6 +179,7 @@ def run_live(
         engine, venue, clock, cfg, on_heartbeat=on_heartbeat,
         shadow=LiveShadow(settings, instruments(settings)) if shadow else None,
         gate=state.gate if state is not None else None,
+        leads=state.leads if state is not None else None,
     )  # fmt: skip
     _join_state(loop, engine, writer, settings, run_id, state, monitor)
     log.info("live_start", run_id=run_id, venue=venue_name, url=settings.live.exchange_url,

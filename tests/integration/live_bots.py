@@ -145,6 +145,21 @@ def hit_both_sides(server: ServerThread, ts: int) -> bool:
     return server.call(sweep)
 
 
+def sell_through_best_bid(server: ServerThread, prefix: str, ts: int) -> bool:
+    """A seller takes the best bid of the run `prefix` whole: it buys (a position)."""
+
+    def sell() -> bool:
+        bids = [o for o in server.venue.open_orders(SYMBOL)
+                if o.side > 0 and o.order_link_id.startswith(prefix)]  # fmt: skip
+        if not bids:
+            return False
+        best = max(bids, key=lambda o: o.px)
+        server.venue.apply(rows(Kind.TRADE, [(-1, (best.px - 1) / 10, best.qty / 1_000)], ts=ts))
+        return True
+
+    return server.call(sell)
+
+
 def order_intervals(server: ServerThread) -> dict[str, list[tuple[int, int]]]:
     """The venue's order history by run (the orderLinkId's prefix): [created, closed]
     in ms of each order, an open order closed at +infinity."""
