@@ -201,6 +201,8 @@ class LiveLoop:
         self.ack_ns = 0  # local time of the last order ack the engine heard
         self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
         self._down: set[str] = set()  # streams between a lost connection and the next update
+        # ids this run sent: the account's order stream also tells of other runs' orders
+        self._placed: set[str] = set()
         self._connected = False
 
     @property
@@ -387,6 +389,7 @@ class LiveLoop:
             if self.gate is not None and (refused := self.gate(command)) is not None:
                 self._events.put_nowait(refused)  # fenced: never reaches the venue
                 return []
+            self._placed.add(command.client_order_id)
             reports = await self.venue.place(command)
             if command.post_only and all(isinstance(r, OrderAck) for r in reports):
                 # accepted is not live: the order stream says New or post-only-cancelled
@@ -414,7 +417,7 @@ class LiveLoop:
     async def _open_orders(self, own: bool) -> list[OpenOrder]:
         """The venue's open orders of the account, or only this run's."""
         found = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
-        return [o for o in found if o.client_order_id in self.delivery.orders] if own else found
+        return [o for o in found if o.client_order_id in self._placed] if own else found
 
     async def _tick(self, stop: asyncio.Event) -> None:
         period_s = self.cfg.timer_ms / 1_000

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -120,6 +121,33 @@ class LiveBot:
             return read_table(root, table)
         except FileNotFoundError:
             return pd.DataFrame()
+
+
+class MarketTicks:
+    """A market that moves: every `period_s` the size at a deep bid level changes (the
+    touch stays put, so quotes do not chase it), as real books do all the time; a bot
+    whose stream missed a message hears the book again at the next tick."""
+
+    def __init__(self, server: ServerThread, period_s: float = 0.2) -> None:
+        self.server, self.period_s = server, period_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> MarketTicks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._done.wait(self.period_s):
+            n += 1
+            qty = 1.0 + (n % 5) / 10
+            self.server.call(lambda q=qty: self.server.venue.apply(
+                rows(Kind.DELTA, [(1, 59_999.6, q)])))  # fmt: skip
 
 
 def our_orders(server: ServerThread, prefix: str = "") -> list[Any]:
