@@ -215,6 +215,8 @@ def _run_live(
     state: tuple[str | None, str, Path, bool] | None, health_port: int | None,
 ) -> None:  # fmt: skip
     # imported here: a replay never loads ccxt (DESIGN §2, commands import lazily)
+    from ccxt.base.errors import BaseError as CcxtError
+
     from bot.runtime.live_loop import LiveHalt
     from bot.runtime.live_run import check_armed, live_settings, run_live
     from bot.runtime.secrets import SecretsError
@@ -241,8 +243,11 @@ def _run_live(
     except (ConfigError, RunError, SecretsError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
-    except (LiveHalt, ExchangeHalted, PlacementUnknown) as exc:
-        typer.echo(f"halted: {exc}", err=True)
+    except (LiveHalt, ExchangeHalted, PlacementUnknown, CcxtError) as exc:
+        # a venue error past its retries (e.g. a 5xx storm longer than the retry budget)
+        # stops the run like a halt: one line, no traceback, the partial journal kept
+        kind = f"{type(exc).__name__}: " if isinstance(exc, CcxtError) else ""
+        typer.echo(f"halted: {kind}{exc}", err=True)
         _tell_partial(partial)
         raise typer.Exit(ExitCode.FAIL) from exc
     if as_json:
