@@ -134,6 +134,13 @@ def run(
     testnet: Annotated[
         bool, typer.Option(help="live/canary: the exchange's testnet (ccxt sandbox mode)")
     ] = False,
+    standby: Annotated[
+        bool,
+        typer.Option(
+            help="with the shared state: wait for the account's leader lease instead of "
+            "refusing to start while another bot holds it (a failover standby)"
+        ),
+    ] = False,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode, or trade live; write
     the journal."""
@@ -141,9 +148,6 @@ def run(
     if on_exchange:
         if data is not None or synth is not None or fmt is not None:
             raise fail(f"--data, --synth and --format are for replays; --mode {mode} runs live")
-        if state is not None or account is not None or health_port is not None:
-            raise fail("--state, --account and --health-port join replays only; the live "
-                       "shell does not share its state yet")
         live_mode: RunMode = (
             "live" if mode == "live" else "canary" if mode == "canary" else "shadow"
         )
@@ -151,7 +155,9 @@ def run(
             mode=live_mode, out_dir=out, profile=profile, duration=duration,
             overrides=tuple(set_ or ()), force=force,
         )  # fmt: skip
-        _run_live(live_spec, exchange, exchange_url, testnet, as_json)
+        joined = state is not None or account is not None or standby
+        joining = (state, account or DEFAULT_ACCOUNT, state_dir, standby) if joined else None
+        _run_live(live_spec, exchange, exchange_url, testnet, as_json, joining, health_port)
         return
     if exchange is not None or exchange_url is not None or testnet:
         raise fail("--exchange, --exchange-url and --testnet are for --mode live, canary or shadow")
@@ -180,7 +186,7 @@ def run(
             if state is None and account is None:
                 result = run_bot(spec, settings, monitor=monitor)
             else:
-                link = open_link(state, account or DEFAULT_ACCOUNT, state_dir)
+                link = open_link(state, account or DEFAULT_ACCOUNT, state_dir, standby=standby)
                 try:
                     result = run_bot(spec, settings, state=link, monitor=monitor)
                 finally:
@@ -205,13 +211,14 @@ def run(
 
 
 def _run_live(
-    spec: RunSpec, exchange: str | None, url: str | None, testnet: bool, as_json: bool
-) -> None:
+    spec: RunSpec, exchange: str | None, url: str | None, testnet: bool, as_json: bool,
+    state: tuple[str | None, str, Path, bool] | None, health_port: int | None,
+) -> None:  # fmt: skip
     # imported here: a replay never loads ccxt (DESIGN §2, commands import lazily)
     from ccxt.base.errors import BaseError as VenueError
 
     from bot.runtime.live_loop import LiveHalt
-    from bot.runtime.live_run import live_settings, run_live
+    from bot.runtime.live_run import check_armed, live_settings, run_live
     from bot.runtime.secrets import SecretsError
     from bot.venues.exchange import ExchangeHalted, PlacementUnknown
 
@@ -221,7 +228,15 @@ def _run_live(
             spec, exchange=exchange, exchange_url=url, testnet=testnet, env=os.environ
         )
         configure_for(settings)
-        result = run_live(spec, settings, os.environ)
+        if spec.mode != "shadow":
+            check_armed(settings, os.environ)  # before a standby waits for its lease
+        with serving(health_port) as monitor:
+            link = None if state is None else open_link(*state[:3], standby=state[3])
+            try:
+                result = run_live(spec, settings, os.environ, state=link, monitor=monitor)
+            finally:
+                if link is not None:
+                    link.close()
     except KeyboardInterrupt as exc:
         typer.echo(f"interrupted; orders cancelled, partial journal at {partial}", err=True)
         raise typer.Exit(ExitCode.INTERRUPTED) from exc
@@ -229,8 +244,9 @@ def _run_live(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(ExitCode.USAGE) from exc
     except (LiveHalt, ExchangeHalted, PlacementUnknown, VenueError) as exc:
-        # a venue error the shell could not absorb (retries spent, an answer it does not
-        # know) stopped the run after its cancel-all: one line, no traceback
+        # a venue error the shell could not absorb (retries spent, e.g. a 5xx storm longer
+        # than the retry budget; an answer it does not know) stopped the run after its
+        # cancel-all: one line, no traceback, the partial journal kept
         typer.echo(f"halted: {type(exc).__name__}: {exc}", err=True)
         _tell_partial(partial)
         raise typer.Exit(ExitCode.FAIL) from exc

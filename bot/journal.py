@@ -364,7 +364,10 @@ class JournalWriter:
         segment_rows: int = SEGMENT_ROWS,
         segment_bytes: int = SEGMENT_BYTES,
         segment_ns: int = SEGMENT_NS,
+        flush_each: frozenset[str] = frozenset(),
     ) -> None:
+        """`flush_each`: tables written to disk at every row (a live run's fills: a
+        process killed outright loses none it heard)."""
         if min(segment_rows, segment_bytes, segment_ns) <= 0:
             raise JournalError(
                 f"segment bounds must be positive: rows={segment_rows} "
@@ -374,6 +377,7 @@ class JournalWriter:
         self.segment_rows = segment_rows
         self.segment_bytes = segment_bytes
         self.segment_ns = segment_ns
+        self.flush_each = flush_each
         self.root.mkdir(parents=True, exist_ok=True)
         self._manifest = {k: v for k, v in manifest.items() if k != WHOLE}
         self._write_manifest({**self._manifest, WHOLE: {"complete": False}})
@@ -399,7 +403,9 @@ class JournalWriter:
             late = values[0] - buffer.first_ts >= self.segment_ns
         except (TypeError, IndexError):
             late = False  # a bad ts_ns is reported at the flush with the other row checks
-        if late or buffer.rows >= (self._limits[table] or self._limit(buffer)):
+        if late or table in self.flush_each or buffer.rows >= (
+            self._limits[table] or self._limit(buffer)
+        ):
             self.flush(table)
 
     def _limit(self, buffer: TableBuffer) -> int:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
+import structlog
 import typer
 
 from bot.cli_common import JsonOpt, ProfileOpt, SetOpt, fail, with_log_options
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # redis-py and prometheus-client load only when a command use
     from bot.runtime.control import StateLink
     from bot.runtime.health import RunMonitor
     from bot.runtime.state import Action, StateStore
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_ACCOUNT: Final = "default"
 DEFAULT_AUDIT_LOG: Final = Path("audit/operator.jsonl")
@@ -79,23 +83,34 @@ def _store(url: str | None, account: str, state_dir: Path) -> StateStore:
 
 
 def open_link(
-    url: str | None, account: str, state_dir: Path, wall: Clock | None = None
-) -> StateLink:
-    """`mmbot run --account`: the shared state, with this process holding the lease."""
+    url: str | None, account: str, state_dir: Path, wall: Clock | None = None,
+    *, standby: bool = False,
+) -> StateLink:  # fmt: skip
+    """`mmbot run --account`: the shared state, with this process holding the lease.
+    A lease held by another process refuses the start, or with `standby` is waited
+    for (the leader's end or its lease's expiry: a failover)."""
     from bot.runtime.control import LinkSettings, StateLink
     from bot.runtime.state import LeaseHeld, StateUnavailable
 
     store = _store(url, account, state_dir)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     spool = state_dir / "spool" / account
-    link = StateLink(store, LinkSettings(owner, spool_dir=spool), wall or default_clock())
-    try:
-        link.start()
-    except LeaseHeld as exc:
-        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
-    except StateUnavailable as exc:
-        raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
-    return link
+    settings = LinkSettings(owner, spool_dir=spool)
+    link = StateLink(store, settings, wall or default_clock())
+    waiting = False
+    while True:
+        try:
+            link.start()
+            return link
+        except LeaseHeld as exc:
+            if not standby:
+                raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
+            if not waiting:
+                log.warning("standby_waiting", account=account, leader=exc.holder.owner)
+                waiting = True
+            time.sleep(settings.poll_ms / 1_000)
+        except StateUnavailable as exc:
+            raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
 
 
 @contextmanager

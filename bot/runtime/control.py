@@ -12,6 +12,7 @@ so a stuck loop shows as a stale heartbeat and a lost lease):
 - `gate(place)`: the fence on the venue path. A Place goes out only under the
   account's latest token while its lease is held; a deposed leader's late order
   becomes a reject for its own engine;
+- `leads()`: the same fence as a yes/no, for commands that act on the whole account;
 - `close()`: release the lease.
 
 The wall clock is injected; loop times are the loop's own (data time in the sim).
@@ -184,6 +185,11 @@ class StateLink:
             return None
         self.fenced += 1
         return OrderReject(place.ts_ns, place.symbol, place.client_order_id, why)
+
+    def leads(self) -> bool:
+        """Whether the fence says this process leads the account now (an account-wide
+        cancel is this process's to send only then)."""
+        return self._refusal() is None
 
     def _refusal(self) -> str | None:
         if self._frozen_at_start:

@@ -18,8 +18,13 @@ profile; the venue's position compared with the bot's, a mismatch beyond the
 tolerance halts with a report). Stop (duration, stop event, fatal venue error):
 cancel all, confirm nothing is open, and the caller flushes the journal.
 
-Seams left for the ops side: `on_heartbeat` is called on every timer tick (the
-Redis lease and health live there, bot/runtime/state.py, not here).
+The shared state joins through two seams, as in the sim loop (bot/runtime/control.py):
+`on_timer(ts, market_ts, ack_ts)` after every timer tick, from the loop itself (lease,
+heartbeat, operator commands, metrics; its events go to the engine), and `gate(place)`
+before every Place goes out (the fence: a refusal becomes the engine's reject).
+A cancel-all is account-wide at the venue, so it goes out as one only while `leads()`
+(the fence) says this process leads the account; otherwise (a deposed leader freezing,
+or stopping) it cancels this run's own orders one by one and never the new leader's.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
     ExchangeHalted,
     ExchangeVenue,
+    OpenOrder,
     PlacementUnknown,
     fill_from_ccxt,
     order_reports,
@@ -173,6 +179,9 @@ class LiveLoop:
         bot_positions: Mapping[str, int] | None = None,
         on_heartbeat: Callable[[int], None] | None = None,
         shadow: LiveShadow | None = None,
+        on_timer: Callable[[int, int, int], list[Event]] | None = None,
+        gate: Callable[[Place], Event | None] | None = None,
+        leads: Callable[[], bool] | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
         public streams are watched and nothing on the account is read or changed."""
@@ -190,6 +199,19 @@ class LiveLoop:
         self.venue_fills: list[OrderFill] = []
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
+        self.on_timer, self.gate, self.leads = on_timer, gate, leads
+        self.market_ns = 0  # local time of the last order book message
+        self.ack_ns = 0  # local time of the last order ack the engine heard
+        self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
+        self._down: set[str] = set()  # streams between a lost connection and the next update
+        # ids this run sent: the account's order stream also tells of other runs' orders
+        self._placed: set[str] = set()
+        self._connected = False
+
+    @property
+    def connected(self) -> bool:
+        """Connected to the venue and no stream is reconnecting."""
+        return self._connected and not self._down
 
     # --- the whole run -------------------------------------------------------------------
 
@@ -199,6 +221,7 @@ class LiveLoop:
             self._stop = stop
         stop = self._stop
         await self.venue.connect()
+        self._connected = True
         if self.shadow is None:
             await self.reconcile()
             if self.cfg.dead_man_s is not None:
@@ -301,9 +324,10 @@ class LiveLoop:
     async def _cancel_all_confirmed(self) -> None:
         try:
             for attempt in range(3):
-                for report in await self.venue.cancel_all(None):
+                for report in await self._cancel_all(None):
                     self._deliver(report)
-                left = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+                # a deposed leader answers for its own orders only
+                left = await self._open_orders(own=self.leads is not None and not self.leads())
                 if not left:
                     log.info("live_shutdown_clean", attempts=attempt + 1)
                     return
@@ -332,6 +356,8 @@ class LiveLoop:
     def _handle(self, event: Event) -> None:
         self.stats.events += 1
         self.stats.last_ts_ns = event.ts_ns
+        if type(event) is OrderAck:
+            self.ack_ns = event.ts_ns
         for command in self.engine.on_event(event):
             self.stats.commands += 1
             self._commands.put_nowait(command)
@@ -365,6 +391,10 @@ class LiveLoop:
                 return []
             return self.shadow.execute(command, self.clock.now_ns())
         if isinstance(command, Place):
+            if self.gate is not None and (refused := self.gate(command)) is not None:
+                self._events.put_nowait(refused)  # fenced: never reaches the venue
+                return []
+            self._placed.add(command.client_order_id)
             reports = await self.venue.place(command)
             if command.post_only and all(isinstance(r, OrderAck) for r in reports):
                 # accepted is not live: the order stream says New or post-only-cancelled
@@ -374,10 +404,25 @@ class LiveLoop:
         if isinstance(command, Cancel):
             return await self.venue.cancel(command.symbol, command.client_order_id)
         if isinstance(command, CancelAll):
-            return await self.venue.cancel_all(command.symbol)
+            return await self._cancel_all(command.symbol)
         if isinstance(command, Freeze):
             log.warning("engine_freeze", reason=command.reason)
         return []
+
+    async def _cancel_all(self, symbol: str | None) -> list[VenueReport]:
+        if self.leads is None or self.leads():
+            return await self.venue.cancel_all(symbol)
+        reports: list[VenueReport] = []
+        for order in await self._open_orders(own=True):
+            if symbol in (None, order.symbol):
+                reports += await self.venue.cancel(order.symbol, order.client_order_id)
+        log.warning("cancel_all_own_only", symbol=symbol, orders=len(reports))
+        return reports
+
+    async def _open_orders(self, own: bool) -> list[OpenOrder]:
+        """The venue's open orders of the account, or only this run's."""
+        found = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+        return [o for o in found if o.client_order_id in self._placed] if own else found
 
     async def _tick(self, stop: asyncio.Event) -> None:
         period_s = self.cfg.timer_ms / 1_000
@@ -387,8 +432,21 @@ class LiveLoop:
             self._events.put_nowait(Timer(now))
             if self.on_heartbeat is not None:
                 self.on_heartbeat(now)
+            self._poll_state(now)
             for coid in self.delivery.overdue(now, self.cfg.confirm_ms * NS_PER_MS):
                 await self._look_up(coid)
+
+    def _poll_state(self, now: int) -> None:
+        """The shared state's turn, after the tick: its events reach the engine next."""
+        if self.on_timer is not None:
+            for event in self.on_timer(now, self.market_ns, self.ack_ns):
+                self._events.put_nowait(event)
+
+    def _heard_book(self, book: Any, now: int) -> None:
+        self.market_ns = now
+        stamp = book.get("timestamp")
+        if stamp:
+            self.ws_lag_s = (now // NS_PER_MS - int(stamp)) / 1_000
 
     async def _look_up(self, client_order_id: str) -> None:
         self.stats.lookups += 1
@@ -422,6 +480,7 @@ class LiveLoop:
             try:
                 update = await pending
             except NetworkError as exc:
+                self._down.add(name)
                 failures += 1
                 self.stats.reconnects += 1
                 delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** (failures - 1))
@@ -432,6 +491,7 @@ class LiveLoop:
             if failures:
                 log.info("stream_back", stream=name, after_failures=failures)
                 failures = 0
+                self._down.discard(name)
             on_update(update)
 
     async def _watch_book(self, symbol: str) -> None:
@@ -439,6 +499,7 @@ class LiveLoop:
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
 
         def on_book(book: Any) -> None:
+            self._heard_book(book, self.clock.now_ns())
             if self.shadow is not None:
                 for report in self.shadow.on_book(symbol, book, self.clock.now_ns()):
                     self._report(report)

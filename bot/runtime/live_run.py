@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import signal
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
@@ -33,8 +35,11 @@ from bot.runtime.run import (
     SUMMARY,
     RunError,
     RunSpec,
+    _join_stream,
+    _on_timer,
     _prepare_out,
     _publish,
+    _state_figures,
     journal_figures,
     manifest,
 )
@@ -42,9 +47,16 @@ from bot.runtime.secrets import exchange_credentials
 from bot.venues.exchange import ExchangeVenue, ccxt_exchange
 from bot.venues.shadow_live import LiveShadow
 
+if TYPE_CHECKING:
+    from bot.model import Event
+    from bot.runtime.control import StateLink
+    from bot.runtime.health import RunMonitor
+
 log = structlog.get_logger(__name__)
 
 ARMED_ENV: Final = "MMBOT_LIVE_ARMED"
+# on disk at every row: real fills are few, and a kill -9 must not lose one heard
+DURABLE_TABLES: Final = frozenset({"fills"})
 
 
 class NotArmed(RunError):
@@ -128,7 +140,11 @@ def run_live(
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
     on_heartbeat: Callable[[int], None] | None = None,
+    state: StateLink | None = None,
+    monitor: RunMonitor | None = None,
 ) -> LiveResult:
+    """`state` (holding its lease) and `monitor` join the run to the shared state and
+    the health server exactly as a replay joins them (bot/runtime/run.py)."""
     shadow = settings.mode == "shadow"
     if not shadow:  # a shadow sends nothing and reads only public streams
         check_armed(settings, env)
@@ -143,6 +159,7 @@ def run_live(
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source),
         segment_rows=settings.storage.journal_segment_rows,
+        flush_each=frozenset() if shadow else DURABLE_TABLES,
     )  # fmt: skip
     engine = Engine(settings, writer, id_prefix=run_id)
     exchange = ccxt_exchange(
@@ -161,13 +178,18 @@ def run_live(
     loop = LiveLoop(
         engine, venue, clock, cfg, on_heartbeat=on_heartbeat,
         shadow=LiveShadow(settings, instruments(settings)) if shadow else None,
+        gate=state.gate if state is not None else None,
+        leads=state.leads if state is not None else None,
     )  # fmt: skip
+    _join_state(loop, engine, writer, settings, run_id, state, monitor)
     log.info("live_start", run_id=run_id, venue=venue_name, url=settings.live.exchange_url,
              testnet=settings.venue.testnet, out=str(spec.out_dir))  # fmt: skip
 
     async def main() -> LiveStats:
+        stopping = stop or asyncio.Event()
+        _stop_on_sigterm(stopping)
         try:
-            return await loop.run(stop)
+            return await loop.run(stopping)
         finally:
             await venue.close()
 
@@ -184,8 +206,42 @@ def run_live(
     summary = {
         "run_id": run_id, "out": str(spec.out_dir), "data_source": source,
         **figures, **journal_figures(writer.figures), "live": stats.as_dict(),
+        **({} if state is None else {"shared_state": _state_figures(state)}),
     }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)
     log.info("live_done", run_id=run_id, fills=summary["fills"], stop=stats.stop_reason)
     return LiveResult(run_id, spec.out_dir, summary, stats)
+
+
+def _stop_on_sigterm(stop: asyncio.Event) -> None:
+    """SIGTERM (a service manager's stop) ends the run as its duration would: cancel
+    all, confirm, journal. Only the main thread may set signal handlers."""
+    if threading.current_thread() is threading.main_thread():
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+
+
+def _join_state(
+    loop: LiveLoop, engine: Engine, writer: JournalWriter, settings: Settings, run_id: str,
+    state: StateLink | None, monitor: RunMonitor | None,
+) -> None:  # fmt: skip
+    """The live loop's timers poll the shared state and then the metrics; the monitor
+    also sees the websocket's lag and whether the venue is connected."""
+    if state is not None:
+        state.trading_state = lambda: engine.risk.state.value
+        _join_stream(state, writer, run_id)
+    if monitor is None:
+        loop.on_timer = _on_timer(state, None)
+        return
+    monitor.attach(engine, writer, settings.risk.max_inventory_usd, settings.risk.stale_data_ms,
+                   state)  # fmt: skip
+    monitor.venue_connected = lambda: loop.connected
+    polls = _on_timer(state, monitor)
+    assert polls is not None  # the monitor is there
+
+    def on_timer(ts_ns: int, market_ns: int, ack_ns: int) -> list[Event]:
+        if loop.ws_lag_s == loop.ws_lag_s:  # NaN until the first book message
+            monitor.metrics.ws_lag.set(loop.ws_lag_s)
+        return polls(ts_ns, market_ns, ack_ns)
+
+    loop.on_timer = on_timer

@@ -182,8 +182,12 @@ def ccxt_exchange(
         raise ValueError(f"venue.name {name!r} is not an exchange ccxt knows")
     config: dict[str, Any] = {
         "enableRateLimit": rate_limit,
-        "options": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap"},
-    }
+        # the exchange refuses a request stamped off its own clock (Bybit: outside
+        # recv_window, or over 1 s ahead): ccxt measures the offset as it loads markets
+        # and stamps requests on the exchange's time
+        "options": {"fetchMarkets": {"types": ["linear"]}, "defaultType": "swap",
+                    "adjustForTimeDifference": True},
+    }  # fmt: skip
     if credentials is not None:  # None: public data only (the recorder)
         config["apiKey"] = credentials.api_key.get_secret_value()
         config["secret"] = credentials.api_secret.get_secret_value()
@@ -235,7 +239,10 @@ class ExchangeVenue:
     # --- setup -----------------------------------------------------------------------
 
     async def connect(self) -> None:
-        """Load the venue's markets and map our symbols (venue ids) to ccxt's."""
+        """Measure the exchange's clock, load its markets and map our symbols (venue
+        ids) to ccxt's. The clock first: loading markets signs a request (currencies)
+        before ccxt would measure it."""
+        await self._idempotent(self.exchange.load_time_difference)
         await self._idempotent(self.exchange.load_markets)
         by_id = self.exchange.markets_by_id or {}
         for symbol in self.instruments:

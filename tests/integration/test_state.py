@@ -158,6 +158,9 @@ def test_a_deposed_leaders_late_order_is_refused_before_it_knows(store: StateSto
     assert (late.ts_ns, late.client_order_id) == (9, "c1")
     assert new.gate(place(9)) is None
     assert old.fenced == 1 and new.fenced == 0
+    # an account-wide cancel is the new leader's alone (the old one cancels its own)
+    assert not old.leads() and new.leads()
+    assert old.fenced == 1  # asking is not an order refused
     [lost] = old.on_timer(10, -1, -1)  # its next poll: the renewal fails
     assert isinstance(lost, FreezeRequest) and lost.freeze and not old.leader
     old.close()  # holds nothing: releases nothing

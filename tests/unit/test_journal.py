@@ -54,6 +54,17 @@ def test_segments_flush_every_segment_rows_and_read_back_in_order(tmp_path: Path
     }  # fmt: skip
 
 
+def test_a_flush_each_table_is_on_disk_at_every_row_before_any_close(tmp_path: Path) -> None:
+    writer = JournalWriter(tmp_path, {}, flush_each=frozenset({"fills"}))
+    for i in range(3):
+        writer.append("fills", *fill_row(i))
+        # what a process killed now leaves: this row and every one before it
+        on_disk = read_table(tmp_path, "fills")["trade_id"].tolist()
+        assert on_disk == [f"t-{j}" for j in range(i + 1)]
+    writer.append("risk", 1_000, "BTCUSDT", "block", "quote", "why", "active")
+    assert not (tmp_path / "risk").exists()  # the other tables keep their segments
+
+
 def test_every_table_exists_after_close_even_when_empty(tmp_path: Path) -> None:
     JournalWriter(tmp_path, {}).close()
     tables = read_tables(tmp_path)
