@@ -160,4 +160,4 @@ def release(params: ReleaseParams = DEFAULTS) -> StageOutcome:
     obey(verdict, "release", published)
     if stop is not None:
         raise stop
-    return StageOutcome("release", verdict, published.urls, None)
+    return StageOutcome("release", verdict, published.urls, None, facts=facts)
