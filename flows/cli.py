@@ -180,10 +180,10 @@ def _release_demo(
         lines.append(f"  {'not run':<10} {', '.join(result.not_reached)}")
     if result.promotion:
         lines.append(f"  {'promotion':<10} {result.promotion}")
-    lines.append(
-        f"  {'release':<10} {result.verdict.status.value}"
-        + (f" (stopped at {result.stopped})" if result.stopped else "")
-    )
+    stopped = f" (stopped at {result.stopped})" if result.stopped else ""
+    if result.promotion.startswith("not promoted"):
+        stopped = " (not promoted)"
+    lines.append(f"  {'release':<10} {result.verdict.status.value}{stopped}")
     lines += [f"  {'report':<10} {url}" for url in result.report_urls]
     typer.echo("\n".join(lines))
 

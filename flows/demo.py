@@ -146,9 +146,12 @@ def _ensure_live_limit() -> None:
 
 def _release_demo(result: object, approval: str) -> ReleaseDemo:
     from flows.artifacts import StageFailed
+    from flows.release import PromotionStopped
     from flows.runs import StageOutcome
 
     promotion = ""
+    if isinstance(result, PromotionStopped):
+        result = result.outcome  # every stage held; the promotion did not
     if isinstance(result, StageOutcome):
         verdict, urls = result.verdict, result.report_urls
         promotion = dict(result.facts).get("promotion", "")
