@@ -96,7 +96,7 @@ def test_the_approval_is_in_the_audit_log(released: tuple[object, Path]) -> None
     lines = [json.loads(line) for line in (store / "audit" / "promotions.jsonl").open()]
     mine = [line for line in lines if line["run_key"] == "release-all"]
     assert [line["event"] for line in mine] == ["approved", *["ramp_step"] * 4, "promoted"]
-    assert mine[0]["how"] == "auto" and mine[0]["reviewer"] == "auto"
+    assert mine[0]["how"] == "auto" and mine[0]["reviewer"] == "auto (promote.auto_approve)"
 
 
 def test_the_demo_reads_a_failing_gate_as_one_line_and_no_traceback(
