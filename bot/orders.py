@@ -100,6 +100,9 @@ TRANSITIONS: Final[dict[tuple[Status, OrderEvent], Status | None]] = {
     # our cancel reached the venue after a cancel-all (sent later, delivered sooner) had
     # taken the order: "order not found"; it is gone either way
     (S.CANCELED, E.CANCEL_REJECT): S.CANCELED,
+    # our cancel was sent before the venue refused the place (post-only, with latency):
+    # it then finds no order, "order not found"; refused either way
+    (S.REJECTED, E.CANCEL_REJECT): S.REJECTED,
     (S.EXPIRED, E.ACK): S.EXPIRED,
     (S.EXPIRED, E.PARTIAL_FILL): S.EXPIRED,
     (S.EXPIRED, E.FILL): S.FILLED,

@@ -14,6 +14,7 @@ completes.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,12 @@ from reports.render import Report
 MAX_MARKDOWN_CHARS = 200_000
 
 
-class StageFailed(RuntimeError):
+class StageStop(RuntimeError):
+    """A run that stopped as designed: a gate said FAIL, or a person said no. Its
+    message is the whole story; its traceback is only the call path to `obey`."""
+
+
+class StageFailed(StageStop):
     """A stage whose gate said FAIL. The message is the stage and the verdict's reasons,
     which is what the flow run's failed state shows."""
 
@@ -164,3 +170,26 @@ def obey(verdict: Verdict, stage: str, published: Published | None = None) -> Ve
     if verdict.status is Status.WARN:
         get_run_logger().warning("%s: %s WARN: %s", stage, verdict.gate, "; ".join(verdict.reasons))
     return verdict
+
+
+class _NoStopTracebacks(logging.Filter):
+    """Drops the record Prefect's flow engine logs with a traceback ("Encountered
+    exception during execution") when the exception is a StageStop: the run's
+    "Finished in state Failed(...)" line that follows carries the same reason."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, StageStop)
+
+
+def quiet_stage_stops() -> None:
+    """On the console only (the Prefect API still gets every record): a gate FAIL or
+    a rejection reads as its failed-state line, not a traceback. A crash keeps its
+    traceback. Idempotent."""
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not any(
+            isinstance(f, _NoStopTracebacks) for f in handler.filters
+        ):
+            handler.addFilter(_NoStopTracebacks())

@@ -152,13 +152,15 @@ class Approve(StrEnum):
 
 
 def _release_demo(
-    out: Path, profile: str, overrides: tuple[str, ...], approve: str, as_json: bool
+    out: Path | None, profile: str, overrides: tuple[str, ...], approve: str, as_json: bool
 ) -> None:
     from flows.demo import DemoError, run_release_demo
     from reports.publish import BadArtifactUrl, PublishError
 
+    reports_url = out.resolve().as_uri() if out is not None else None
     try:
-        result = run_release_demo(out, profile=profile, overrides=overrides, approve=approve)
+        result = run_release_demo(out or DEMO_OUT, profile=profile, overrides=overrides,
+                                  approve=approve, reports_url=reports_url)  # fmt: skip
     except (ConfigError, BadArtifactUrl, DemoError) as exc:
         raise fail(str(exc), ExitCode.USAGE) from exc
     except PublishError as exc:
@@ -174,11 +176,15 @@ def _release_demo(
     lines += [
         f"  {stage:<10} {status:<4} {reason}".rstrip() for stage, status, reason in result.stages
     ]
-    lines.append(
-        f"  release  {result.verdict.status.value}"
-        + (f" (stopped at {result.stopped})" if result.stopped else "")
-    )
-    lines += [f"  report   {url}" for url in result.report_urls]
+    if result.not_reached:
+        lines.append(f"  {'not run':<10} {', '.join(result.not_reached)}")
+    if result.promotion:
+        lines.append(f"  {'promotion':<10} {result.promotion}")
+    stopped = f" (stopped at {result.stopped})" if result.stopped else ""
+    if result.promotion.startswith("not promoted"):
+        stopped = " (not promoted)"
+    lines.append(f"  {'release':<10} {result.verdict.status.value}{stopped}")
+    lines += [f"  {'report':<10} {url}" for url in result.report_urls]
     typer.echo("\n".join(lines))
 
 
@@ -209,7 +215,7 @@ def demo(
     Exits 0 whatever the gate says: the demo shows a verdict, `mmbot gate kpi` enforces one.
     """
     if release:
-        _release_demo(out or DEMO_OUT, profile, tuple(set_ or ()), approve.value, as_json)
+        _release_demo(out, profile, tuple(set_ or ()), approve.value, as_json)
         return
     from flows.demo import run_demo  # the pipeline imports pandas, GX, jinja2: pay only here
     from reports.publish import BadArtifactUrl, PublishError

@@ -75,9 +75,11 @@ class ReleaseDemo:
 
     verdict: Verdict
     stopped: str
-    stages: tuple[tuple[str, str, str], ...]  # (stage, status, reason)
+    stages: tuple[tuple[str, str, str], ...]  # (stage, status, reason) of the judged ones
     report_urls: tuple[str, ...]
     approval: str
+    not_reached: tuple[str, ...] = ()  # required stages the release stopped before
+    promotion: str = ""  # what the promote flow did, as the release report states it
 
 
 # the soak profile's thinned synthetic book (250 rows/s, touch moves and trades as the
@@ -98,25 +100,27 @@ def approval_of(profile: str, approve: str) -> str:
 
 def run_release_demo(
     out_dir: Path, *, profile: str = "demo", overrides: tuple[str, ...] = (),
-    approve: str = "person", soak_hours: float = 24.0,
+    approve: str = "person", soak_hours: float = 24.0, reports_url: str | None = None,
 ) -> ReleaseDemo:  # fmt: skip
     """The release flow (flows/release.py) on the profile's synthetic market with a
-    simulated `soak_hours` soak; its journals under `out_dir`, its reports in the store.
+    simulated `soak_hours` soak; its journals under `out_dir`, its reports in the store
+    at `reports_url` (default: the settings' storage.artifacts_url).
     Raises DemoError, BadArtifactUrl / PublishError before the flow runs."""
+    from flows.artifacts import quiet_stage_stops
     from flows.params import ReleaseParams
     from flows.release import release
 
     approval = approval_of(profile, approve)
     settings = load_settings(profile, overrides=overrides)
-    ArtifactStore.from_url(
-        settings.storage.artifacts_url, settings.storage, settings.secrets
-    ).check()
+    url = reports_url or settings.storage.artifacts_url
+    ArtifactStore.from_url(url, settings.storage, settings.secrets).check()
     params = ReleaseParams(
         profile=profile, run_key="demo", overrides=(*DEMO_SOAK_OVERRIDES, *overrides),
-        artifacts_url=settings.storage.artifacts_url, work_dir=out_dir,
+        artifacts_url=url, work_dir=out_dir,
         soak_hours=soak_hours, approve=approval,  # type: ignore[arg-type]
     )  # fmt: skip
     _ensure_live_limit()
+    quiet_stage_stops()
     state = release(params, return_state=True)
     return _release_demo(state.result(raise_on_failure=False), approval)
 
@@ -142,14 +146,21 @@ def _ensure_live_limit() -> None:
 
 def _release_demo(result: object, approval: str) -> ReleaseDemo:
     from flows.artifacts import StageFailed
+    from flows.release import PromotionStopped
     from flows.runs import StageOutcome
 
+    promotion = ""
+    if isinstance(result, PromotionStopped):
+        result = result.outcome  # every stage held; the promotion did not
     if isinstance(result, StageOutcome):
         verdict, urls = result.verdict, result.report_urls
+        promotion = dict(result.facts).get("promotion", "")
     elif isinstance(result, StageFailed):
         verdict, urls = result.verdict, (result.report,) if result.report else ()
     else:
         raise DemoError(f"the release flow ended without a verdict: {result!r}")
-    stages = tuple((c.name, c.status.value, c.reason) for c in verdict.checks)
-    stopped = next((c.name for c in verdict.checks if c.status.value == "FAIL"), "")
-    return ReleaseDemo(verdict, stopped, stages, tuple(urls), approval)
+    judged = set(verdict.summary.get("judged", ()))
+    stages = tuple((c.name, c.status.value, c.reason) for c in verdict.checks if c.name in judged)
+    missing = tuple(c.name for c in verdict.checks if c.name not in judged)
+    stopped = next((name for name, status, _ in stages if status == "FAIL"), "")
+    return ReleaseDemo(verdict, stopped, stages, tuple(urls), approval, missing, promotion)

@@ -52,7 +52,7 @@ from pydantic import Field
 from bot.config import Settings
 from bot.profiles import load_settings
 from bot.runtime.clock import default_clock, iso_utc
-from flows.artifacts import StageFailed, obey, store_for, verdict_rows
+from flows.artifacts import StageFailed, StageStop, obey, store_for, verdict_rows
 from flows.canary import size_override
 from flows.params import DataSource, ParamsError, StageParams, artifact_key
 from flows.tune import candidate_run, run_spec
@@ -83,7 +83,7 @@ class ApprovalInput(RunInput):
     comment: str = Field(default="", description="why (recorded in the audit log)")
 
 
-class PromotionRejected(RuntimeError):
+class PromotionRejected(StageStop):
     """A person (or the API on their behalf) said no: the run fails with who and why."""
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from prefect import flow
 
 from bot.runtime.clock import default_clock
-from flows.artifacts import StageFailed, obey, publish_stage, show_stage
+from flows.artifacts import StageFailed, StageStop, obey, publish_stage, show_stage
 from flows.canary import CanaryParams, canary
 from flows.compare import dryrun_compare
 from flows.params import CompareParams, ReleaseParams, ShadowParams, SoakParams, StageParams
@@ -42,6 +42,15 @@ DEFAULTS = ReleaseParams()  # frozen: one default instance is safe
 
 class ReleaseError(RuntimeError):
     """A stage's evidence the release cannot read back."""
+
+
+class PromotionStopped(StageStop):
+    """Every stage held but the promotion did not (its gate, or a person): raised after
+    the release report is published, with the release's outcome and the cause's message."""
+
+    def __init__(self, outcome: StageOutcome, cause: Exception) -> None:
+        self.outcome = outcome
+        super().__init__(str(cause))
 
 
 @dataclass
@@ -158,6 +167,7 @@ def release(params: ReleaseParams = DEFAULTS) -> StageOutcome:
     published = publish_stage(report, policy, params.run_key, params.artifacts_url)
     show_stage(report, published, params.run_key)
     obey(verdict, "release", published)
+    outcome = StageOutcome("release", verdict, published.urls, None, facts=facts)
     if stop is not None:
-        raise stop
-    return StageOutcome("release", verdict, published.urls, None)
+        raise PromotionStopped(outcome, stop) from stop
+    return outcome

@@ -42,6 +42,7 @@ class StageOutcome:
     report_urls: tuple[str, ...]
     journal: Path | None
     evidence: tuple[Verdict, ...] = ()  # further verdicts (the soak's readiness)
+    facts: tuple[tuple[str, str], ...] = ()  # what the stage's report states beside its verdict
 
     @property
     def html(self) -> str:

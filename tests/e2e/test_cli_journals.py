@@ -86,11 +86,10 @@ def test_accuracy_passes_the_same_bot_on_the_same_market(synth: dict[str, Path])
     assert (code, verdict["gate"], verdict["status"]) == (ExitCode.OK, "accuracy", "PASS")
 
 
-def test_accuracy_fails_paper_fills_that_the_shadow_run_does_not_see(
-    synth: dict[str, Path],
-) -> None:
-    # the queue model fills the paper bot where the shadow run's trade inference does not
-    code, verdict, _ = mmbot("gate", "accuracy", synth["shadow"], synth["paper"], *ON_30S,
+def test_accuracy_fails_paper_with_600_ms_orders_against_shadow(synth: dict[str, Path]) -> None:
+    # shadow infers fills by the paper venue's own rules without latency: 600 ms orders
+    # miss the fills it sees
+    code, verdict, _ = mmbot("gate", "accuracy", synth["shadow"], synth["slow"], *ON_30S,
                              "--json")  # fmt: skip
     assert (code, verdict["status"]) == (ExitCode.FAIL, "FAIL")
     assert checks(verdict)["fills"] == "FAIL"
@@ -107,11 +106,15 @@ def test_canary_passes_a_canary_like_its_baseline(synth: dict[str, Path]) -> Non
     assert checks(verdict)["intervals"] == "PASS"
 
 
-def test_canary_fails_a_canary_with_slow_orders(synth: dict[str, Path]) -> None:
+def test_canary_with_slow_orders_needs_a_person(synth: dict[str, Path]) -> None:
+    # 600 ms orders: latency is High (a failed metric), the rest holds, the score is
+    # MARGINAL. (These runs used to halt the bot on a cancel-reject of a refused place,
+    # and the canary failed on that instead.)
     code, verdict, _ = mmbot("gate", "canary", synth["paper"], synth["slow"], *ON_30S, "--json")
-    assert (code, verdict["status"]) == (ExitCode.FAIL, "FAIL")
-    assert verdict["summary"]["decision"] == "FAIL"  # type: ignore[index]
-    assert any("critical" in r for r in verdict["reasons"])  # type: ignore[attr-defined]
+    assert (code, verdict["status"]) == (ExitCode.WARN, "WARN")
+    assert verdict["summary"]["decision"] == "MARGINAL"  # type: ignore[index]
+    assert checks(verdict)["order_latency_ms"] == "FAIL"
+    assert verdict["summary"]["classification"]["order_latency_ms"] == "High"  # type: ignore[index]
 
 
 def test_canary_fails_too_few_intervals(real: Path) -> None:

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 FREEZE = {"MMBOT_FREEZE_UTC": "2026-01-01T00:00:00Z"}
 FEE_REASON = "fees: fees disagree with policy tier mm1: maker -0.5 bps expected, journal -1.50"
+MM3_FEE_REASON = "fees: fees disagree with policy tier mm3: maker -1 bps expected, journal -3.00"
 
 
 def triple_fees(journal: Path) -> None:
@@ -93,18 +94,18 @@ def test_the_honest_journal_is_judged_alike_too(journals: dict[str, Path]) -> No
 def test_demo_judges_by_the_profile_not_by_its_overrides(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A demo run told it earns a tripled rebate: its fills say -1.5 bps, the policy's
-    tier mm1 says -0.5, and the demo's verdict is the same FAIL on `fees`."""
+    """A demo run told it earns a tripled rebate: its fills say -3.0 bps, the policy's
+    tier mm3 says -1.0, and the demo's verdict is the same FAIL on `fees`."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MMBOT_ARTIFACTS_URL", f"file://{tmp_path}/artifacts")
     monkeypatch.setenv("MMBOT_FREEZE_UTC", "2026-01-01T00:00:00Z")
     args = ["demo", "--out", str(tmp_path / "demo"), "--json", "--set", "run.duration=5m",
-            "--set", "fees.tiers.mm1.maker_bps=-1.5"]  # fmt: skip
+            "--set", "fees.tiers.mm3.maker_bps=-3.0"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output  # the demo shows a verdict
     verdict = json.loads(result.stdout.strip().splitlines()[-1])["verdict"]
     assert verdict["status"] == "FAIL"
-    assert FEE_REASON in verdict["reasons"]
+    assert MM3_FEE_REASON in verdict["reasons"]
     journal = load_journal(tmp_path / "demo" / "journal")
     direct = kpi_stage(journal, load_settings("demo"))
     assert direct.reasons == verdict["reasons"]

@@ -184,6 +184,17 @@ def test_cancel_reject_after_fill_is_legal() -> None:
     assert order.status is Status.FILLED
 
 
+def test_cancel_reject_after_the_place_was_refused_is_legal() -> None:
+    # 600 ms of latency on the real capture: the bot cancels a quote whose post-only
+    # place the venue then refuses; the cancel arrives after and finds no order
+    order = new_order()
+    order.request_cancel()
+    order.apply(OrderReject(2, SYM, CID, "EC_PostOnlyWillTakeLiquidity"))
+    assert order.status is Status.REJECTED
+    assert order.apply(CancelReject(3, SYM, CID, "order not found")) is Applied.APPLIED
+    assert order.status is Status.REJECTED
+
+
 def test_overfill_and_wrong_side_are_refused() -> None:
     order = new_order()
     order.apply(fill(8))

@@ -28,13 +28,15 @@ from reports.render import build_context, render_report
 from tests.unit import reports_helpers as h
 
 CLOCK = FrozenClock(parse_utc("2024-08-10T12:00:00Z"))
+# the demo quoter on an account at tier mm1 (the demo profile's is mm3): it loses there
+MM1 = ("fees.tier=mm1",)
 
 
 @pytest.fixture(scope="module")
 def run(binance_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("decision") / "demo-real"
     spec = RunSpec(mode="paper", out_dir=out, data=binance_dir, duration="120s",
-                   profile="demo", progress=False)  # fmt: skip
+                   profile="demo", overrides=MM1, progress=False)  # fmt: skip
     execute(spec)
     return out
 
@@ -60,7 +62,8 @@ def loosened(measured: Verdict, *names: str) -> tuple[str, ...]:
 
 @functools.cache  # the quality suites under each verdict cost about a second of CPU
 def judged(run: Path, overrides: tuple[str, ...] = ()) -> Verdict:
-    return kpi_stage(load_journal(run), load_settings("demo", overrides=overrides), profile="demo")
+    policy = load_settings("demo", overrides=(*MM1, *overrides))
+    return kpi_stage(load_journal(run), policy, profile="demo")
 
 
 def test_a_losing_run_says_no_why_and_what_gross_edge_would_do(run: Path) -> None:
@@ -77,7 +80,7 @@ def test_a_losing_run_says_no_why_and_what_gross_edge_would_do(run: Path) -> Non
     )
     # net = gross + fee - adverse, solved for gross at the fail bound (0 on tier mm1),
     # from the KPIs as `compute_kpis` reports them (every fill has a mid 1 s later here)
-    kpis = compute_kpis(policy_view(load_journal(run), load_settings("demo"))).total
+    kpis = compute_kpis(policy_view(load_journal(run), load_settings("demo", overrides=MM1))).total
     assert net.detail["fills_without_mid_h"] == 0
     assert kpis["gross_bps"] + kpis["fee_bps"] - kpis["adverse_bps"] == pytest.approx(
         kpis["net_bps"], abs=1e-9
@@ -88,7 +91,8 @@ def test_a_losing_run_says_no_why_and_what_gross_edge_would_do(run: Path) -> Non
         f"captured spread (gross) at today's adverse {kpis['adverse_bps']:.2f} bps"
     )
     assert box.policy.startswith("profile demo, fee tier mm1 (maker -0.50 bps, taker 3.00 bps")
-    md = render_report("kpi-gate", run, load_settings("demo"), CLOCK, verdict=verdict).markdown
+    policy = load_settings("demo", overrides=MM1)
+    md = render_report("kpi-gate", run, policy, CLOCK, verdict=verdict).markdown
     assert md.index("## May this trade? **no** (❌ FAIL)") < md.index("## Gate `kpi`")
     assert finding.change in md and "Judged by profile demo, fee tier mm1" in md
 
@@ -134,7 +138,7 @@ def test_a_clean_run_says_yes(run: Path) -> None:
 
 
 def test_the_edge_table_is_the_signed_decomposition_of_net(run: Path) -> None:
-    policy = load_settings("demo")
+    policy = load_settings("demo", overrides=MM1)
     edges = edge_decomposition(policy_view(load_journal(run), policy), policy.gates.horizon_ms)
     assert edges.gross_bps + edges.fee_bps + edges.adverse_selection_bps == pytest.approx(
         edges.net_bps, abs=1e-12
@@ -184,7 +188,8 @@ def test_numbers_print_in_their_units(name: str, value: float | None, text: str)
 
 
 def test_counts_never_print_as_floats_in_a_report(run: Path) -> None:
-    md = render_report("kpi-gate", run, load_settings("demo"), CLOCK, verdict=judged(run)).markdown
+    policy = load_settings("demo", overrides=MM1)
+    md = render_report("kpi-gate", run, policy, CLOCK, verdict=judged(run)).markdown
     fills = int(compute_kpis(load_journal(run)).total["fills"])
     assert f"| fills | {fills:,} | count | cumulative over the run |" in md
     assert f"| fills | {fills:,} | count | < 50 | < 20 |" in md

@@ -211,12 +211,12 @@ def test_apply_tuning_writes_a_bounded_revision_that_extends_the_current(here: P
     assert rev.path == (out / "demo.r1.yaml").resolve() and rev.number == 1
     data = yaml.safe_load(rev.path.read_text())
     assert data["extends"] == "demo"
-    # demo's spread is 0.05: one step of 0.5 up is 0.55, not the 3.0 asked for
-    assert data["strategy"] == {"min_half_spread_bps": 0.55, "skew_bps_per_inventory": 6.0}
+    # demo's spread is 0.05: one step of 0.05 up (its bound) is 0.1, not the 3.0 asked for
+    assert data["strategy"] == {"min_half_spread_bps": 0.1, "skew_bps_per_inventory": 6.0}
     assert [(c.key, c.clamped) for c in rev.changes] == [(SPREAD, True), (SKEW, False)]
     revised = load_settings(rev.path, env={})
     base = load_settings("demo", env={})
-    assert revised.strategy.min_half_spread_bps == 0.55
+    assert revised.strategy.min_half_spread_bps == 0.1
     assert revised.model_copy(update={"strategy": base.strategy}) == base  # nothing else
     assert {c.key for c in rev.diff} == {SPREAD, SKEW}
     assert not list(out.glob(".*tmp"))  # the temp file is gone
@@ -224,13 +224,13 @@ def test_apply_tuning_writes_a_bounded_revision_that_extends_the_current(here: P
 
 def test_revisions_number_up_and_chain(here: Path) -> None:
     out = here / "revisions"
-    first = apply_tuning("demo", {SPREAD: 0.55}, out)
-    second = apply_tuning(first.path, {SPREAD: 1.05}, out)
+    first = apply_tuning("demo", {SPREAD: 0.1}, out)
+    second = apply_tuning(first.path, {SPREAD: 0.15}, out)
     assert revision_name(second.path) == ("demo", 2)
     assert yaml.safe_load(second.path.read_text())["extends"] == "demo.r1"
-    assert load_settings(second.path, env={}).strategy.min_half_spread_bps == 1.05
+    assert load_settings(second.path, env={}).strategy.min_half_spread_bps == 0.15
     # the first revision is untouched by the second
-    assert load_settings(first.path, env={}).strategy.min_half_spread_bps == 0.55
+    assert load_settings(first.path, env={}).strategy.min_half_spread_bps == 0.1
 
 
 def test_a_taken_revision_number_is_never_replaced(here: Path) -> None:
