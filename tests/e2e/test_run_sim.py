@@ -76,12 +76,13 @@ def test_toxic_bursts_cost_more_and_the_edge_freeze_trips_on_adverse_flow(
     seed: int, tmp_path: Path
 ) -> None:
     """Same guard, same market with and without toxic bursts. The synthetic flow is as
-    toxic as the real capture's (docs/synthetic.md), so the demo's touch quoter is
-    adversely selected in both and the edge guard trips in both; bursts cost far more."""
+    toxic as the real capture's (docs/synthetic.md), so the demo's touch quoter on tier
+    mm1 (a 0.5 bps rebate, below the touch's markout) is adversely selected in both and
+    the edge guard trips in both; bursts cost far more."""
     loss_per_fill = {}
     for bursts in (0, 30):
         out = tmp_path / str(bursts)
-        overrides = (f"data.synth.toxic_burst_rate_per_h={bursts}",)
+        overrides = ("fees.tier=mm1", f"data.synth.toxic_burst_rate_per_h={bursts}")
         result = execute(RunSpec(mode="paper", out_dir=out, profile="demo", synth_seed=seed,
                                  duration="20m", overrides=overrides))  # fmt: skip
         risk = read_table(out, "risk")
