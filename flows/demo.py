@@ -106,6 +106,8 @@ def run_release_demo(
     simulated `soak_hours` soak; its journals under `out_dir`, its reports in the store
     at `reports_url` (default: the settings' storage.artifacts_url).
     Raises DemoError, BadArtifactUrl / PublishError before the flow runs."""
+    from pydantic import ValidationError
+
     from flows.artifacts import quiet_stage_stops
     from flows.params import ReleaseParams
     from flows.release import release
@@ -114,11 +116,15 @@ def run_release_demo(
     settings = load_settings(profile, overrides=overrides)
     url = reports_url or settings.storage.artifacts_url
     ArtifactStore.from_url(url, settings.storage, settings.secrets).check()
-    params = ReleaseParams(
-        profile=profile, run_key="demo", overrides=(*DEMO_SOAK_OVERRIDES, *overrides),
-        artifacts_url=url, work_dir=out_dir,
-        soak_hours=soak_hours, approve=approval,  # type: ignore[arg-type]
-    )  # fmt: skip
+    try:
+        params = ReleaseParams(
+            profile=profile, run_key="demo", overrides=(*DEMO_SOAK_OVERRIDES, *overrides),
+            artifacts_url=url, work_dir=out_dir,
+            soak_hours=soak_hours, approve=approval,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except ValidationError as exc:  # e.g. a --set into the release policy
+        reasons = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        raise DemoError("; ".join(reasons)) from None
     _ensure_live_limit()
     quiet_stage_stops()
     state = release(params, return_state=True)

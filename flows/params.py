@@ -16,6 +16,8 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gates.stage import POLICY_SECTIONS, policy_overrides
+
 # Prefect artifact keys: lowercase letters, digits and dashes
 _KEY: Final = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
@@ -68,6 +70,18 @@ class StageParams(BaseModel):
     def _key_shape(cls, value: str) -> str:
         if not _KEY.match(value):
             raise ValueError(f"run_key {value!r}: use lowercase letters, digits and dashes")
+        return value
+
+    @field_validator("overrides")
+    @classmethod
+    def _candidate_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        reaching = policy_overrides(value)
+        if reaching:
+            sections = ", ".join(s + ".*" for s in POLICY_SECTIONS)
+            raise ValueError(
+                f"{', '.join(reaching)}: the candidate's overrides cannot set the release "
+                f"policy ({sections}); change the policy's profile instead"
+            )
         return value
 
 

@@ -26,6 +26,9 @@ check's detail, `EdgeDecomposition`), and the policy it was judged by
 (`summary["policy"]`).
 
 `release_verdict` is the release's verdict over the stage verdicts it is handed.
+
+`policy_overrides` names the `--set` overrides a candidate may not bring to a stage:
+those of the policy's own sections (`POLICY_SECTIONS`).
 """
 
 from __future__ import annotations
@@ -55,6 +58,21 @@ from gates.kpi import (
 from gates.kpi_gate import GATE, kpi_checks
 from gates.quality import FEE_TOLERANCE_BPS, FillRules, QualityError, check_fills, check_orders
 from gates.verdict import Check, Status, Verdict
+
+# The sections of a profile that are the release policy, not the candidate: the venue
+# and its model (instruments, fees, latencies, queue, faults) and the stages' own terms
+# (gates, soak, tuning, canary, promote). A candidate that set them would judge itself:
+# e.g. paper latency 0 to pass the dry-run compare, or promote.auto_approve to approve
+# itself. (`data.*`, the market, stays with the stage's data source for now: the demo
+# thins its synthetic book that way.)
+POLICY_SECTIONS: Final = (
+    "venue", "fees", "sim", "gates", "soak", "tuning", "canary", "promote",
+)  # fmt: skip
+
+
+def policy_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides (`key=value`) that reach into a section of the policy."""
+    return [o for o in overrides if o.partition("=")[0].strip().split(".")[0] in POLICY_SECTIONS]
 
 
 def net_bound(policy: Settings) -> Bound | None:

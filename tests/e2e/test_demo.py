@@ -87,3 +87,17 @@ def test_demo_release_approves_itself_only_where_the_profile_allows_it(tmp_path:
     assert result.exit_code == 64, result.output
     assert "profile 'soak' does not allow it (promote.auto_approve)" in result.stderr
     assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
+def test_the_release_demo_refuses_a_candidate_setting_its_own_venue(tmp_path: Path) -> None:
+    # paper latency 0 would make the dry-run compare agree by construction
+    args = ["demo", "--release", "--approve", "auto", "--out", str(tmp_path),
+            "--set", "sim.entry_latency_ms=0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 64, result.output
+    assert result.stderr.splitlines() == [
+        "error: sim.entry_latency_ms=0: the candidate's overrides cannot set the release policy "
+        "(venue.*, fees.*, sim.*, gates.*, soak.*, tuning.*, canary.*, promote.*); change the "
+        "policy's profile instead"
+    ]
+    assert not any(tmp_path.iterdir())  # refused before any run
