@@ -333,7 +333,9 @@ class AccuracyConfig(Section):
     min_windows: int = Field(default=24, gt=0)
     mape_pass: float = 0.15
     mape_warn: float = 0.30
-    median_delta_warn_bps: float = 1.5
+    # net_bps is judged in bps (gates/accuracy.py): the median per-window |delta|
+    median_delta_pass_bps: float = Field(default=0.25, ge=0)
+    median_delta_warn_bps: float = Field(default=1.5, ge=0)
 
     @model_validator(mode="after")
     def _interval_is_a_duration(self) -> AccuracyConfig:
@@ -347,6 +349,13 @@ class AccuracyConfig(Section):
                 ("mape_pass",),
                 f"mape_pass {self.mape_pass} is above mape_warn {self.mape_warn}",
                 (("mape_warn",),),
+            )
+        if self.median_delta_pass_bps > self.median_delta_warn_bps:
+            raise InconsistentSettings(
+                ("median_delta_pass_bps",),
+                f"median_delta_pass_bps {self.median_delta_pass_bps} is above "
+                f"median_delta_warn_bps {self.median_delta_warn_bps}",
+                (("median_delta_warn_bps",),),
             )
         return self
 

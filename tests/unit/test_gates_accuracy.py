@@ -12,7 +12,7 @@ from gates.kpi import Journal
 from gates.verdict import Status
 from tests.unit import gates_helpers as h
 
-CFG = AccuracyConfig()  # 24 windows, 15 % / 30 %, 1.5 bps
+CFG = AccuracyConfig()  # 24 windows, 15 % / 30 %, net_bps 0.25 / 1.5 bps
 
 
 def series(n: int = 30, seed: int = 1) -> pd.DataFrame:
@@ -38,12 +38,7 @@ def test_identical_runs_pass() -> None:
     verdict = accuracy_gate(a, a.copy(), CFG)
     assert verdict.status is Status.PASS
     compared = [c for c in verdict.checks if c.name != "order_latency_ms"]
-    assert [c.name for c in compared] == [
-        "net_bps",
-        "net_bps median |delta|",
-        "maker_share",
-        "fills",
-    ]
+    assert [c.name for c in compared] == ["net_bps", "maker_share", "fills"]
     assert all(c.value == 0 for c in compared)
     assert verdict.summary["aligned_intervals"] == 30
 
@@ -68,17 +63,36 @@ def test_twenty_percent_off_warns_and_fifty_fails() -> None:
     assert statuses(warn)["fills"] is Status.WARN
     assert next(c for c in warn.checks if c.name == "fills").value == pytest.approx(0.2)
     assert accuracy_gate(a, a * 1.5, CFG).status is Status.FAIL
-    assert accuracy_gate(a, a * 1.1, CFG).status is Status.PASS  # MAPE 10 % < 15 %, deltas small
+    close = statuses(accuracy_gate(a, a * 1.1, CFG))  # MAPE 10 % < 15 %
+    assert (close["fills"], close["maker_share"]) == (Status.PASS, Status.PASS)
+    # net_bps in bps: 10 % of a 3-6 bps edge is 0.3-0.6 bps, past the 0.25 bps pass bound
+    assert close["net_bps"] is Status.WARN
 
 
-def test_net_bps_median_delta_warns() -> None:
+def net_check(a: pd.DataFrame, b: pd.DataFrame) -> tuple[Status, float, str]:
+    check = next(c for c in accuracy_gate(a, b, CFG).checks if c.name == "net_bps")
+    assert check.value is not None
+    return check.status, check.value, check.reason
+
+
+def test_net_bps_is_judged_in_bps_not_as_a_percentage() -> None:
     a = series()
+    a["net_bps"] = np.resize([0.02, -0.03, 0.2, 0.4, -0.1], len(a))  # a rebate maker's edge
     b = a.copy()
-    b["net_bps"] = a["net_bps"] + 0.5  # MAPE ≤ 0.5/3 = 16.7 %: a WARN by MAPE
+    b["net_bps"] = a["net_bps"] + np.resize([0.1, -0.1], len(a))  # MAPE ~250 %: noise
+    status, value, _ = net_check(a, b)
+    assert (status, value) == (Status.PASS, pytest.approx(0.1))
+    b["net_bps"] = a["net_bps"] - 0.6  # paper 0.6 bps worse in every window
+    assert net_check(a, b) == (Status.WARN, pytest.approx(0.6), "median |delta| 0.6 bps > 0.25 bps")
     b.loc[b.index[:20], "net_bps"] = a["net_bps"].iloc[:20] + 2.0  # median |delta| = 2 bps
-    result = statuses(accuracy_gate(a, b, AccuracyConfig(mape_pass=0.9, mape_warn=0.95)))
-    assert result["net_bps"] is Status.PASS
-    assert result["net_bps median |delta|"] is Status.WARN
+    assert net_check(a, b) == (Status.FAIL, pytest.approx(2.0), "median |delta| 2 bps > 1.5 bps")
+
+
+def test_net_bounds_must_be_ordered() -> None:
+    from bot.profiles import ConfigError, load_settings
+
+    with pytest.raises(ConfigError, match="median_delta_pass_bps 2.0 is above"):
+        load_settings("base", overrides=["gates.accuracy.median_delta_pass_bps=2"])
 
 
 def test_too_few_aligned_intervals_fail() -> None:
@@ -112,15 +126,15 @@ def test_only_shared_intervals_are_compared() -> None:
     assert verdict.summary["aligned_intervals"] == 30  # a's intervals 10..39
     # at a's interval k the shifted copy holds a[k-10]: they differ for k = 20..29 only
     # fills: |10-30|/30 on 10 of 30 pairs -> MAPE 2/9 = 22.2 %: WARN (15 % <= x < 30 %)
-    # net_bps: |6-2|/2 on 10 of 30 pairs -> MAPE 2/3: FAIL; median |delta| is 0: PASS
+    # net_bps: |6-2| = 4 bps on 10 of 30 pairs, 0 on 20 -> median |delta| 0: PASS
     result = statuses(verdict)
     fills = next(c for c in verdict.checks if c.name == "fills")
     net = next(c for c in verdict.checks if c.name == "net_bps")
     assert (fills.status, fills.value) == (Status.WARN, pytest.approx(2 / 9))
-    assert (net.status, net.value) == (Status.FAIL, pytest.approx(2 / 3))
-    assert result["net_bps median |delta|"] is Status.PASS
+    assert (net.status, net.value) == (Status.PASS, 0.0)
+    assert net.detail["mape"] == pytest.approx(2 / 3)  # what a percentage would have said
     assert result["maker_share"] is Status.PASS
-    assert verdict.status is Status.FAIL
+    assert verdict.status is Status.WARN
     aligned = shifted.copy()
     aligned.index = aligned.index - pd.Timedelta("50min")  # the same intervals again
     again = accuracy_gate(a, aligned, CFG)
