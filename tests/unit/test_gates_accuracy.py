@@ -91,7 +91,7 @@ def test_net_bps_is_judged_in_bps_not_as_a_percentage() -> None:
 def test_net_bounds_must_be_ordered() -> None:
     from bot.profiles import ConfigError, load_settings
 
-    with pytest.raises(ConfigError, match="median_delta_pass_bps 2.0 is above"):
+    with pytest.raises(ConfigError, match=r"median_delta_pass_bps 2\.0 is above"):
         load_settings("base", overrides=["gates.accuracy.median_delta_pass_bps=2"])
 
 
