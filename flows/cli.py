@@ -40,6 +40,7 @@ from bot.cli_common import (
 from bot.exitcodes import ExitCode
 from bot.profiles import ConfigError
 from bot.runtime.clock import default_clock
+from bot.runtime.telemetry import level_given
 
 DEMO_OUT = Path("artifacts/demo")  # the journal of `mmbot demo` without --out
 
@@ -158,6 +159,10 @@ def _release_demo(
     from reports.publish import BadArtifactUrl, PublishError
 
     reports_url = out.resolve().as_uri() if out is not None else None
+    if not level_given():
+        # each stage's run logs its freezes and orders: thousands of lines over a 24 h soak
+        # that the stage reports already hold; Prefect's stage lines show the progress
+        overrides = (*overrides, "telemetry.log_level=error")
     try:
         result = run_release_demo(out or DEMO_OUT, profile=profile, overrides=overrides,
                                   approve=approve, reports_url=reports_url)  # fmt: skip

@@ -27,6 +27,7 @@ from bot.config import Settings
 from bot.profiles import load_settings, resolve
 from bot.runtime.clock import default_clock
 from bot.runtime.run import RunSpec, run_bot, settings_for
+from bot.runtime.telemetry import configure_for
 from bot.tuning import (
     Candidate,
     Constraints,
@@ -83,8 +84,11 @@ def run_spec(
 # A paper run reads only local data and writes a local journal: nothing a retry cures.
 @task(cache_policy=NO_CACHE)
 def candidate_run(spec: RunSpec, policy_profile: str) -> CandidateRun:
-    """One paper run, its KPIs judged as the policy (the profile as written) sees them."""
-    run_bot(spec, settings_for(spec))
+    """One paper run, its KPIs judged as the policy (the profile as written) sees them.
+    It may run in a worker process of the pool, which logs as its settings say."""
+    settings = settings_for(spec)
+    configure_for(settings)
+    run_bot(spec, settings)
     policy = load_settings(policy_profile)
     kpis = judged_kpis(load_journal(spec.out_dir), policy).total
     return CandidateRun(spec.out_dir, {k: float(v) for k, v in kpis.items()})

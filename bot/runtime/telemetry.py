@@ -161,6 +161,11 @@ def prefer(fmt: str | None = None, level: str | None = None) -> None:
     _COMMAND_LINE.update({k: v for k, v in (("fmt", fmt), ("level", level)) if v is not None})
 
 
+def level_given() -> bool:
+    """Whether the command line named a log level (`--log-level`, $MMBOT_LOG_LEVEL)."""
+    return "level" in _COMMAND_LINE
+
+
 def log_format_for(settings: Settings) -> LogFormat:
     """The log format in force: the command line's, else the settings'."""
     return cast(LogFormat, _COMMAND_LINE.get("fmt", settings.telemetry.log_format))
