@@ -7,7 +7,8 @@ can redact them (telemetry.configure_logging(secrets=...)).
 Providers (settings.secrets.provider):
   none  no credentials: shadow and paper runs send no orders.
   env   MMBOT_API_KEY, MMBOT_API_SECRET, MMBOT_S3_ACCESS_KEY_ID, MMBOT_S3_SECRET_ACCESS_KEY.
-  file  a YAML or JSON mapping {api_key: ..., api_secret: ...} at settings.secrets.path.
+  file  a YAML or JSON mapping {api_key: ..., api_secret: ...} at settings.secrets.path;
+        refused unless only its owner can read it (chmod 600).
 A value set in the settings themselves (MMBOT_SECRETS__API_KEY, --set) wins over
 the provider.
 """
@@ -17,10 +18,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import yaml
 from pydantic import SecretStr
@@ -85,6 +87,8 @@ class FileSecrets:
 
     def _load(self) -> dict[str, SecretStr]:
         try:
+            mode = stat.S_IMODE(self.path.stat().st_mode)
+            self._check_private(mode)
             text = self.path.read_text(encoding="utf-8")
         except OSError as exc:
             raise SecretsError(
@@ -103,6 +107,18 @@ class FileSecrets:
                 f"secrets file {self.path}: expected a mapping of {', '.join(SECRET_NAMES)}",
                 provider=self.name,
             )
+        return self._parse(raw)
+
+    def _check_private(self, mode: int) -> None:
+        """Credentials others on the host can read (or swap) are already leaked."""
+        if mode & 0o077:
+            raise SecretsError(
+                f"secrets file {self.path}: mode {mode:04o} lets group or others read or "
+                f"write it; run `chmod 600 {self.path}`",
+                provider=self.name,
+            )
+
+    def _parse(self, raw: Mapping[Any, Any]) -> dict[str, SecretStr]:
         values: dict[str, SecretStr] = {}
         for key, value in raw.items():
             if key not in SECRET_NAMES:
