@@ -37,6 +37,7 @@ import yaml
 from pydantic import SecretStr
 
 from bot.config import SecretsConfig, Settings
+from bot.profiles import mask_url_passwords
 from bot.runtime.clock import Clock, default_clock, iso_utc
 
 log = structlog.get_logger(__name__)
@@ -129,6 +130,118 @@ class FileSecrets:
             )
 
 
+class SecretNotFound(SecretsError):
+    """The secret store has no such secret."""
+
+
+class SecretDenied(SecretsError):
+    """The secret store refused our identity or its permissions."""
+
+
+class SecretsUnreachable(SecretsError):
+    """The secret store did not answer."""
+
+
+class SecretMalformed(SecretsError):
+    """The secret is there but is not a JSON object of SECRET_NAMES."""
+
+
+_DENIED_CODES: Final = frozenset(
+    {"AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+     "ExpiredTokenException", "DecryptionFailure", "InvalidClientTokenId"}
+)  # fmt: skip
+
+
+class AwsSecrets:
+    """One AWS Secrets Manager secret whose SecretString is a JSON object of
+    SECRET_NAMES; asked on every get (a SecretStore in front decides how often).
+    Credentials for Secrets Manager itself come from boto3's usual chain (AWS_*
+    environment, profile, instance role): they cannot live in the secret they open."""
+
+    name = "aws"
+
+    def __init__(self, secret_id: str, region: str, endpoint_url: str | None = None) -> None:
+        self.secret_id = secret_id
+        self.region = region
+        self.endpoint_url = endpoint_url
+        # named in every message; a password in the endpoint URL is masked
+        self.where = (
+            f"AWS secret {secret_id} (region {region}, "
+            f"endpoint {mask_url_passwords(endpoint_url or 'aws')})"
+        )
+        self._client: Any = None
+
+    def get(self, secret: str) -> SecretStr | None:
+        _check_name(secret)
+        return self._load().get(secret)
+
+    def _load(self) -> dict[str, SecretStr]:
+        try:
+            answer = self._connect().get_secret_value(SecretId=self.secret_id)
+        except Exception as exc:
+            # botocore quotes request URLs in its messages: ours names the secret and
+            # endpoint only, and `from None` keeps the raw text out of tracebacks
+            raise self._typed(exc) from None
+        text = answer.get("SecretString")
+        try:
+            raw = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            raw = None  # the decoder's message quotes the text, which is the secret
+        if not isinstance(raw, dict):
+            raise SecretMalformed(
+                f"{self.where}: SecretString is not a JSON object of {', '.join(SECRET_NAMES)}",
+                provider=self.name,
+            )
+        return parse_mapping(raw, self.where, self.name)
+
+    def _connect(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            config = Config(
+                region_name=self.region,
+                retries={"total_max_attempts": 2, "mode": "standard"},
+                connect_timeout=3,
+                read_timeout=10,
+            )
+            self._client = boto3.session.Session().client(
+                "secretsmanager", endpoint_url=self.endpoint_url, config=config
+            )
+        return self._client
+
+    def _typed(self, exc: Exception) -> SecretsError:
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+
+        if isinstance(exc, NoCredentialsError | PartialCredentialsError):
+            return SecretDenied(
+                f"{self.where}: no AWS credentials to open it (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)",
+                provider=self.name,
+            )
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code == "ResourceNotFoundException":
+                return SecretNotFound(f"{self.where}: no such secret", provider=self.name)
+            if code in _DENIED_CODES:
+                return SecretDenied(
+                    f"{self.where}: access denied ({code}); the identity needs "
+                    "secretsmanager:GetSecretValue on it",
+                    provider=self.name,
+                )
+            return SecretsError(f"{self.where}: refused ({code})", provider=self.name)
+        if isinstance(exc, BotoCoreError):
+            return SecretsUnreachable(
+                f"{self.where}: unreachable ({type(exc).__name__})", provider=self.name
+            )
+        raise exc
+
+
 def parse_mapping(raw: Mapping[Any, Any], where: str, provider: str) -> dict[str, SecretStr]:
     """A provider's {name: value} mapping; `where` names the source in errors."""
     values: dict[str, SecretStr] = {}
@@ -161,6 +274,10 @@ def provider_for(config: SecretsConfig, env: Mapping[str, str] | None = None) ->
         if not config.path:
             raise SecretsError("secrets provider 'file' needs secrets.path", provider="file")
         return FileSecrets(config.path)
+    if config.provider == "aws":
+        if not config.aws_secret_id:
+            raise SecretsError("secrets provider 'aws' needs secrets.aws_secret_id", provider="aws")
+        return AwsSecrets(config.aws_secret_id, config.aws_region, config.aws_endpoint_url)
     return NoSecrets()
 
 
