@@ -171,7 +171,8 @@ def test_rate_limited_idempotent_call_waits_and_retries(fresh: ServerThread) -> 
 def test_authentication_error_rereads_credentials_once(fresh: ServerThread) -> None:
     # the store holds the stale key, well inside its TTL; the key is rotated at the
     # source; the venue's one re-read goes past the cache and signs in with the new one
-    env = {"MMBOT_API_KEY": TEST_KEY.key, "MMBOT_API_SECRET": "stale-secret"}
+    stale_secret = "stale-secret"  # pragma: allowlist secret
+    env = {"MMBOT_API_KEY": TEST_KEY.key, "MMBOT_API_SECRET": stale_secret}
     settings = Settings(mode="live", secrets={"provider": "env", "cache_ttl_s": 3600})
     store = store_for(settings, env, FrozenClock(0))
     stale = exchange_credentials(settings, store=store)
