@@ -226,9 +226,11 @@ class AwsSecrets:
             )
         if isinstance(exc, ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "ResourceNotFoundException":
                 return SecretNotFound(f"{self.where}: no such secret", provider=self.name)
-            if code in _DENIED_CODES:
+            # a server may answer a refused signature with a bare 403 and no code
+            if code in _DENIED_CODES or status == 403:
                 return SecretDenied(
                     f"{self.where}: access denied ({code}); the identity needs "
                     "secretsmanager:GetSecretValue on it",

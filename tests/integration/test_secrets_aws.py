@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
@@ -149,3 +154,39 @@ def test_a_secret_scheduled_for_deletion_is_refused_with_its_code(moto_url: str)
     with pytest.raises(SecretsError, match=r"refused \(InvalidRequestException\)") as caught:
         AwsSecrets(secret_id, "us-east-1", moto_url).get("api_key")
     assert KEY not in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def checking_moto() -> Iterator[str]:
+    """A second moto server, in its own process, that checks identities (moto reads
+    INITIAL_NO_AUTH_ACTION_COUNT once per process, so the shared one cannot)."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_an_identity_the_server_does_not_know_is_denied(checking_moto: str) -> None:
+    with pytest.raises(SecretDenied, match="access denied") as caught:
+        AwsSecrets("mmbot/read", "us-east-1", checking_moto).get("api_key")
+    message = str(caught.value)
+    assert "mmbot/read" in message and "secretsmanager:GetSecretValue" in message
+    assert "moto-accepts-anything" not in message
