@@ -544,8 +544,14 @@ class StorageConfig(Section):
 
 
 class SecretsConfig(Section):
-    provider: Literal["none", "env", "file"] = "none"
+    provider: Literal["none", "env", "file", "aws"] = "none"
     path: str | None = Field(default=None, description="for provider=file")
+    cache_ttl_s: float = Field(
+        default=300, ge=0, description="how long a read secret is reused (rotation delay)"
+    )
+    aws_secret_id: str | None = Field(default=None, description="for provider=aws")
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = Field(default=None, description="a non-AWS endpoint (tests)")
     api_key: SecretStr | None = None
     api_secret: SecretStr | None = None
     s3_access_key_id: SecretStr | None = None
@@ -556,6 +562,12 @@ class SecretsConfig(Section):
         if self.provider == "file" and not self.path:
             raise InconsistentSettings(
                 ("path",), "secrets provider 'file' needs secrets.path", (("provider",),)
+            )
+        if self.provider == "aws" and not self.aws_secret_id:
+            raise InconsistentSettings(
+                ("aws_secret_id",),
+                "secrets provider 'aws' needs secrets.aws_secret_id",
+                (("provider",),),
             )
         return self
 
@@ -633,7 +645,7 @@ def _real_money_needs_credentials(settings: Settings) -> None:
         raise InconsistentSettings(
             ("secrets", "provider"),
             f"mode {settings.mode!r} sends real orders and needs a secrets provider "
-            "(env or file), not 'none'",
+            "(env, file or aws), not 'none'",
             (("mode",),),
         )
 

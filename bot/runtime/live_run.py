@@ -43,7 +43,7 @@ from bot.runtime.run import (
     journal_figures,
     manifest,
 )
-from bot.runtime.secrets import exchange_credentials
+from bot.runtime.secrets import exchange_credentials, fresh_credentials, store_for
 from bot.venues.exchange import ExchangeVenue, ccxt_exchange
 from bot.venues.shadow_live import LiveShadow
 
@@ -149,7 +149,8 @@ def run_live(
     if not shadow:  # a shadow sends nothing and reads only public streams
         check_armed(settings, env)
     clock = clock or WallClock()
-    credentials = None if shadow else exchange_credentials(settings, env)
+    secrets = store_for(settings, env, clock)
+    credentials = None if shadow else exchange_credentials(settings, store=secrets)
     run_id = run_id_at(settings.mode, clock.now_ns())
     partial = _prepare_out(spec.out_dir, spec.force)
     venue_name = settings.venue.name
@@ -167,7 +168,7 @@ def run_live(
     )
     venue = ExchangeVenue(
         exchange, instruments(settings), clock,
-        credentials=lambda: exchange_credentials(settings, env),
+        credentials=lambda: fresh_credentials(settings, secrets),
     )  # fmt: skip
     cfg = LiveLoopConfig(
         duration_ns=parse_duration(settings.run.duration), timer_ms=settings.run.timer_ms,

@@ -1,4 +1,9 @@
-"""The real Prefect API for the flow tests: one test harness per test session.
+"""Servers shared by the integration tests, each started once per test session.
+
+moto in server mode on 127.0.0.1 speaks S3 and Secrets Manager over real HTTP
+(`moto_url`), for the artifact store and the AWS secrets provider.
+
+The real Prefect API for the flow tests: one test harness per test session.
 
 `prefect_test_harness` starts a temporary Prefect server on a fresh SQLite database
 (about 25 s of CPU here, once per pytest-xdist worker), so only the few flow test
@@ -13,6 +18,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from moto.server import ThreadedMotoServer
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from bot.config import Settings, instruments
 from bot.market.schema import Kind
 from bot.model import CancelAck, CancelReject, Liquidity, OrderAck, OrderReject, Place, Side
-from bot.runtime.clock import WallClock
-from bot.runtime.secrets import Credentials, exchange_credentials
+from bot.runtime.clock import FrozenClock, WallClock
+from bot.runtime.secrets import Credentials, exchange_credentials, fresh_credentials, store_for
 from bot.venues.exchange import (
     ExchangeHalted,
     ExchangeVenue,
@@ -169,19 +169,26 @@ def test_rate_limited_idempotent_call_waits_and_retries(fresh: ServerThread) -> 
 
 
 def test_authentication_error_rereads_credentials_once(fresh: ServerThread) -> None:
-    env = {"MMBOT_API_KEY": TEST_KEY.key, "MMBOT_API_SECRET": TEST_KEY.secret}
-    settings = Settings(mode="live", secrets={"provider": "env"})
-    reads: list[int] = []
-
-    def rotated() -> Credentials:
-        reads.append(1)
-        return exchange_credentials(settings, env)
+    # the store holds the stale key, well inside its TTL; the key is rotated at the
+    # source; the venue's one re-read goes past the cache and signs in with the new one
+    stale_secret = "stale-secret"  # pragma: allowlist secret
+    env = {"MMBOT_API_KEY": TEST_KEY.key, "MMBOT_API_SECRET": stale_secret}
+    settings = Settings(mode="live", secrets={"provider": "env", "cache_ttl_s": 3600})
+    store = store_for(settings, env, FrozenClock(0))
+    stale = exchange_credentials(settings, store=store)
+    env["MMBOT_API_SECRET"] = TEST_KEY.secret
+    assert exchange_credentials(settings, store=store) == stale  # cached: not seen yet
 
     async def body(v: ExchangeVenue) -> Decimal:
         return await v.balance()
 
-    assert run(fresh, body, secret="stale-secret", credentials=rotated) == Decimal(10_000)
-    assert len(reads) == 1
+    def reread() -> Credentials:
+        return fresh_credentials(settings, store)
+
+    secret = stale.api_secret.get_secret_value()
+    assert run(fresh, body, secret=secret, credentials=reread) == Decimal(10_000)
+    misses = [a.name for a in store.accesses if not a.hit]
+    assert misses == ["api_key", "api_secret", "api_key", "api_secret"]
 
 
 def test_authentication_error_twice_halts_with_a_message(fresh: ServerThread) -> None:

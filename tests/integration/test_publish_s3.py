@@ -10,14 +10,12 @@ import hashlib
 import http.client
 import threading
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
 from bot.config import SecretsConfig, StorageConfig
@@ -38,15 +36,6 @@ pytestmark = pytest.mark.integration
 KEY_ID = "AKIAMMBOTTESTKEY0001"  # pragma: allowlist secret
 SECRET = "mmbot-test-secret-not-real"  # pragma: allowlist secret
 FAST = RetryPolicy(attempts=4, initial_s=0.01, max_s=0.05)
-
-
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture()

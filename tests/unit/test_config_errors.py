@@ -178,6 +178,7 @@ def test_bad_set_syntax() -> None:
         ("risk:\n  max_total_inventory_usd: 100\n", "risk.max_total_inventory_usd"),
         ("gates:\n  readiness_hold: 95\n", "gates.readiness_hold"),
         ("secrets:\n  provider: file\n", "secrets.path"),
+        ("secrets:\n  provider: aws\n", "secrets.aws_secret_id"),
     ],
 )
 def test_inconsistent_settings(here: Path, text: str, key: str) -> None:

@@ -24,6 +24,12 @@ from bot.runtime.secrets import (
 ENV = {"MMBOT_API_KEY": "key-from-env-1234", "MMBOT_API_SECRET": "secret-from-env-5678"}
 
 
+def _private(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
 def test_none_provider_holds_nothing() -> None:
     assert NoSecrets().get("api_key") is None
     settings = load_settings(None, env={})
@@ -55,7 +61,7 @@ def test_file_provider(tmp_path: Path, suffix: str) -> None:
     path = tmp_path / f"creds{suffix}"
     # pragma: allowlist nextline secret
     data = {"api_key": "file-key-abcd", "api_secret": "file-secret-efgh"}
-    path.write_text(json.dumps(data), encoding="utf-8")  # JSON is also YAML
+    _private(path, json.dumps(data))  # JSON is also YAML
     settings = load_settings(
         None, overrides=["secrets.provider=file", f"secrets.path={path}"], env={}
     )
@@ -66,7 +72,7 @@ def test_file_provider(tmp_path: Path, suffix: str) -> None:
 
 def test_file_provider_rejects_unknown_names_without_echoing_values(tmp_path: Path) -> None:
     path = tmp_path / "creds.yaml"
-    path.write_text("api_key: k\napi_sekret: hush-hush-value\n", encoding="utf-8")
+    _private(path, "api_key: k\napi_sekret: hush-hush-value\n")
     with pytest.raises(SecretsError, match="unknown secret 'api_sekret'") as caught:
         FileSecrets(path).get("api_key")
     assert "hush-hush-value" not in str(caught.value)
@@ -74,10 +80,24 @@ def test_file_provider_rejects_unknown_names_without_echoing_values(tmp_path: Pa
 
 def test_file_provider_malformed_file_does_not_quote_it(tmp_path: Path) -> None:
     path = tmp_path / "creds.yaml"
-    path.write_text("api_key: [leaky-value\n", encoding="utf-8")
+    _private(path, "api_key: [leaky-value\n")
     with pytest.raises(SecretsError, match="not valid yaml") as caught:
         FileSecrets(path).get("api_key")
     assert "leaky-value" not in str(caught.value)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o644])
+def test_file_provider_refuses_a_file_others_can_open(tmp_path: Path, mode: int) -> None:
+    path = _private(tmp_path / "creds.yaml", "api_key: open-to-all-9876\n")
+    path.chmod(mode)
+    with pytest.raises(SecretsError) as caught:
+        FileSecrets(path).get("api_key")
+    message = str(caught.value)
+    assert f"mode {mode:04o}" in message
+    assert f"chmod 600 {path}" in message
+    assert "open-to-all-9876" not in message
+    path.chmod(0o400)  # owner-only read is fine too
+    assert FileSecrets(path).get("api_key") == SecretStr("open-to-all-9876")
 
 
 def test_missing_file_fails_on_use_but_not_for_redaction(tmp_path: Path) -> None:
