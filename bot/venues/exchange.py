@@ -42,8 +42,8 @@ from ccxt.base.errors import (
 )
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
-    stop_after_attempt,
     wait_exponential_jitter,
 )
 
@@ -123,6 +123,8 @@ class PlacementUnknown(Exception):
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     attempts: int = 4
+    # a rate limit says "slower", not "broken": its holds have their own budget per call
+    rate_limit_holds: int = 8
     initial_s: float = 0.05
     max_s: float = 2.0
     jitter_s: float = 0.05
@@ -162,6 +164,20 @@ class RateThrottle:
         remaining = self.until_ns - self._clock.now_ns()
         if remaining > 0:
             await self._sleep(remaining / NS_PER_S)
+
+
+def _call_budget(policy: RetryPolicy) -> Callable[[RetryCallState], bool]:
+    """Tenacity's stop for one idempotent call: `attempts` network failures, or
+    `rate_limit_holds` rate limits, whichever comes first."""
+    spent = {"failed": 0, "held": 0}
+
+    def stop(state: RetryCallState) -> bool:
+        error = state.outcome.exception() if state.outcome is not None else None
+        kind = "held" if isinstance(error, RateLimitExceeded) else "failed"
+        spent[kind] += 1
+        return spent["failed"] >= policy.attempts or spent["held"] >= policy.rate_limit_holds
+
+    return stop
 
 
 def ccxt_exchange(
@@ -417,7 +433,7 @@ class ExchangeVenue:
         jitter, after waiting out any rate-limit hold."""
         policy = self.retry
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
+            stop=_call_budget(policy),
             wait=wait_exponential_jitter(policy.initial_s, policy.max_s, jitter=policy.jitter_s),
             retry=retry_if_exception_type(NetworkError),
             sleep=self._sleep,

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ccxt.base.errors import RateLimitExceeded
 from pydantic import SecretStr
 
 from bot.config import Settings, instruments
@@ -166,6 +167,28 @@ def test_rate_limited_idempotent_call_waits_and_retries(fresh: ServerThread) -> 
     # two holds, the second twice the first, each followed by tenacity's backoff
     holds = [s for s in sleeps if s > 0.1]
     assert len(holds) == 2 and holds[1] > holds[0]
+
+
+def test_rate_limits_have_their_own_budget_beside_network_failures(fresh: ServerThread) -> None:
+    # 2 network failures and 5 rate limits in one call: more than the 3 attempts the
+    # network budget allows here (run()'s RetryPolicy), but each within its own budget
+    fresh.exchange.faults.http_error(count=2, status=503, path="/v5/position/list")
+    fresh.exchange.faults.rate_limit(5, path="/v5/position/list")
+
+    async def body(v: ExchangeVenue) -> dict:
+        return await v.positions()
+
+    assert run(fresh, body, sleeps=Sleeps()) == {SYMBOL: 0}
+    fresh.exchange.faults.rate_limit(8, path="/v5/position/list")  # the rate-limit budget
+
+    async def spent(v: ExchangeVenue) -> str:
+        try:
+            await v.positions()
+        except RateLimitExceeded as exc:
+            return type(exc).__name__
+        return "answered"
+
+    assert run(fresh, spent, sleeps=Sleeps()) == "RateLimitExceeded"
 
 
 def test_authentication_error_rereads_credentials_once(fresh: ServerThread) -> None:
