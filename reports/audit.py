@@ -4,16 +4,20 @@ Where the record goes depends on the store:
 - `file://`: JSON lines in `audit/<log>.jsonl`, each appended with O_APPEND and fsync, so
   each write lands at the end whatever another writer did meanwhile.
 - `s3://`: S3 has no append, and a log rewritten on each record could lose one. So each
-  record is its own object, `audit/<log>/<number>.json` with an 8-digit sequence number,
-  created with `If-None-Match: *`: an existing record is never replaced, and a writer that
-  loses the race for a number takes the next one.
-Either way `records()` gives them in the order they were written.
+  record is its own object, `audit/<log>/<number>-<writer>.json`: an 8-digit sequence
+  number (one more than the highest listed) and a random writer token, so two writers
+  that race for a number still write two objects; and each is created with
+  `If-None-Match: *`, so an existing record is never replaced (a server whose
+  conditional writes are not atomic, such as moto's, cannot lose one either).
+Either way `records()` gives them in the order they were written: by number, and for
+records of one number (written at once by different writers) by token.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,26 +77,29 @@ class S3AuditLog:
     def url(self) -> str:
         return f"{self.store.url}/{self.name}/"
 
-    def _numbers(self) -> list[int]:
-        stems = (n.rsplit("/", 1)[-1].removesuffix(".json") for n in self.store.names(self.name))
-        return [int(stem) for stem in stems if stem.isdigit()]
+    def _keys(self) -> list[tuple[int, str]]:
+        """(number, object name) of every record, in the log's order."""
+        keys = []
+        for name in self.store.names(self.name):
+            number, _, _ = name.rsplit("/", 1)[-1].partition("-")
+            if number.isdigit() and name.endswith(".json"):
+                keys.append((int(number), name))
+        return sorted(keys)
 
     def append(self, record: Mapping[str, Any]) -> None:
         body = _line(record).encode()
+        writer = uuid.uuid4().hex[:12]
         for _ in range(RACE_ATTEMPTS):
-            number = max(self._numbers(), default=0) + 1
-            if self.store.create(f"{self.name}/{number:08d}.json", body, JSON):
+            number = max((n for n, _ in self._keys()), default=0) + 1
+            if self.store.create(f"{self.name}/{number:08d}-{writer}.json", body, JSON):
                 return
         raise AuditLogError(
-            f"{self.url}: {RACE_ATTEMPTS} other writers took each next record number; "
+            f"{self.url}: {RACE_ATTEMPTS} attempts found the record's name taken; "
             "the record was not written"
         )
 
     def records(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(self.store.get(f"{self.name}/{number:08d}.json"))
-            for number in sorted(self._numbers())
-        ]
+        return [json.loads(self.store.get(name)) for _, name in self._keys()]
 
 
 def audit_log(store: ArtifactStore, name: str) -> AuditLog:

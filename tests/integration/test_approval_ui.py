@@ -65,6 +65,21 @@ def paused_run_id(server: Server, run_key: str, timeout_s: float = 120) -> str:
     raise AssertionError(f"{run_key} did not pause for input within {timeout_s} s")
 
 
+def state_of(server: Server, run_id: str) -> str:
+    with urllib.request.urlopen(f"{server.api}/flow_runs/{run_id}", timeout=10) as response:
+        return str(json.loads(response.read())["state_type"])
+
+
+def resumed(server: Server, run_id: str, timeout_s: float = 120) -> None:
+    """The run left PAUSED (the API's word, not the page's: the UI refreshes on a timer)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if state_of(server, run_id) != "PAUSED":
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} still PAUSED {timeout_s} s after the form was submitted")
+
+
 def fill_and_submit(page: Any, url: str, approve: bool, reviewer: str, comment: str,
                     screenshot: Path | None = None) -> None:  # fmt: skip
     page.goto(url)
@@ -80,7 +95,7 @@ def fill_and_submit(page: Any, url: str, approve: bool, reviewer: str, comment: 
     if screenshot is not None:
         form.screenshot(path=str(screenshot))
     form.get_by_role("button", name="Submit").click()
-    page.get_by_text("Paused").first.wait_for(state="detached", timeout=60_000)
+    form.wait_for(state="detached", timeout=60_000)  # the form took the input and closed
 
 
 def start_run(server: Server, policy: Path, home: Path, run_key: str) -> subprocess.Popen[str]:
@@ -105,8 +120,10 @@ def test_approve_and_reject_in_the_prefect_ui(server: Server, tmp_path: Path) ->
             shot = tmp_path / "approval.png"
             fill_and_submit(page, f"{runs_url}/{ids['ui-approve']}", True, "alice",
                             "canary clean, ramp it", shot)  # fmt: skip
+            resumed(server, ids["ui-approve"])
             fill_and_submit(page, f"{runs_url}/{ids['ui-reject']}", False, "bob",
                             "not before the venue upgrade")  # fmt: skip
+            resumed(server, ids["ui-reject"])
             browser.close()
         outputs = {key: run.communicate(timeout=180)[0] for key, run in runs.items()}
     finally:
