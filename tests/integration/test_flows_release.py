@@ -55,6 +55,15 @@ promote:
 """
 
 
+# made-up credentials in the environment, as a desk's would be (secrets.provider env):
+# no byte of the release may carry them (test_no_secret_in_any_file_of_the_release)
+FAKE_SECRETS = {
+    "MMBOT_API_KEY": "fake-key-3b1f9a27c4",  # pragma: allowlist secret
+    "MMBOT_API_SECRET": "fake-secret-8e2d41c6f0",  # pragma: allowlist secret
+    "MMBOT_S3_SECRET_ACCESS_KEY": "fake-s3-secret-57ac09",  # pragma: allowlist secret
+}
+
+
 @pytest.fixture(scope="module")
 def released(flow_home: Path, prefect_api: str) -> tuple[object, Path]:
     from flows.demo import _ensure_live_limit
@@ -66,10 +75,19 @@ def released(flow_home: Path, prefect_api: str) -> tuple[object, Path]:
         profile=str(policy), run_key="release-all", work_dir=flow_home / "release-all",
         artifacts_url=(flow_home / "store").as_uri(), shadow_duration="5m",
         compare_duration="10m", soak_hours=0.5, soak_iteration="5m", approve="auto",
-        source=DataSource(kind="synth", seed=7),
+        source=DataSource(kind="synth", seed=7), overrides=("secrets.provider=env",),
     )  # fmt: skip
     _ensure_live_limit()
-    return release(params, return_state=True), flow_home / "store"
+    saved = {name: os.environ.get(name) for name in FAKE_SECRETS}
+    os.environ.update(FAKE_SECRETS)
+    try:
+        return release(params, return_state=True), flow_home / "store"
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def test_a_release_that_holds_goes_all_the_way_through_promote(
@@ -89,6 +107,28 @@ def test_a_release_that_holds_goes_all_the_way_through_promote(
     page = (store / "release" / "release-all" / "report.html").read_text()
     for stage in ("shadow", "accuracy", "soak-final", "tuning", "canary"):
         assert f"store/{stage}/release-all/report.html" in page, stage
+
+
+def test_no_secret_in_any_file_of_the_release(
+    released: tuple[object, Path], flow_home: Path
+) -> None:
+    from prefect.settings import get_current_settings
+
+    # every journal, checkpoint, revision, report and audit line, and the Prefect API's
+    # database (every log line the flows sent it, every parameter and artifact)
+    database = get_current_settings().server.database.connection_url
+    assert database is not None and database.get_secret_value().startswith("sqlite")
+    db_file = Path(database.get_secret_value().split("///", 1)[1])
+    roots = [flow_home / "release-all", flow_home / "store", Path(os.environ["PREFECT_HOME"])]
+    database_files = sorted(db_file.parent.glob(db_file.name + "*"))  # with -wal, -shm
+    files = [p for root in roots for p in root.rglob("*") if p.is_file()] + database_files
+    assert len(files) > 100
+    # the database holds what the flows sent: the run key is in their parameters
+    assert any(b"release-all" in p.read_bytes() for p in database_files)
+    for path in files:
+        data = path.read_bytes()
+        for value in FAKE_SECRETS.values():
+            assert value.encode() not in data, path
 
 
 def test_the_approval_is_in_the_audit_log(released: tuple[object, Path]) -> None:
