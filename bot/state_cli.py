@@ -24,6 +24,7 @@ import typer
 
 from bot.cli_common import JsonOpt, ProfileOpt, SetOpt, fail, with_log_options
 from bot.exitcodes import ExitCode
+from bot.runtime.audit_file import FileAuditLog
 from bot.runtime.clock import Clock, default_clock, iso_utc
 from bot.runtime.state_url import DEFAULT_STATE_DIR, URL_ENV, state_url
 
@@ -139,12 +140,6 @@ def _author(given: str | None, env: Mapping[str, str]) -> str:
     return author
 
 
-def _audit_line(path: Path, record: Mapping[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as out:  # append-only: never rewritten
-        out.write(json.dumps(record, sort_keys=True) + "\n")
-
-
 def _control(
     action: Action, reason: str, author: str | None, url: str | None, account: str,
     state_dir: Path, audit_log: Path, as_json: bool,
@@ -162,7 +157,7 @@ def _control(
         raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
     record = {"account": account, "audit_id": entry, "at": iso_utc(command.wall_ns),
               "action": action, "reason": reason, "author": who}  # fmt: skip
-    _audit_line(audit_log, record)
+    FileAuditLog(audit_log).append(record)
     if as_json:
         typer.echo(json.dumps(record, sort_keys=True))
     else:

@@ -16,13 +16,12 @@ records of one number (written at once by different writers) by token.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final, Protocol
 
+from bot.runtime.audit_file import FileAuditLog, record_line
 from reports.publish import JSON, ArtifactStore, FileStore, PublishError, S3Store
 
 RACE_ATTEMPTS: Final = 8  # writers that may take the same number at once
@@ -39,33 +38,6 @@ class AuditLog(Protocol):
     def append(self, record: Mapping[str, Any]) -> None: ...
 
     def records(self) -> list[dict[str, Any]]: ...
-
-
-def _line(record: Mapping[str, Any]) -> str:
-    return json.dumps(dict(record), sort_keys=True, default=str)
-
-
-@dataclass(frozen=True, slots=True)
-class FileAuditLog:
-    path: Path
-
-    @property
-    def url(self) -> str:
-        return self.path.resolve().as_uri()
-
-    def append(self, record: Mapping[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (_line(record) + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def records(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +59,7 @@ class S3AuditLog:
         return sorted(keys)
 
     def append(self, record: Mapping[str, Any]) -> None:
-        body = _line(record).encode()
+        body = record_line(record).encode()
         writer = uuid.uuid4().hex[:12]
         for _ in range(RACE_ATTEMPTS):
             number = max((n for n, _ in self._keys()), default=0) + 1
