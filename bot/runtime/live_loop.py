@@ -103,6 +103,7 @@ class LiveStats:
     trades: int = 0
     reports: int = 0
     duplicates: int = 0
+    foreign: int = 0  # reports of other runs' orders on the account (not ours to hear)
     lookups: int = 0
     reconnects: int = 0
     book_gaps: int = 0
@@ -343,9 +344,18 @@ class LiveLoop:
             self._deliver(fill)
 
     async def _venue_fills(self) -> list[OrderFill]:
-        """Every fill the venue made for this run (REST), oldest first."""
+        """Every fill the venue made for this run's orders (REST), oldest first."""
         since_ms = self.stats.first_ts_ns // NS_PER_MS
-        return [f for s in self.venue.instruments for f in await self.venue.my_trades(s, since_ms)]
+        found = [f for s in self.venue.instruments for f in await self.venue.my_trades(s, since_ms)]
+        return [f for f in found if self._ours(f)]
+
+    def _ours(self, report: VenueReport) -> bool:
+        """The account's streams and history also tell of other runs' orders (a standby
+        taking over, a second bot): the engine hears of this run's orders only."""
+        if report.client_order_id in self._placed:
+            return True
+        self.stats.foreign += 1
+        return False
 
     # --- engine side -----------------------------------------------------------------------
 
@@ -547,7 +557,8 @@ class LiveLoop:
             for order in orders:
                 symbol = self.venue.venue_symbol(order["symbol"])
                 for report in order_reports(order, symbol, self.clock.now_ns()):
-                    self._report(report)
+                    if self._ours(report):
+                        self._report(report)
 
         await self._stream(
             "orders", self.venue.exchange.watch_orders, on_orders, self._resync_orders
@@ -557,8 +568,10 @@ class LiveLoop:
         def on_fills(trades: Any) -> None:
             for trade in trades:
                 symbol = self.venue.venue_symbol(trade["symbol"])
-                inst = self.venue.instruments[symbol]
-                self._report(fill_from_ccxt(trade, symbol, inst, self.clock.now_ns()))
+                fill = fill_from_ccxt(trade, symbol, self.venue.instruments[symbol],
+                                      self.clock.now_ns())  # fmt: skip
+                if self._ours(fill):
+                    self._report(fill)
 
         await self._stream(
             "fills", self.venue.exchange.watch_my_trades, on_fills, self._resync_fills

