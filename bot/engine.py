@@ -13,7 +13,7 @@ the bot for good: risk kill, CancelAll, no quoting until the process restarts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final
 
@@ -246,6 +246,13 @@ class Engine:
             "market_trades": s.market_trades,
             "skipped_books": s.skipped_books,
         }
+
+    def open_positions(self, openings: Mapping[str, tuple[int, int]]) -> None:
+        """Before the first event: positions held when the run starts, symbol ->
+        (lots, entry price in ticks); the quotes skew and the risk limits count them."""
+        for symbol, (lots, px) in openings.items():
+            self._market(symbol)
+            self._portfolio.open_position(symbol, lots, px)
 
     # --- the one entry point ----------------------------------------------------------
 

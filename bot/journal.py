@@ -135,6 +135,10 @@ _FILL_FIGURES: Final = ("ts_ns", "symbol", "side", "price", "qty", "fee", "mid")
 _APPEND: Final = list.append
 MANIFEST: Final = "run.json"
 WHOLE: Final = "journal"  # the manifest key: {"complete": bool, "parts": {table: n}}
+# the manifest key of positions held when the run started: {symbol: {"qty", "price"}}
+OPENING: Final = "opening_positions"
+# ... and of fills a crashed run made and never journaled: {"from_run", "fills": [...]}
+RECOVERED: Final = "recovered_fills"
 PARTIAL_SUFFIX: Final = ".partial"
 # A table's buffer is flushed at whichever bound it meets first. Rows alone let the
 # slow tables (orders, positions) grow for a whole day; bytes bound the memory a
@@ -403,8 +407,10 @@ class JournalWriter:
             late = values[0] - buffer.first_ts >= self.segment_ns
         except (TypeError, IndexError):
             late = False  # a bad ts_ns is reported at the flush with the other row checks
-        if late or table in self.flush_each or buffer.rows >= (
-            self._limits[table] or self._limit(buffer)
+        if (
+            late
+            or table in self.flush_each
+            or buffer.rows >= (self._limits[table] or self._limit(buffer))
         ):
             self.flush(table)
 
@@ -445,6 +451,17 @@ class JournalWriter:
         """Every buffered row to disk; the manifest stays incomplete (an interrupted run)."""
         for name in TABLES:
             self.flush(name)
+
+    def open_positions(
+        self, openings: Mapping[str, Mapping[str, float]], recovered: Mapping[str, Any]
+    ) -> None:
+        """Record the positions the run starts with (symbol -> qty, price) and the
+        previous run's fills it never journaled (RECOVERED: the opening includes them),
+        before the first row: in the manifest at once (a killed run's journal has them)."""
+        self._manifest[OPENING] = {sym: dict(held) for sym, held in sorted(openings.items())}
+        self._manifest[RECOVERED] = dict(recovered)
+        self._write_manifest({**self._manifest, WHOLE: {"complete": False}})
+        self.figures.add_opening(openings)
 
     def close(self, extra: Mapping[str, Any] | None = None) -> None:
         """Flush everything, then mark the manifest complete (with `extra` keys added):
@@ -589,6 +606,15 @@ class JournalFigures:
             self._turnover.append(p * q)
             _latest(self._fill_mid, t, sym, m)
 
+    def add_opening(self, openings: Mapping[str, Mapping[str, float]]) -> None:
+        """Positions the run started with (the manifest's OPENING): as if bought at their
+        entry price, so the PnL is what they made during the run."""
+        for sym, held in openings.items():
+            qty, price = float(held["qty"]), float(held["price"])
+            self._cash.setdefault(sym, []).append(-qty * price)
+            self._position.setdefault(sym, []).append(qty)
+            _latest(self._fill_mid, 0, sym, price)
+
     def add_book(self, ts: Sequence[int], symbol: Sequence[str], mid: Sequence[float]) -> None:
         # vectorised: the book table has a row per sample (864 k a day at 100 ms)
         stamps = np.array(ts, dtype=np.int64)
@@ -629,11 +655,16 @@ def _latest(marks: dict[str, tuple[int, float]], ts: int, symbol: str, mid: Any)
         marks[symbol] = (ts, float(mid))
 
 
-def final_pnl_usd(fills: pd.DataFrame, book: pd.DataFrame) -> float:
+def final_pnl_usd(
+    fills: pd.DataFrame,
+    book: pd.DataFrame,
+    opening: Mapping[str, Mapping[str, float]] | None = None,
+) -> float:
     """`JournalFigures.pnl_usd` of journal frames (fills: ts_ns, symbol, side, price, qty,
-    fee, mid; book: ts_ns, symbol, mid). `mmbot run` prints it and the KPI `pnl_usd`
-    is it."""
+    fee, mid; book: ts_ns, symbol, mid) and the manifest's OPENING. `mmbot run` prints it
+    and the KPI `pnl_usd` is it."""
     pnl = JournalFigures()
+    pnl.add_opening(opening or {})
     pnl.add_book(*(book[c].tolist() for c in ("ts_ns", "symbol", "mid")))
     pnl.add_fills(*(fills[c].tolist() for c in ("ts_ns", "symbol", "side", "price", "qty",
                                                 "fee", "mid")))  # fmt: skip

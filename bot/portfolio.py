@@ -178,6 +178,18 @@ class Portfolio:
         self._remember(key)
         return True
 
+    def open_position(self, symbol: str, lots: int, px: int) -> None:
+        """Start `symbol` at a position held before this run (a restart onto the
+        venue's position), entered at `px` ticks: what it earns from here is this run's."""
+        ledger = self._ledger(symbol)
+        if ledger.position or ledger.cash or (lots and px <= 0):
+            raise InvalidFill(
+                f"{symbol}: an opening position of {lots} lots at {px} ticks needs a flat "
+                "book and a positive price"
+            )
+        ledger.position, ledger.cash = lots, -lots * px
+        ledger.avg_num, ledger.avg_den = (px, 1) if lots else (0, 1)
+
     @staticmethod
     def _add(ledger: _Ledger, old: int, px: int, qty: int) -> None:
         """Open or add: new average = (avg * |old| + px * qty) / (|old| + qty)."""

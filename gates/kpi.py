@@ -41,7 +41,7 @@ import pandas as pd
 from bot import edge
 from bot.config import KPI_NAMES as ALL_KPI_NAMES
 from bot.config import StrategyConfig
-from bot.journal import SCHEMAS, TABLES, final_pnl_usd, read_manifest, read_tables
+from bot.journal import OPENING, SCHEMAS, TABLES, final_pnl_usd, read_manifest, read_tables
 from bot.runtime.clock import parse_duration
 
 EXTRA_NAMES: Final = ("adverse_5s_bps", "net_5s_bps")
@@ -101,7 +101,8 @@ class Journal:
         tables = {name: frame[frame["symbol"] == symbol] for name, frame in self.tables.items()}
         risk = self.tables["risk"]
         tables["risk"] = risk[risk["symbol"].isin([symbol, *GLOBAL_SYMBOLS])]
-        return Journal(tables, self.manifest, self.limits)
+        opening = {s: held for s, held in self.opening.items() if s == symbol}
+        return Journal(tables, {**self.manifest, OPENING: opening}, self.limits)
 
     def judged_by(self, **limits: float) -> Journal:
         """The same rows held to other limits (the policy's); run.json stays as evidence."""
@@ -115,6 +116,11 @@ class Journal:
         if value is None:
             value = _setting(self.manifest, "risk", "max_inventory_usd")
         return float(value) if value is not None else math.nan
+
+    @property
+    def opening(self) -> Mapping[str, Mapping[str, float]]:
+        """Positions the run started with (a live restart onto the venue's), if any."""
+        return self.manifest.get(OPENING) or {}
 
     @property
     def max_quote_distance_bps(self) -> float:
@@ -279,12 +285,23 @@ def _mid_at_or_after(book: pd.DataFrame, fills: pd.DataFrame, horizon_ms: int) -
 # --- equity, inventory -------------------------------------------------------------
 
 
-def _marked(marks: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame:
+def _marked(
+    marks: pd.DataFrame, fills: pd.DataFrame, opening: Mapping[str, Mapping[str, float]]
+) -> pd.DataFrame:
     """The one mark-to-market: at each mark (ts_ns, symbol, mid) the symbol's position and
-    cash from its fills at or before it; pnl = cash + position·mid, where
+    cash from its opening position (bought at its entry price before the first row) and
+    its fills at or before it; pnl = cash + position·mid, where
     cash = Σ(−s·p·q) − Σfee (realized + unrealized − fees)."""
     fills = _sorted(fills)
-    flows = pd.DataFrame(
+    held = pd.DataFrame(
+        {
+            "ts_ns": np.zeros(len(opening), dtype="int64"),
+            "symbol": list(opening),
+            "d_pos": [float(h["qty"]) for h in opening.values()],
+            "d_cash": [-float(h["qty"]) * float(h["price"]) for h in opening.values()],
+        }
+    )
+    traded = pd.DataFrame(
         {
             "ts_ns": fills["ts_ns"].astype("int64"),
             "symbol": fills["symbol"].astype(str),
@@ -292,6 +309,7 @@ def _marked(marks: pd.DataFrame, fills: pd.DataFrame) -> pd.DataFrame:
             "d_cash": -fills["side"].astype(float) * fills["price"] * fills["qty"] - fills["fee"],
         }
     )
+    flows = pd.concat([held, traded], ignore_index=True) if opening else traded
     flows["position"] = flows.groupby("symbol")["d_pos"].cumsum()
     flows["cash"] = flows.groupby("symbol")["d_cash"].cumsum()
     merged = _asof(
@@ -314,7 +332,7 @@ def symbol_equity(journal: Journal) -> pd.DataFrame:
     book = journal.table("book")
     book = book.loc[book["mid"].notna(), ["ts_ns", "symbol", "mid"]]
     marks = book.assign(symbol=book["symbol"].astype(str), ts_ns=book["ts_ns"].astype("int64"))
-    return _marked(marks, journal.table("fills"))
+    return _marked(marks, journal.table("fills"), journal.opening)
 
 
 def equity_curve(journal: Journal) -> pd.DataFrame:
@@ -362,7 +380,7 @@ def _max_drawdown(pnl: pd.Series) -> float:
 def _pnl_usd(journal: Journal) -> float:
     """The run's final mark-to-market, summed over symbols: `final_pnl_usd`, the one
     definition, which `mmbot run` prints too."""
-    return final_pnl_usd(journal.table("fills"), journal.table("book"))
+    return final_pnl_usd(journal.table("fills"), journal.table("book"), journal.opening)
 
 
 # --- orders, quotes, risk ------------------------------------------------------------

@@ -14,8 +14,10 @@ REST ack of a post-only order is held back and the stream decides; an order the
 stream stays silent about for `confirm_ms` is looked up over REST on a timer.
 
 Start: reconcile (orphan open orders cancelled, or the start refused, per
-profile; the venue's position compared with the bot's, a mismatch beyond the
-tolerance halts with a report). Stop (duration, stop event, fatal venue error):
+profile; the venue's position compared with the bot's: the position the account's
+previous run left, by its ledger and the venue's trade history (bot/runtime/ledger.py),
+or `bot_positions`; a mismatch beyond the tolerance halts with a report; a match
+opens the engine with the venue's position). Stop (duration, stop event, fatal venue error):
 cancel all, confirm nothing is open, and the caller flushes the journal.
 
 The shared state joins through two seams, as in the sim loop (bot/runtime/control.py):
@@ -57,6 +59,7 @@ from bot.model import (
     VenueReport,
 )
 from bot.runtime.clock import Clock
+from bot.runtime.ledger import Recovery
 from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
     ExchangeHalted,
@@ -109,6 +112,7 @@ class LiveStats:
     book_gaps: int = 0
     dead_man: bool = False
     orphans_cancelled: int = 0
+    recovered_fills: int = 0  # the previous run's fills it never journaled (run.json)
     stop_reason: str = ""
     first_ts_ns: int = 0
     last_ts_ns: int = 0
@@ -183,9 +187,15 @@ class LiveLoop:
         on_timer: Callable[[int, int, int], list[Event]] | None = None,
         gate: Callable[[Place], Event | None] | None = None,
         leads: Callable[[], bool] | None = None,
+        take_over: Callable[[], Awaitable[Recovery]] | None = None,
+        on_opening: Callable[[Mapping[str, tuple[int, int]], Recovery | None], None] | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
-        public streams are watched and nothing on the account is read or changed."""
+        public streams are watched and nothing on the account is read or changed.
+        `take_over` says what the account's previous run left (bot/runtime/ledger.py):
+        the position expected at the venue, instead of `bot_positions`; `on_opening`
+        hears the venue's positions (lots, entry ticks) once they match, before the
+        first quote."""
         self.engine, self.venue, self.clock, self.cfg = engine, venue, clock, cfg
         self.shadow = shadow
         self.bot_positions = dict(bot_positions or {})
@@ -201,6 +211,7 @@ class LiveLoop:
         self._fatal: BaseException | None = None
         self._stop = asyncio.Event()
         self.on_timer, self.gate, self.leads = on_timer, gate, leads
+        self.take_over, self.on_opening = take_over, on_opening
         self.market_ns = 0  # local time of the last order book message
         self.ack_ns = 0  # local time of the last order ack the engine heard
         self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
@@ -294,17 +305,23 @@ class LiveLoop:
                 await self.venue.cancel_all(symbol)
                 self.stats.orphans_cancelled += len(orphans)
                 log.warning("orphans_cancelled", symbol=symbol, count=len(orphans))
-        venue_positions = await self.venue.positions()
+        recovery = await self.take_over() if self.take_over is not None else None
+        expected = dict(recovery.expected) if recovery is not None else self.bot_positions
+        held = await self.venue.holdings()
         report = [
-            f"{symbol}: venue {lots} lots, bot {self.bot_positions.get(symbol, 0)} lots"
-            for symbol, lots in venue_positions.items()
-            if abs(lots - self.bot_positions.get(symbol, 0)) > self.cfg.position_tolerance_lots
+            f"{symbol}: venue {lots} lots, bot {expected.get(symbol, 0)} lots"
+            for symbol, (lots, _) in held.items()
+            if abs(lots - expected.get(symbol, 0)) > self.cfg.position_tolerance_lots
         ]
         if report:
             raise LiveHalt(
                 "position mismatch beyond tolerance "
-                f"({self.cfg.position_tolerance_lots} lots): " + "; ".join(report)
+                f"({self.cfg.position_tolerance_lots} lots): "
+                + "; ".join(report)
+                + _recovered_from(recovery)
             )
+        if self.on_opening is not None:
+            self.on_opening({s: h for s, h in held.items() if h[0]}, recovery)
 
     async def shutdown(self) -> None:
         """Freeze the engine, cancel all, confirm nothing is open, and collect every fill
@@ -585,6 +602,13 @@ class LiveLoop:
     async def _resync_fills(self) -> None:
         for fill in await self._venue_fills():
             self._report(fill)
+
+
+def _recovered_from(recovery: Recovery | None) -> str:
+    if recovery is None or recovery.previous is None:
+        return ""
+    return (f" (the bot's: run {recovery.previous}'s opening and its fills at the venue, "
+            f"{len(recovery.missed)} of them never journaled)")  # fmt: skip
 
 
 class _RecentIds:

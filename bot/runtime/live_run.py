@@ -30,6 +30,7 @@ from bot.model import Instrument, OrderFill
 from bot.profiles import load_settings
 from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import DataSpan
+from bot.runtime.ledger import AccountLedger, Recovery, RunRecord, take_over
 from bot.runtime.live_loop import LiveLoop, LiveLoopConfig, LiveStats
 from bot.runtime.run import (
     SUMMARY,
@@ -183,6 +184,8 @@ def run_live(
         leads=state.leads if state is not None else None,
     )  # fmt: skip
     _join_state(loop, engine, writer, settings, run_id, state, monitor)
+    if state is not None and not shadow:
+        _keep_ledger(loop, engine, writer, AccountLedger(state.store), run_id, clock)
     log.info("live_start", run_id=run_id, venue=venue_name, url=settings.live.exchange_url,
              testnet=settings.venue.testnet, out=str(spec.out_dir))  # fmt: skip
 
@@ -213,6 +216,50 @@ def run_live(
     _publish(partial, spec.out_dir)
     log.info("live_done", run_id=run_id, fills=summary["fills"], stop=stats.stop_reason)
     return LiveResult(run_id, spec.out_dir, summary, stats)
+
+
+def _keep_ledger(
+    loop: LiveLoop, engine: Engine, writer: JournalWriter, ledger: AccountLedger, run_id: str,
+    clock: Clock,
+) -> None:  # fmt: skip
+    """Take over what the account's previous run left (bot/runtime/ledger.py), then
+    keep the record for the next one: this run's opening and every fill it journals."""
+    venue = loop.venue
+    insts = venue.instruments
+
+    def on_opening(held: Mapping[str, tuple[int, int]], recovery: Recovery | None) -> None:
+        engine.open_positions(held)
+        missed = recovery.missed if recovery is not None else ()
+        writer.open_positions(
+            {s: {"qty": float(insts[s].lot_size * lots), "price": float(insts[s].tick_size * px)}
+             for s, (lots, px) in held.items()},
+            recovered={"from_run": recovery.previous if recovery else None,
+                       "fills": [_fill_record(f, insts[f.symbol]) for f in missed]},
+        )  # fmt: skip
+        loop.stats.recovered_fills = len(missed)
+        if missed:
+            log.warning("live_recovered_fills", previous=recovery and recovery.previous,
+                        fills=len(missed))  # fmt: skip
+        ledger.begin(RunRecord(run_id, {s: lots for s, (lots, _) in held.items()},
+                               clock.now_ns() // 1_000_000))  # fmt: skip
+
+    def on_flush(table: str, part: int, rows: Any) -> None:
+        if table == "fills":
+            ledger.heard(run_id, rows.column("trade_id").to_pylist())
+
+    loop.take_over = lambda: take_over(ledger, venue)
+    loop.on_opening = on_opening
+    writer.on_flush.append(on_flush)
+
+
+def _fill_record(fill: OrderFill, inst: Instrument) -> dict[str, Any]:
+    """A fill as the manifest lists the recovered ones: the fills table's units."""
+    return {
+        "ts_ns": fill.ts_ns, "symbol": fill.symbol, "client_order_id": fill.client_order_id,
+        "trade_id": fill.trade_id, "side": int(fill.side),
+        "price": float(inst.tick_size * fill.px), "qty": float(inst.lot_size * fill.qty),
+        "fee": float(fill.fee),
+    }  # fmt: skip
 
 
 def _stop_on_sigterm(stop: asyncio.Event) -> None:

@@ -276,7 +276,8 @@ class StateStore:
         self._release = client.register_script(_RELEASE)
         self._fence = client.register_script(_FENCE)
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """`fn(*args, **kwargs)` on the store; StateUnavailable when it cannot be reached."""
         try:
             return fn(*args, **kwargs)
         except (redis.ConnectionError, redis.TimeoutError, OSError) as exc:
@@ -287,28 +288,28 @@ class StateStore:
 
     def acquire(self, owner: str, ttl_ms: int) -> int | None:
         keys = self.keys
-        token = self._call("acquire", self._acquire, keys=[keys.lease, keys.fence],
+        token = self.call("acquire", self._acquire, keys=[keys.lease, keys.fence],
                            args=[owner, ttl_ms])  # fmt: skip
         return int(token) if token else None
 
     def renew(self, owner: str, token: int, ttl_ms: int) -> bool:
-        return bool(self._call("renew", self._renew, keys=[self.keys.lease],
+        return bool(self.call("renew", self._renew, keys=[self.keys.lease],
                                args=[f"{owner}|{token}", ttl_ms]))  # fmt: skip
 
     def release(self, owner: str, token: int) -> bool:
-        return bool(self._call("release", self._release, keys=[self.keys.lease],
+        return bool(self.call("release", self._release, keys=[self.keys.lease],
                                args=[f"{owner}|{token}"]))  # fmt: skip
 
     def fence_ok(self, token: int) -> bool:
         keys = self.keys
-        return bool(self._call("fence", self._fence, keys=[keys.fence, keys.lease],
+        return bool(self.call("fence", self._fence, keys=[keys.fence, keys.lease],
                                args=[token]))  # fmt: skip
 
     def holder(self) -> LeaseHolder | None:
         pipe = self.client.pipeline()
         pipe.get(self.keys.lease)
         pipe.pttl(self.keys.lease)
-        value, ttl = self._call("holder", pipe.execute)
+        value, ttl = self.call("holder", pipe.execute)
         if not value:
             return None
         owner, _, token = value.rpartition("|")
@@ -317,10 +318,10 @@ class StateStore:
     # --- heartbeat, freeze flag, control queue ---------------------------------------------
 
     def write_heartbeat(self, beat: Heartbeat) -> None:
-        self._call("heartbeat", self.client.set, self.keys.heartbeat, beat.to_json())
+        self.call("heartbeat", self.client.set, self.keys.heartbeat, beat.to_json())
 
     def heartbeat(self) -> Heartbeat | None:
-        text = self._call("heartbeat", self.client.get, self.keys.heartbeat)
+        text = self.call("heartbeat", self.client.get, self.keys.heartbeat)
         return Heartbeat.from_json(text) if text else None
 
     def push_control(self, command: ControlCommand) -> str:
@@ -336,12 +337,12 @@ class StateStore:
             pipe.delete(keys.freeze)
         fields: dict[Any, Any] = asdict(command)
         pipe.xadd(keys.audit, fields)
-        return str(self._call("control", pipe.execute)[-1])
+        return str(self.call("control", pipe.execute)[-1])
 
     def pop_controls(self, limit: int = 100) -> list[ControlCommand]:
         """The queued commands, oldest first; one that cannot be read is logged and
         dropped (whoever wrote it did not use `mmbot`), never a stop of the loop."""
-        texts = self._call("control", self.client.lpop, self.keys.control, limit) or []
+        texts = self.call("control", self.client.lpop, self.keys.control, limit) or []
         commands = []
         for text in texts:
             try:
@@ -351,11 +352,11 @@ class StateStore:
         return commands
 
     def freeze_flag(self) -> ControlCommand | None:
-        text = self._call("freeze", self.client.get, self.keys.freeze)
+        text = self.call("freeze", self.client.get, self.keys.freeze)
         return ControlCommand.from_json(text) if text else None
 
     def audit(self, count: int = 20) -> list[dict[str, str]]:
-        entries = self._call("audit", self.client.xrevrange, self.keys.audit, count=count)
+        entries = self.call("audit", self.client.xrevrange, self.keys.audit, count=count)
         return [{"id": entry_id, **fields} for entry_id, fields in reversed(entries)]
 
     def status(self, now_wall_ns: int) -> dict[str, Any]:
@@ -370,7 +371,7 @@ class StateStore:
             "heartbeat": asdict(beat) if beat else None,
             "heartbeat_age_s": (now_wall_ns - beat.wall_ns) / 1e9 if beat else None,
             "frozen": asdict(flag) if flag else None,
-            "pending_commands": int(self._call("control", self.client.llen, self.keys.control)),
+            "pending_commands": int(self.call("control", self.client.llen, self.keys.control)),
         }
 
 

@@ -401,16 +401,23 @@ class ExchangeVenue:
 
     async def positions(self) -> dict[str, int]:
         """Net position per symbol in lots (+ long, - short)."""
+        return {symbol: lots for symbol, (lots, _) in (await self.holdings()).items()}
+
+    async def holdings(self) -> dict[str, tuple[int, int]]:
+        """Net position per symbol: (lots, + long / - short; average entry price in ticks,
+        0 when flat)."""
         wanted = [self.ccxt_symbol(s) for s in self.instruments]
         found = await self._idempotent(lambda: self.exchange.fetch_positions(wanted))
-        lots = dict.fromkeys(self.instruments, 0)
+        held = dict.fromkeys(self.instruments, (0, 0))
         for pos in found:
             symbol = self._ids.get(pos["symbol"])
             if symbol is None:
                 continue
-            size = units(pos.get("contracts") or 0, self.instruments[symbol].lot_size)
-            lots[symbol] = -size if pos.get("side") == "short" else size
-        return lots
+            inst = self.instruments[symbol]
+            size = units(pos.get("contracts") or 0, inst.lot_size)
+            entry = units(pos.get("entryPrice") or 0, inst.tick_size) if size else 0
+            held[symbol] = (-size if pos.get("side") == "short" else size, entry)
+        return held
 
     async def balance(self, coin: str = "USDT") -> Decimal:
         found = await self._idempotent(self.exchange.fetch_balance)

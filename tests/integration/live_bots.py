@@ -23,6 +23,7 @@ import pandas as pd
 
 from bot.journal import partial_path, read_table
 from bot.market.schema import Kind
+from bot.model import Side
 from tests.integration.local_exchange import SYMBOL, TEST_KEY, ServerThread, rows
 
 T = TypeVar("T")
@@ -201,3 +202,17 @@ def order_intervals(server: ServerThread) -> dict[str, list[tuple[int, int]]]:
 def venue_position(server: ServerThread) -> int:
     record = server.call(lambda: server.venue.account.positions.get(SYMBOL))
     return record.lots if record is not None else 0
+
+
+def flatten(server: ServerThread, ts: int) -> None:
+    """Trade the account's position back to 0 by hand (a resting order, then a trade
+    through it), as an operator would between tests of different accounts."""
+    lots = venue_position(server)
+    if lots == 0:
+        return
+    side, px = (Side.SELL, 600_005) if lots > 0 else (Side.BUY, 599_995)
+    server.call(lambda: server.venue.place(SYMBOL, side, px, abs(lots), f"flat-{ts}", "PostOnly"))
+    through = 60_000.6 if lots > 0 else 59_999.4
+    server.call(lambda: server.venue.apply(
+        rows(Kind.TRADE, [(-int(side), through, 1.0)], ts=ts)))  # fmt: skip
+    assert venue_position(server) == 0

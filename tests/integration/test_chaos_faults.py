@@ -95,6 +95,7 @@ def test_5xx_and_rate_limit_storms_and_dropped_streams_while_filled(
             wait_for("quotes after the storms", lambda: our_orders(server, run), 30, (bot.proc,))
             dropped = server.submit(server.exchange.drop_streams())
             assert dropped >= 2  # public and private
+
             # filled while its streams are down: the REST resync must find it
             def fill_while_down() -> bool:
                 return sell_through_best_bid(server, run, ts=400)

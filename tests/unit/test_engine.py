@@ -319,7 +319,9 @@ def test_a_held_freeze_outlasts_the_cooldown() -> None:
     assert engine.risk.state.value == "frozen"
     row = frame(journal, "risk").iloc[-1]
     assert (row["kind"], row["check"], row["reason"]) == (
-        "freeze", "operator", "maintenance (by alice)"
+        "freeze",
+        "operator",
+        "maintenance (by alice)",
     )
     engine.on_event(FreezeRequest(T0 + 3 * cooldown, False, "done", "alice"))
     assert engine.risk.state.value == "active"

@@ -14,8 +14,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from bot.journal import SCHEMAS, JournalWriter, arrow_column, final_pnl_usd, read_table
+from bot.config import Settings, instruments
+from bot.journal import (
+    OPENING,
+    RECOVERED,
+    SCHEMAS,
+    JournalWriter,
+    arrow_column,
+    final_pnl_usd,
+    read_manifest,
+    read_table,
+)
+from bot.portfolio import InvalidFill, Portfolio
 from bot.runtime.run import RunSpec, execute
+from gates.kpi import compute_kpis, load_journal, symbol_equity
 
 NAN = math.nan
 COLUMNS: list[tuple[pa.DataType, list[Any]]] = [
@@ -97,3 +109,32 @@ def test_the_pnl_marks_at_the_latest_book_row_whatever_the_flush_order(tmp_path:
     assert writer.figures.pnl_usd() == final_pnl_usd(
         read_table(tmp_path, "fills"), read_table(tmp_path, "book")
     )
+
+
+def test_an_opening_position_counts_in_the_tally_the_kpi_and_the_engine(tmp_path: Path) -> None:
+    """A live restart opens with the venue's position (1.5 BTC long at 100): the PnL is
+    what it makes during the run, by the writer's tally, the KPI and the portfolio."""
+    writer = JournalWriter(tmp_path, {"mode": "live"})
+    writer.open_positions({"BTCUSDT": {"qty": 1.5, "price": 100.0}},
+                          recovered={"from_run": "LOLD", "fills": []})  # fmt: skip
+    assert read_manifest(tmp_path, allow_partial=True)[OPENING]["BTCUSDT"]["qty"] == 1.5
+    for ts, mid in ((5, 101.0), (9, 103.0)):
+        writer.append("book", ts, "BTCUSDT", mid - 0.5, mid + 0.5, 1.0, 1.0, mid)
+    writer.append("fills", 7, "BTCUSDT", "o-1", "t-1", -1, 102.0, 0.5, 1020, 500, "maker",
+                  -0.01, Decimal("-0.01"), 102.0)  # fmt: skip
+    writer.close()
+    # held 1.5 from 100, sold 0.5 at 102 (+0.01 rebate), 1.0 left marked at 103
+    expected = -150.0 + 51.0 + 0.01 + 1.0 * 103.0
+    assert writer.figures.pnl_usd() == pytest.approx(expected)
+    journal = load_journal(tmp_path)
+    assert journal.manifest[RECOVERED] == {"from_run": "LOLD", "fills": []}
+    assert compute_kpis(journal).total["pnl_usd"] == pytest.approx(expected)
+    curve = symbol_equity(journal)
+    assert list(curve["position"]) == [1.5, 1.0]  # the opening is inventory from the start
+    inst = instruments(Settings())["BTCUSDT"]
+    portfolio = Portfolio({"BTCUSDT": inst})
+    portfolio.open_position("BTCUSDT", 1_500, 1_000)  # lots of 0.001, ticks of 0.1
+    assert portfolio.position_lots("BTCUSDT") == 1_500
+    assert float(portfolio.unrealized_pnl("BTCUSDT", Decimal("103"))) == pytest.approx(4.5)
+    with pytest.raises(InvalidFill, match="needs a flat book"):
+        portfolio.open_position("BTCUSDT", 1, 1_000)
