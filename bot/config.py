@@ -610,6 +610,12 @@ class LiveConfig(Section):
         le=300,
         description="the venue cancels all orders this long after the bot vanishes; null: off",
     )
+    shutdown_patience_s: float = Field(
+        default=30,
+        ge=0,
+        description="how long the stop keeps trying to cancel everything while the venue "
+        "fails (5xx, unreachable) before it exits with orders open (the dead-man switch's)",
+    )
 
 
 class Settings(Section):

@@ -96,6 +96,8 @@ class LiveLoopConfig:
     confirm_ms: int = 2_000
     # the venue's dead-man switch window (None: not armed)
     dead_man_s: int | None = None
+    # how long the stop keeps trying to cancel all while the venue fails
+    shutdown_patience_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -340,20 +342,36 @@ class LiveLoop:
             await self._collect_fills()
 
     async def _cancel_all_confirmed(self) -> None:
-        try:
-            for attempt in range(3):
-                for report in await self._cancel_all(None):
-                    self._deliver(report)
-                # a deposed leader answers for its own orders only
-                left = await self._open_orders(own=self.leads is not None and not self.leads())
-                if not left:
-                    log.info("live_shutdown_clean", attempts=attempt + 1)
-                    return
-            raise LiveHalt(f"{len(left)} orders still open after cancel-all: "
-                           + ", ".join(o.client_order_id for o in left))  # fmt: skip
-        except ExchangeHalted as exc:
-            log.error("live_shutdown_unconfirmed", error=str(exc))
-            raise
+        """Cancel all until the venue says nothing is open. A venue failing past the
+        retry budget (a 5xx storm: the likely reason the run is stopping) is retried
+        with backoff for `shutdown_patience_s`; after that the run exits with its orders
+        open, which the venue's dead-man switch cancels if it was armed."""
+        give_up_ns = self.clock.now_ns() + int(self.cfg.shutdown_patience_s * 1e9)
+        wait_s = RECONNECT_FIRST_S
+        while True:
+            try:
+                await self._cancel_all_once()
+                return
+            except NetworkError as exc:  # ccxt's: unreachable, 5xx, timeouts, rate limits
+                if self.clock.now_ns() + int(wait_s * 1e9) > give_up_ns:
+                    log.error("live_shutdown_unconfirmed", error=str(exc),
+                              dead_man_armed=self.stats.dead_man)  # fmt: skip
+                    raise
+                log.warning("live_shutdown_retry", error=type(exc).__name__, retry_in_s=wait_s)
+                await asyncio.sleep(wait_s)
+                wait_s = min(RECONNECT_MAX_S, wait_s * 2)
+
+    async def _cancel_all_once(self) -> None:
+        for attempt in range(3):
+            for report in await self._cancel_all(None):
+                self._deliver(report)
+            # a deposed leader answers for its own orders only
+            left = await self._open_orders(own=self.leads is not None and not self.leads())
+            if not left:
+                log.info("live_shutdown_clean", attempts=attempt + 1)
+                return
+        raise LiveHalt(f"{len(left)} orders still open after cancel-all: "
+                       + ", ".join(o.client_order_id for o in left))  # fmt: skip
 
     async def _collect_fills(self) -> None:
         self.venue_fills = await self._venue_fills()

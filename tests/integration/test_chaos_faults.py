@@ -117,15 +117,21 @@ def test_5xx_and_rate_limit_storms_and_dropped_streams_while_filled(
 def test_a_5xx_storm_past_the_retry_budget_halts_in_one_line(
     server: ServerThread, tmp_path: Path
 ) -> None:
+    """The storm outlasts the stop's patience too: the bot exits with its quotes open,
+    and the venue's dead-man switch, armed at the start, cancels them."""
     server.reset()
-    bot = LiveBot.start(server, tmp_path / "j")
+    bot = LiveBot.start(server, tmp_path / "j", extra=("--set", "live.shutdown_patience_s=1",
+                                                      "--set", "live.dead_man_s=3"))  # fmt: skip
     try:
         wait_for("quotes", lambda: our_orders(server), procs=(bot.proc,))
         server.call(lambda: server.exchange.faults.http_error(count=1_000, status=503))
         code = bot.proc.wait(timeout=60)
+        assert our_orders(server)  # the venue never let the stop cancel them
+        wait_for("the dead-man switch", lambda: not our_orders(server), timeout=10)
     finally:
         bot.stop()
         server.call(server.exchange.faults.clear)
+    assert server.exchange.streams.dcp_fired == 1
     err = bot.stderr()
     assert code == ExitCode.FAIL, err
     lines = err.splitlines()
@@ -133,6 +139,33 @@ def test_a_5xx_storm_past_the_retry_budget_halts_in_one_line(
     assert lines[-1].startswith("partial journal at")
     # the worker's failure is in the log (JSON, for the operator); nothing else printed
     assert all(line.startswith("{") for line in lines[:-2])
+    assert any('"live_shutdown_unconfirmed"' in line and '"dead_man_armed": true' in line
+               for line in lines)  # fmt: skip
+
+
+def test_a_stop_in_a_5xx_storm_keeps_cancelling_until_nothing_is_open(
+    server: ServerThread, tmp_path: Path
+) -> None:
+    """Cancel-all fails 10 times in a row (past the retry budget of one call, 4) when
+    the bot is told to stop: the stop retries with backoff and exits with nothing open."""
+    server.reset()
+    bot = LiveBot.start(server, tmp_path / "j")
+    executions_before, position_before = len(server.venue.executions), venue_position(server)
+    try:
+        wait_for("quotes", lambda: our_orders(server), procs=(bot.proc,))
+        server.call(lambda: server.exchange.faults.http_error(
+            count=10, status=503, path="/v5/order/cancel-all"))  # fmt: skip
+        code = bot.stop()
+        assert not our_orders(server)  # cancelled by the bot, not by the dead-man switch
+    finally:
+        bot.stop()
+        server.call(server.exchange.faults.clear)
+    err = bot.stderr()
+    assert code == ExitCode.OK, err
+    assert server.exchange.faults.fired.get("http_error") == 10
+    assert server.exchange.streams.dcp_fired == 0
+    assert err.count('"live_shutdown_retry"') >= 2
+    check_books(server, bot, executions_before, position_before)
 
 
 @pytest.mark.parametrize("offset_s", [-3.0, 3.0])
