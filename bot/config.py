@@ -610,6 +610,12 @@ class LiveConfig(Section):
         le=300,
         description="the venue cancels all orders this long after the bot vanishes; null: off",
     )
+    reconcile_every_s: float | None = Field(
+        default=60,
+        gt=0,
+        description="period of the financial reconciliation with the venue's trade history "
+        "and position; two rounds in a row that differ halt the run; null: off",
+    )
     shutdown_patience_s: float = Field(
         default=30,
         ge=0,

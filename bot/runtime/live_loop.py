@@ -60,6 +60,7 @@ from bot.model import (
 )
 from bot.runtime.clock import Clock
 from bot.runtime.ledger import Recovery
+from bot.runtime.reconcile import Tally, differences, tally
 from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
     ExchangeHalted,
@@ -77,6 +78,9 @@ log = structlog.get_logger(__name__)
 NS_PER_MS: Final = 1_000_000
 RECONNECT_FIRST_S: Final = 0.1
 RECONNECT_MAX_S: Final = 5.0
+# a reconciliation waits at most this many ms for the engine to book the fills it handed
+# over (a busy market may never leave the queue empty; a fill in flight shows one round)
+DRAIN_POLLS: Final = 500
 T = TypeVar("T")
 OrphanPolicy = Literal["cancel", "refuse"]
 
@@ -98,6 +102,8 @@ class LiveLoopConfig:
     dead_man_s: int | None = None
     # how long the stop keeps trying to cancel all while the venue fails
     shutdown_patience_s: float = 30.0
+    # the financial reconciliation's period (bot/runtime/reconcile.py; None: off)
+    reconcile_every_s: float | None = 60.0
 
 
 @dataclass(slots=True)
@@ -115,6 +121,8 @@ class LiveStats:
     dead_man: bool = False
     orphans_cancelled: int = 0
     recovered_fills: int = 0  # the previous run's fills it never journaled (run.json)
+    reconciliations: int = 0  # periodic rounds done
+    reconcile_differences: list[str] = field(default_factory=list)  # the last round's
     stop_reason: str = ""
     first_ts_ns: int = 0
     last_ts_ns: int = 0
@@ -221,6 +229,9 @@ class LiveLoop:
         # ids this run sent: the account's order stream also tells of other runs' orders
         self._placed: set[str] = set()
         self._connected = False
+        # the fills handed to the engine and the opening, per symbol: the bot's books
+        self.booked = {symbol: Tally() for symbol in venue.instruments}
+        self.opening_lots: dict[str, int] = {}
 
     @property
     def connected(self) -> bool:
@@ -260,6 +271,8 @@ class LiveLoop:
         ]  # fmt: skip
         if self.shadow is None:
             workers += [self._guard(self._watch_orders()), self._guard(self._watch_fills())]
+            if self.cfg.reconcile_every_s is not None:
+                workers.append(self._guard(self._reconcile_every(self.cfg.reconcile_every_s)))
         for symbol in self.venue.instruments:
             workers += [
                 self._guard(self._watch_book(symbol)),
@@ -322,6 +335,7 @@ class LiveLoop:
                 + "; ".join(report)
                 + _recovered_from(recovery)
             )
+        self.opening_lots = {s: lots for s, (lots, _) in held.items()}
         if self.on_opening is not None:
             self.on_opening({s: h for s, h in held.items() if h[0]}, recovery)
 
@@ -392,6 +406,34 @@ class LiveLoop:
         self.stats.foreign += 1
         return False
 
+    async def _reconcile_every(self, period_s: float) -> None:
+        """The periodic financial reconciliation (bot/runtime/reconcile.py)."""
+        while True:
+            await asyncio.sleep(period_s)
+            before = self.stats.reconcile_differences
+            found = await self.reconcile_books()
+            if found and before:
+                raise LiveHalt("financial reconciliation, two rounds in a row: " + "; ".join(found))
+
+    async def reconcile_books(self) -> list[str]:
+        """One round: the venue's position, then its trade history of the run (the fills
+        the engine has not heard go to it first), against the bot's books."""
+        venue_lots = await self.venue.positions()
+        fills = await self._venue_fills()
+        for fill in fills:
+            self._report(fill)
+        for _ in range(DRAIN_POLLS):  # the engine books what was just handed over
+            if self._events.empty():
+                break
+            await asyncio.sleep(0.001)
+        found = differences(tally(fills, self.venue.instruments), self.booked, venue_lots,
+                            self.opening_lots)  # fmt: skip
+        self.stats.reconciliations += 1
+        self.stats.reconcile_differences = found
+        if found:
+            log.error("live_books_differ", differences=found)
+        return found
+
     # --- engine side -----------------------------------------------------------------------
 
     async def _consume(self) -> None:
@@ -403,6 +445,8 @@ class LiveLoop:
         self.stats.last_ts_ns = event.ts_ns
         if type(event) is OrderAck:
             self.ack_ns = event.ts_ns
+        elif type(event) is OrderFill and self.shadow is None:
+            self.booked[event.symbol].add(event, self.venue.instruments[event.symbol])
         for command in self.engine.on_event(event):
             self.stats.commands += 1
             self._commands.put_nowait(command)

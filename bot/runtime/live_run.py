@@ -177,6 +177,7 @@ def run_live(
         position_tolerance_lots=settings.live.position_tolerance_lots,
         confirm_ms=settings.live.confirm_ms, dead_man_s=settings.live.dead_man_s,
         shutdown_patience_s=settings.live.shutdown_patience_s,
+        reconcile_every_s=settings.live.reconcile_every_s,
     )  # fmt: skip
     loop = LiveLoop(
         engine, venue, clock, cfg, on_heartbeat=on_heartbeat,

@@ -1,0 +1,76 @@
+"""The periodic financial reconciliation of a live run: the venue's trade history and
+position against what the bot booked, per symbol.
+
+Each round reads the venue's position, then its trade history of the run's orders
+(in that order: a fill made between the two reads is in the history, so it shows as
+a difference for one round only). The fills the bot has not heard yet are handed to
+the engine first (a stream message lost without a disconnect). A symbol differs when:
+- the bot's fills, turnover or fees differ from the venue's trade history (turnover
+  and fees to a cent), or
+- the venue's position is not the run's opening plus the history's fills (someone
+  else traded the account).
+Two rounds in a row with a difference halt the run (one is a fill in flight).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Final
+
+from bot.model import Instrument, OrderFill
+
+CENT: Final = Decimal("0.01")
+
+
+@dataclass(slots=True)
+class Tally:
+    """Fills of one symbol added up: count, signed lots, turnover and net fees (quote)."""
+
+    fills: int = 0
+    lots: int = 0
+    turnover: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+
+    def add(self, fill: OrderFill, inst: Instrument) -> None:
+        self.fills += 1
+        self.lots += fill.qty * int(fill.side)
+        self.turnover += inst.notional(fill.px, fill.qty)
+        self.fees += fill.fee
+
+
+def tally(fills: Iterable[OrderFill], insts: Mapping[str, Instrument]) -> dict[str, Tally]:
+    out = {symbol: Tally() for symbol in insts}
+    for fill in fills:
+        out[fill.symbol].add(fill, insts[fill.symbol])
+    return out
+
+
+def differences(
+    venue_fills: Mapping[str, Tally],
+    booked: Mapping[str, Tally],
+    venue_lots: Mapping[str, int],
+    opening_lots: Mapping[str, int],
+) -> list[str]:
+    """What differs, one line per symbol and kind; [] when the books agree."""
+    found = []
+    for symbol, venue in sorted(venue_fills.items()):
+        bot = booked.get(symbol, Tally())
+        if (
+            venue.fills != bot.fills
+            or abs(venue.turnover - bot.turnover) >= CENT
+            or abs(venue.fees - bot.fees) >= CENT
+        ):
+            found.append(
+                f"{symbol}: venue {venue.fills} fills, turnover {venue.turnover:.2f}, fees "
+                f"{venue.fees:.4f}; bot {bot.fills} fills, turnover {bot.turnover:.2f}, "
+                f"fees {bot.fees:.4f}"
+            )
+        expected = opening_lots.get(symbol, 0) + venue.lots
+        if venue_lots.get(symbol, 0) != expected:
+            found.append(
+                f"{symbol}: venue position {venue_lots.get(symbol, 0)} lots, the run's opening "
+                f"and fills {expected} lots"
+            )
+    return found
