@@ -597,8 +597,10 @@ class LiveConfig(Section):
     exchange_url: str | None = Field(
         default=None, description="another server for REST and streams (a local rehearsal)"
     )
-    orphans: Literal["cancel", "refuse"] = Field(
-        default="cancel", description="open orders found at start: cancel them, or refuse to start"
+    orphans: Literal["cancel", "refuse", "adopt"] = Field(
+        default="cancel",
+        description="open orders found at start: cancel them, refuse to start, or adopt the "
+        "account's previous run's (by its ledger in the shared state) and cancel the rest",
     )
     position_tolerance_lots: int = Field(default=0, ge=0)
     confirm_ms: int = Field(

@@ -37,6 +37,8 @@ from bot.model import (
     OrderExpired,
     OrderFill,
     OrderReject,
+    Place,
+    Side,
     Timer,
     Trade,
     UnhaltRequest,
@@ -253,6 +255,18 @@ class Engine:
         for symbol, (lots, px) in openings.items():
             self._market(symbol)
             self._portfolio.open_position(symbol, lots, px)
+
+    def adopt(self, ts: int, symbol: str, client_order_id: str, side: Side, px: int,
+              qty: int, venue_order_id: str, reason: str) -> None:  # fmt: skip
+        """Before the first event: an order resting at the venue (a previous run's, `qty`
+        lots left) becomes one of this run's working orders; its requoter keeps or
+        cancels it as it would its own. Journaled as its ack, with `reason`."""
+        q = self._market(symbol).quoter
+        order = Order(Place(ts, symbol, client_order_id, side, px, qty))
+        order.apply(OrderAck(ts, symbol, client_order_id, venue_order_id))
+        self._orders.add(order)
+        q.orders_changed()
+        q.order_row(ts, order, "ack", reason)
 
     # --- the one entry point ----------------------------------------------------------
 

@@ -44,6 +44,10 @@ class RunRecord:
     run_id: str
     opening: Mapping[str, int]  # lots per symbol
     since_ms: int
+    adopted: tuple[str, ...] = ()  # a previous run's orders this one took over
+
+    def owns(self, client_order_id: str) -> bool:
+        return client_order_id.startswith(f"{self.run_id}-") or client_order_id in self.adopted
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,7 @@ def recover(record: RunRecord | None, venue_fills: Sequence[OrderFill],
     fills since its start (`venue_fills`, any run's) and its heard trade ids."""
     if record is None:
         return Recovery(None, {}, ())
-    theirs = [f for f in venue_fills if f.client_order_id.startswith(f"{record.run_id}-")]
+    theirs = [f for f in venue_fills if record.owns(f.client_order_id)]
     expected = dict(record.opening)
     for fill in theirs:
         expected[fill.symbol] = expected.get(fill.symbol, 0) + fill.qty * int(fill.side)
@@ -87,14 +91,16 @@ class AccountLedger:
             return None
         try:
             opening = {str(s): int(n) for s, n in json.loads(found["opening"]).items()}
-            return RunRecord(str(found["run_id"]), opening, int(found["since_ms"]))
+            adopted = tuple(str(c) for c in json.loads(found.get("adopted", "[]")))
+            return RunRecord(str(found["run_id"]), opening, int(found["since_ms"]), adopted)
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise StateError(f"account {self.store.account!r}: corrupt ledger {found!r}") from exc
 
     def begin(self, record: RunRecord) -> None:
         """This run now trades the account, from `record.opening`."""
         fields = {"run_id": record.run_id, "since_ms": record.since_ms,
-                  "opening": json.dumps(dict(sorted(record.opening.items())))}  # fmt: skip
+                  "opening": json.dumps(dict(sorted(record.opening.items()))),
+                  "adopted": json.dumps(list(record.adopted))}  # fmt: skip
         self.store.call("ledger", self.store.client.hset, self._key, mapping=fields)
 
     def heard(self, run_id: str, trade_ids: Iterable[str]) -> None:

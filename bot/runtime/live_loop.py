@@ -82,7 +82,9 @@ RECONNECT_MAX_S: Final = 5.0
 # over (a busy market may never leave the queue empty; a fill in flight shows one round)
 DRAIN_POLLS: Final = 500
 T = TypeVar("T")
-OrphanPolicy = Literal["cancel", "refuse"]
+# the venue's positions (lots, entry ticks), the previous run's legacy, the orders adopted
+OnOpening = Callable[[Mapping[str, tuple[int, int]], Recovery | None, tuple[OpenOrder, ...]], None]
+OrphanPolicy = Literal["cancel", "refuse", "adopt"]
 
 
 class LiveHalt(Exception):
@@ -120,6 +122,7 @@ class LiveStats:
     book_gaps: int = 0
     dead_man: bool = False
     orphans_cancelled: int = 0
+    orphans_adopted: int = 0
     recovered_fills: int = 0  # the previous run's fills it never journaled (run.json)
     reconciliations: int = 0  # periodic rounds done
     reconcile_differences: list[str] = field(default_factory=list)  # the last round's
@@ -198,14 +201,14 @@ class LiveLoop:
         gate: Callable[[Place], Event | None] | None = None,
         leads: Callable[[], bool] | None = None,
         take_over: Callable[[], Awaitable[Recovery]] | None = None,
-        on_opening: Callable[[Mapping[str, tuple[int, int]], Recovery | None], None] | None = None,
+        on_opening: OnOpening | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
         public streams are watched and nothing on the account is read or changed.
         `take_over` says what the account's previous run left (bot/runtime/ledger.py):
         the position expected at the venue, instead of `bot_positions`; `on_opening`
-        hears the venue's positions (lots, entry ticks) once they match, before the
-        first quote."""
+        hears the venue's positions (lots, entry ticks) once they match and the orders
+        adopted, before the first quote."""
         self.engine, self.venue, self.clock, self.cfg = engine, venue, clock, cfg
         self.shadow = shadow
         self.bot_positions = dict(bot_positions or {})
@@ -309,20 +312,48 @@ class LiveLoop:
     # --- start and stop --------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """Orphan orders and position, before the first quote (LiveHalt on a mismatch)."""
-        for symbol in self.venue.instruments:
-            orphans = await self.venue.open_orders(symbol)
-            if orphans and self.cfg.orphans == "refuse":
-                listed = ", ".join(f"{o.client_order_id or o.venue_order_id}" for o in orphans)
-                raise LiveHalt(f"{symbol}: {len(orphans)} open orders not placed by this run "
-                               f"({listed}); cancel them or set live.orphans=cancel")  # fmt: skip
-            if orphans:
-                await self.venue.cancel_all(symbol)
-                self.stats.orphans_cancelled += len(orphans)
-                log.warning("orphans_cancelled", symbol=symbol, count=len(orphans))
-        recovery = await self.take_over() if self.take_over is not None else None
-        expected = dict(recovery.expected) if recovery is not None else self.bot_positions
+        """Orphan orders and position, before the first quote (LiveHalt on a mismatch).
+        `adopt` keeps the open orders of the account's previous run (by its ledger) as
+        this run's own and cancels the rest; `cancel` cancels them all first."""
+        orphans = [o for s in self.venue.instruments for o in await self.venue.open_orders(s)]
+        if orphans and self.cfg.orphans == "refuse":
+            listed = ", ".join(f"{o.client_order_id or o.venue_order_id}" for o in orphans)
+            raise LiveHalt(f"{len(orphans)} open orders not placed by this run ({listed}); "
+                           "cancel them or set live.orphans=cancel or adopt")  # fmt: skip
+        adopted: list[OpenOrder] = []
+        if self.cfg.orphans == "adopt":
+            recovery = await self._take_over()
+            previous = f"{recovery.previous}-" if recovery and recovery.previous else None
+            adopted = [o for o in orphans if previous and o.client_order_id.startswith(previous)]
+            await self._cancel_orphans([o for o in orphans if o not in adopted])
+        else:
+            await self._cancel_orphans(orphans)
+            recovery = await self._take_over()
         held = await self.venue.holdings()
+        self._check_position(held, recovery)
+        self.opening_lots = {s: lots for s, (lots, _) in held.items()}
+        self._placed.update(o.client_order_id for o in adopted)
+        self.stats.orphans_adopted = len(adopted)
+        if adopted:
+            log.warning("orphans_adopted", orders=[o.client_order_id for o in adopted])
+        if self.on_opening is not None:
+            self.on_opening({s: h for s, h in held.items() if h[0]}, recovery, tuple(adopted))
+
+    async def _take_over(self) -> Recovery | None:
+        return await self.take_over() if self.take_over is not None else None
+
+    async def _cancel_orphans(self, orphans: list[OpenOrder]) -> None:
+        """Each orphan by our id, or by the venue's for one placed without (by hand)."""
+        for order in orphans:
+            venue_id = None if order.client_order_id else order.venue_order_id
+            await self.venue.cancel(order.symbol, order.client_order_id, venue_id)
+        if orphans:
+            self.stats.orphans_cancelled += len(orphans)
+            log.warning("orphans_cancelled", count=len(orphans))
+
+    def _check_position(self, held: Mapping[str, tuple[int, int]],
+                        recovery: Recovery | None) -> None:  # fmt: skip
+        expected = dict(recovery.expected) if recovery is not None else self.bot_positions
         report = [
             f"{symbol}: venue {lots} lots, bot {expected.get(symbol, 0)} lots"
             for symbol, (lots, _) in held.items()
@@ -335,9 +366,6 @@ class LiveLoop:
                 + "; ".join(report)
                 + _recovered_from(recovery)
             )
-        self.opening_lots = {s: lots for s, (lots, _) in held.items()}
-        if self.on_opening is not None:
-            self.on_opening({s: h for s, h in held.items() if h[0]}, recovery)
 
     async def shutdown(self) -> None:
         """Freeze the engine, cancel all, confirm nothing is open, and collect every fill

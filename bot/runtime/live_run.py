@@ -45,7 +45,7 @@ from bot.runtime.run import (
     manifest,
 )
 from bot.runtime.secrets import exchange_credentials, fresh_credentials, store_for
-from bot.venues.exchange import ExchangeVenue, ccxt_exchange
+from bot.venues.exchange import ExchangeVenue, OpenOrder, ccxt_exchange
 from bot.venues.shadow_live import LiveShadow
 
 if TYPE_CHECKING:
@@ -229,8 +229,14 @@ def _keep_ledger(
     venue = loop.venue
     insts = venue.instruments
 
-    def on_opening(held: Mapping[str, tuple[int, int]], recovery: Recovery | None) -> None:
+    def on_opening(held: Mapping[str, tuple[int, int]], recovery: Recovery | None,
+                   adopted: tuple[OpenOrder, ...]) -> None:  # fmt: skip
         engine.open_positions(held)
+        now = clock.now_ns()
+        origin = f"adopted from run {recovery.previous if recovery else None}"
+        for o in adopted:
+            engine.adopt(now, o.symbol, o.client_order_id, o.side, o.px, o.qty - o.filled,
+                         o.venue_order_id, origin)  # fmt: skip
         missed = recovery.missed if recovery is not None else ()
         writer.open_positions(
             {s: {"qty": float(insts[s].lot_size * lots), "price": float(insts[s].tick_size * px)}
@@ -242,8 +248,9 @@ def _keep_ledger(
         if missed:
             log.warning("live_recovered_fills", previous=recovery and recovery.previous,
                         fills=len(missed))  # fmt: skip
-        ledger.begin(RunRecord(run_id, {s: lots for s, (lots, _) in held.items()},
-                               clock.now_ns() // 1_000_000))  # fmt: skip
+        opening = {s: lots for s, (lots, _) in held.items()}
+        kept = tuple(o.client_order_id for o in adopted)
+        ledger.begin(RunRecord(run_id, opening, now // 1_000_000, kept))
 
     def on_flush(table: str, part: int, rows: Any) -> None:
         if table == "fills":

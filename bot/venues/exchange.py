@@ -352,11 +352,14 @@ class ExchangeVenue:
     def _backoff_s(self, attempt: int) -> float:
         return float(min(self.retry.max_s, self.retry.initial_s * 2 ** (attempt - 1)))
 
-    async def cancel(self, symbol: str, client_order_id: str) -> list[VenueReport]:
-        params = {"orderLinkId": client_order_id}
+    async def cancel(
+        self, symbol: str, client_order_id: str, venue_order_id: str | None = None
+    ) -> list[VenueReport]:
+        """By our client id, or by the venue's id for an order placed without one."""
+        params = {} if venue_order_id else {"orderLinkId": client_order_id}
         try:
             await self._idempotent(
-                lambda: self.exchange.cancel_order(None, self.ccxt_symbol(symbol), params)
+                lambda: self.exchange.cancel_order(venue_order_id, self.ccxt_symbol(symbol), params)
             )
         except OrderNotFound as exc:
             return [CancelReject(self.clock.now_ns(), symbol, client_order_id, str(exc))]

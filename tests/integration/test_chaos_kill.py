@@ -137,8 +137,10 @@ def test_kill_9_after_a_fill_it_never_heard_then_the_restart_takes_over_the_posi
         assert sell_through_best_bid(server, dead_run, ts=301)
         dead.stop(signal.SIGKILL)
         left = venue_position(server)
+        orphans = {o.order_link_id for o in our_orders(server, dead_run)}
+        assert orphans  # its ask still rests at the venue: the restart adopts it
         restart = LiveBot.start(server, tmp_path / "next", state=url, account="missed",
-                                standby=True)  # fmt: skip
+                                standby=True, extra=("--set", "live.orphans=adopt"))  # fmt: skip
 
         def new_quotes() -> list[Any]:
             return [o for o in our_orders(server) if not o.order_link_id.startswith(dead_run)]
@@ -164,3 +166,13 @@ def test_kill_9_after_a_fill_it_never_heard_then_the_restart_takes_over_the_posi
     venue_fills = [e.exec_id for e in server.venue.executions[executions_before:]]
     assert sorted(heard + missed + own) == sorted(venue_fills) and len(heard) == 1
     assert left + signed_lots(after) == venue_position(server)
+    # the orphans became the restart's own orders: journaled as adopted, then managed
+    # (requoted or cancelled at its stop) by its engine like the orders it placed
+    orders = restart.journal("orders")
+    adopted = orders[orders["reason"].fillna("") == f"adopted from run {dead_run}"]
+    assert set(adopted["client_order_id"]) == orphans and set(adopted["event"]) == {"ack"}
+    gone = orders[orders["event"] == "cancel_ack"]["client_order_id"]
+    assert orphans <= set(gone) | set(after["client_order_id"] if len(after) else [])
+    summary = json.loads((restart.out / SUMMARY).read_text())
+    assert summary["live"]["orphans_adopted"] == len(orphans)
+    assert summary["live"]["orphans_cancelled"] == 0

@@ -453,3 +453,34 @@ def test_the_edge_guard_and_the_kpis_share_one_net_edge() -> None:
     net = (edges["net_bps"] * edges["notional"]).sum() / edges["notional"].sum()
     assert freeze["reason"].iloc[0] == f"net edge {net:.2f} bps over the last 20 fills < 100 bps"
     assert abs(net) > 0.5  # the horizon moves matter: not just the spread and rebate
+
+
+def test_adopted_orders_are_kept_when_wanted_and_cancelled_when_not() -> None:
+    """A restart adopts a previous run's resting orders: the bid is where this run
+    quotes, so it stays (no new bid); the ask is far off, so it is cancelled."""
+    engine, journal = make()
+    engine.adopt(T0, SYM, "old-7", Side.BUY, 599_940, 10, "v7", "adopted from run old")
+    engine.adopt(T0, SYM, "old-8", Side.SELL, 600_500, 10, "v8", "adopted from run old")
+    commands = engine.on_event(book(T0 + MS))
+    assert [c.client_order_id for c in commands if isinstance(c, Cancel)] == ["old-8"]
+    assert [(p.side, p.px) for p in places(commands)] == [(Side.SELL, 600_061)]
+    orders = frame(journal, "orders")
+    adopted = orders[orders["reason"] == "adopted from run old"]
+    assert adopted[["client_order_id", "event", "status"]].values.tolist() == [
+        ["old-7", "ack", "OPEN"], ["old-8", "ack", "OPEN"],
+    ]  # fmt: skip
+    fill = OrderFill(T0 + 2 * MS, SYM, "old-7", "T9", Side.BUY, 599_940, 10, Liquidity.MAKER,
+                     Decimal("-0.03"))  # fmt: skip
+    engine.on_event(fill)
+    assert engine.portfolio.position_lots(SYM) == 10  # its fills are this run's
+
+
+def test_an_opening_position_skews_the_quotes_and_counts_in_the_pnl() -> None:
+    flat, _ = make()
+    opened, _ = make()
+    opened.open_positions({SYM: (10, 600_000)})  # 0.01 BTC long from 60,000
+    assert opened.portfolio.position_lots(SYM) == 10
+    quoted = {engine: {p.side: p.px for p in places(engine.on_event(book(T0)))}
+              for engine in (flat, opened)}  # fmt: skip
+    assert quoted[opened][Side.BUY] < quoted[flat][Side.BUY]  # long: it bids lower
+    assert opened.summary()["pnl_usd"] == pytest.approx(0.01 * 0.05)  # marked at the mid
