@@ -28,13 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_soak(hours: float, profile: str, work: Path) -> tuple[list[dict[str, Any]], str, float]:
-    params = {
-        "profile": profile,
-        "run_key": "stability",
-        "hours": hours,
-        "work_dir": str(work / "flows"),
-        "artifacts_url": (work / "store").as_uri(),
-    }
+    params = {"profile": profile, "run_key": "stability", "hours": hours,
+              "work_dir": str(work / "flows"), "artifacts_url": (work / "store").as_uri()}
     env = {**os.environ, "PREFECT_HOME": str(work / "prefect"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",

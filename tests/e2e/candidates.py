@@ -142,10 +142,8 @@ def table(real_capture: Path, work: Path) -> str:
 def main() -> None:
     import tempfile
 
-    real = (
-        Path(sys.argv[1])
-        if len(sys.argv) > 1
-        else Path("../shared/data/real/binance-futures_BTCUSDT_2024-08-08")
+    real = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(
+        "../shared/data/real/binance-futures_BTCUSDT_2024-08-08"
     )
     with tempfile.TemporaryDirectory() as work:
         print(table(real, Path(work)))

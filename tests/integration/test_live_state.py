@@ -70,8 +70,7 @@ def test_freeze_from_another_process_empties_a_live_bots_book(
     risk = bot.journal("risk")
     operator = risk[risk["check"] == "operator"]
     assert operator[["kind", "reason"]].values.tolist() == [
-        ["freeze", "exchange incident (by dana)"],
-        ["freeze", "shutdown"],
+        ["freeze", "exchange incident (by dana)"], ["freeze", "shutdown"],
     ]
     orders = bot.journal("orders")
     frozen_at = int(operator["ts_ns"].iloc[0])

@@ -239,9 +239,7 @@ def test_unhalt_and_status_through_the_cli(url: str, account: str, tmp_path: Pat
     [line] = audit.read_text().splitlines()
     record = json.loads(line)
     assert (record["action"], record["author"], record["reason"]) == (
-        "unhalt",
-        "erin",
-        "fill checked by hand",
+        "unhalt", "erin", "fill checked by hand"
     )
     assert store.audit()[-1]["id"] == record["audit_id"]
     link.close()
@@ -372,8 +370,7 @@ def test_freeze_from_another_process_stops_a_running_bot(
                   & (orders["ts_ns"] < unfreeze_ts)]  # fmt: skip
     assert sent.empty  # nothing placed while frozen
     assert [json.loads(line)["action"] for line in audit.read_text().splitlines()] == [
-        "freeze",
-        "unfreeze",
+        "freeze", "unfreeze",
     ]
     assert store.holder() is None  # the stopped bot released its lease
 

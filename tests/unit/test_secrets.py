@@ -128,8 +128,6 @@ def test_unknown_secret_name() -> None:
 def test_secret_values_include_url_passwords() -> None:
     settings = load_settings(
         # pragma: allowlist nextline secret
-        None,
-        overrides=["storage.redis_url=redis://bot:url-pass-99@redis:6379/0"],
-        env={},
+        None, overrides=["storage.redis_url=redis://bot:url-pass-99@redis:6379/0"], env={}
     )
     assert secret_values(settings) == {"url-pass-99"}

@@ -30,9 +30,8 @@ def test_secret_scan_flags_a_committed_credential(tmp_path: Path) -> None:
 
 def test_bandit_flags_a_medium_finding(tmp_path: Path) -> None:
     unsafe = tmp_path / "loader.py"
-    unsafe.write_text(
-        "import pickle\n\n\ndef load(raw: bytes) -> object:\n    return pickle.loads(raw)\n"
-    )
+    unsafe.write_text("import pickle\n\n\ndef load(raw: bytes) -> object:\n"
+                      "    return pickle.loads(raw)\n")
     result = _run(str(BIN / "bandit"), "-q", "--severity-level", "medium", str(unsafe))
     assert result.returncode == 1
     assert "B301" in result.stdout

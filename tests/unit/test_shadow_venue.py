@@ -114,7 +114,6 @@ def test_shadow_keeps_the_venue_rules() -> None:
 
 # --- on the real capture -----------------------------------------------------------
 
-
 def latency(ms: int) -> tuple[str, ...]:
     legs = tuple(f"sim.{leg}_latency_ms={ms}" for leg in ("entry", "cancel", "response"))
     return (*legs, "sim.latency_jitter_ms=0")
@@ -150,8 +149,8 @@ def test_latency_is_what_paper_adds(real: dict[str, Journal]) -> None:
     shadow = real["shadow"].table("fills")
     for name in ("paper-1ms", "paper-600ms"):
         paper = real[name].table("fills")
-        assert (
-            not shadow["ts_ns"].reset_index(drop=True).equals(paper["ts_ns"].reset_index(drop=True))
+        assert not shadow["ts_ns"].reset_index(drop=True).equals(
+            paper["ts_ns"].reset_index(drop=True)
         ), name
     late = real["paper-600ms"]
     assert len(late.table("fills")) < 0.7 * len(shadow)  # 600 ms: quotes late or refused
