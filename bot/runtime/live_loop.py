@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar
@@ -45,7 +44,6 @@ from bot.model import (
     BookUpdate,
     Cancel,
     CancelAll,
-    CancelReject,
     Command,
     Event,
     Freeze,
@@ -59,6 +57,7 @@ from bot.model import (
     VenueReport,
 )
 from bot.runtime.clock import Clock
+from bot.runtime.delivery import Delivery, RecentIds
 from bot.runtime.ledger import Recovery
 from bot.runtime.reconcile import Tally, differences, tally
 from bot.runtime.sim_loop import EngineLike
@@ -136,56 +135,6 @@ class LiveStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-@dataclass(slots=True)
-class _OrderSeen:
-    acked: bool = False
-    done: bool = False
-    fills: set[str] = field(default_factory=set)
-    held_since_ns: int = 0  # a post-only ack held for the stream; 0: nothing held
-
-
-class Delivery:
-    """Passes each venue report to the engine once, whichever channel brings it."""
-
-    def __init__(self) -> None:
-        self.orders: dict[str, _OrderSeen] = {}
-
-    def admit(self, report: VenueReport) -> bool:
-        seen = self.orders.setdefault(report.client_order_id, _OrderSeen())
-        if isinstance(report, OrderFill):
-            if report.trade_id in seen.fills:
-                return False
-            seen.fills.add(report.trade_id)
-            return True
-        if isinstance(report, OrderAck):
-            fresh = not seen.acked and not seen.done
-            seen.acked = True
-            seen.held_since_ns = 0
-            return fresh
-        # reject, cancel ack, cancel reject: the order's last word
-        if seen.done:
-            return False
-        seen.done = not isinstance(report, CancelReject)
-        seen.held_since_ns = 0
-        return True
-
-    def hold(self, client_order_id: str, ts_ns: int) -> None:
-        seen = self.orders.setdefault(client_order_id, _OrderSeen())
-        if not (seen.acked or seen.done):
-            seen.held_since_ns = ts_ns
-
-    def working(self) -> list[str]:
-        """Orders placed and not yet finished (as far as the engine has heard)."""
-        return [coid for coid, seen in self.orders.items() if not seen.done]
-
-    def overdue(self, now_ns: int, after_ns: int) -> list[str]:
-        return [
-            coid
-            for coid, seen in self.orders.items()
-            if seen.held_since_ns and now_ns - seen.held_since_ns >= after_ns
-        ]
-
-
 class LiveLoop:
     def __init__(
         self,
@@ -218,7 +167,7 @@ class LiveLoop:
         self._events: asyncio.Queue[Event] = asyncio.Queue()
         self._commands: asyncio.Queue[Command] = asyncio.Queue()
         self._tops: dict[str, tuple[int, int, int, int]] = {}
-        self._trade_ids: dict[str, _RecentIds] = {}
+        self._trade_ids: dict[str, RecentIds] = {}
         # every fill the venue reports for the run, read at shutdown (reconciliation)
         self.venue_fills: list[OrderFill] = []
         self._fatal: BaseException | None = None
@@ -638,7 +587,7 @@ class LiveLoop:
     async def _watch_trades(self, symbol: str) -> None:
         inst = self.venue.instruments[symbol]
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
-        seen = self._trade_ids.setdefault(symbol, _RecentIds())
+        seen = self._trade_ids.setdefault(symbol, RecentIds())
 
         def on_trades(trades: Any) -> None:
             for t in trades:
@@ -699,21 +648,3 @@ def _recovered_from(recovery: Recovery | None) -> str:
         return ""
     return (f" (the bot's: run {recovery.previous}'s opening and its fills at the venue, "
             f"{len(recovery.missed)} of them never journaled)")  # fmt: skip
-
-
-class _RecentIds:
-    """The last few thousand ids seen: a duplicate is one of them."""
-
-    def __init__(self, keep: int = 4_096) -> None:
-        self._keep = keep
-        self._order: deque[str] = deque()
-        self._set: set[str] = set()
-
-    def add(self, item: str) -> bool:
-        if item in self._set:
-            return False
-        self._order.append(item)
-        self._set.add(item)
-        if len(self._order) > self._keep:
-            self._set.discard(self._order.popleft())
-        return True
