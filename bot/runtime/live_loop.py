@@ -387,6 +387,8 @@ class LiveLoop:
         """The periodic financial reconciliation (bot/runtime/reconcile.py)."""
         while True:
             await asyncio.sleep(period_s)
+            if self.leads is not None and not self.leads():
+                continue  # deposed: the new leader trades the account now, not these books
             before = self.stats.reconcile_differences
             found = await self.reconcile_books()
             if found and before:
