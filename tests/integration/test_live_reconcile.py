@@ -4,20 +4,27 @@ filled, and someone else trading the account halts it after two rounds."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from bot.config import Settings, instruments
+from bot.engine import Engine
+from bot.journal import MemoryJournal
 from bot.market.schema import Kind
 from bot.model import Liquidity, OrderFill, Side
-from bot.runtime.live_loop import LiveHalt
+from bot.runtime.clock import WallClock
+from bot.runtime.live_loop import LiveHalt, LiveLoop, LiveLoopConfig, LiveStats
 from bot.runtime.live_run import live_settings, run_live
 from bot.runtime.reconcile import differences, tally
 from bot.runtime.run import RunSpec
+from bot.runtime.secrets import Credentials
+from bot.venues.exchange import ExchangeVenue, ccxt_exchange
 from tests.integration.live_bots import (
     ARMED,
     flatten,
@@ -25,7 +32,7 @@ from tests.integration.live_bots import (
     sell_through_best_bid,
     venue_position,
 )
-from tests.integration.local_exchange import SYMBOL, ServerThread, rows
+from tests.integration.local_exchange import SYMBOL, TEST_KEY, ServerThread, rows
 
 pytestmark = pytest.mark.integration
 
@@ -116,3 +123,26 @@ def test_fees_or_turnover_off_by_a_cent_differ() -> None:
     assert differences(venue, tally([fill], insts), {SYMBOL: 13}, {SYMBOL: 2}) == [
         "BTCUSDT: venue position 13 lots, the run's opening and fills 12 lots"
     ]
+
+
+def test_a_deposed_leader_does_not_reconcile_the_account(server: ServerThread) -> None:
+    """While another process leads the account its position is not this run's books."""
+    server.reset()
+    leading = {"now": False}
+
+    async def main() -> LiveStats:
+        settings = Settings()
+        key = Credentials(SecretStr(TEST_KEY.key), SecretStr(TEST_KEY.secret))
+        exchange = ccxt_exchange("bybit", key, url=server.base_url)
+        venue = ExchangeVenue(exchange, instruments(settings), WallClock(), credentials=lambda: key)
+        engine = Engine(settings, MemoryJournal(), id_prefix="LDEPOSED")
+        cfg = LiveLoopConfig(duration_ns=2_000_000_000, reconcile_every_s=0.2, dead_man_s=None)
+        loop = LiveLoop(engine, venue, WallClock(), cfg, leads=lambda: leading["now"])
+        try:
+            return await loop.run()
+        finally:
+            await venue.close()
+
+    assert asyncio.run(main()).reconciliations == 0
+    leading["now"] = True
+    assert asyncio.run(main()).reconciliations >= 2
