@@ -36,6 +36,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bot.config import StateConfig
 from bot.runtime.clock import Clock
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ TOKEN_ENV: Final = "MMBOT_HEALTH_TOKEN"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 1.0, 2.5)
 _REASON_CHARS: Final = 40
 _TAPPED: Final = ("orders", "fills", "risk")
+DEFAULT_POLL_MS: Final = StateConfig().poll_ms  # the profile's `state.poll_ms` default
 _STOPPED: Final = ("frozen", "halted")
 
 
@@ -155,7 +157,7 @@ class RunMonitor:
     """The loop's side: metrics and readiness from the engine and its journal rows."""
 
     def __init__(
-        self, wall: Clock, *, poll_ms: int = 250, stale_s: float = 5.0,
+        self, wall: Clock, *, poll_ms: int = DEFAULT_POLL_MS, stale_s: float = 5.0,
         venue_connected: Callable[[], bool] = lambda: True,
     ) -> None:  # fmt: skip
         self.metrics = Metrics()
