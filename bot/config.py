@@ -394,6 +394,11 @@ class SoakConfig(Section):
     iterations: int = Field(default=6, gt=0)
     max_rss_growth_mb: float = Field(default=64, gt=0)
     auto_tune: bool = True
+    stop_on_fail: bool = Field(
+        default=True,
+        description="a FAIL of the in-run gate after the warm-up stops the soak; false only "
+        "for measurements (profiles/stability.yaml): the final gate still judges",
+    )
 
 
 class TuningBound(Section):
