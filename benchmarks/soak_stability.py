@@ -4,8 +4,9 @@ Runs the real soak flow (`python -m flows.soak`, Prefect's ephemeral API) for
 `--hours` of simulated time in 1 h iterations, in a child process, then reads the
 resident set and the open file descriptors that the flow recorded in each
 iteration's summary (iterations.jsonl). The default profile, `stability`, is a
-measurement profile: the soak profile (seeded venue faults, auto-tuning on) with
-`soak.stop_on_fail: false`, so an in-run gate FAIL does not end the measurement.
+measurement profile: the mm3 bot (which keeps trading) on the soak profile's market
+and seeded venue faults, auto-tuning on, with `soak.stop_on_fail: false`, so an
+in-run gate FAIL does not end the measurement.
 
 Prints one JSON line per simulated hour ({"hour", "rss_mb", "open_fds"}), then a last
 line: hours, completed, wall_s, rss_mb at hour `--from-hour` and at the end, the growth
