@@ -8,7 +8,8 @@ costs the hot path nothing, and every row is counted once (the rows a flush take
 from a buffer that the polls had not reached yet are counted from the flushed
 part). The server's thread only reads what the last poll left:
 
-- `/health`: 200 while the loop polls (its last poll younger than `stale_s`), else 503;
+- `/health`: 200 while the loop polls (its last poll younger than `stale_s`, or than
+  three poll periods when they are longer), else 503;
 - `/ready`: 200 when market data is fresh, the venue connected, the lease held and
   Redis reachable (when the run shares state) and the bot neither frozen nor halted;
   else 503. Both answer JSON with each check and the failing reasons;
@@ -36,7 +37,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from bot.config import StateConfig
+from bot.config import LEASE_POLLS, StateConfig
 from bot.runtime.clock import Clock
 
 if TYPE_CHECKING:
@@ -163,7 +164,9 @@ class RunMonitor:
         self.metrics = Metrics()
         self.wall = wall
         self.poll_ns = poll_ms * NS_PER_MS
-        self.stale_ns = int(stale_s * NS_PER_S)
+        # a loop polling every poll_ms (state.poll_ms) is alive until it misses a few
+        # polls: a slow poll period must not make /health flap between its polls
+        self.stale_ns = max(int(stale_s * NS_PER_S), LEASE_POLLS * self.poll_ns)
         self.venue_connected = venue_connected
         self.readiness = Readiness()
         self._engine: Engine | None = None
