@@ -194,7 +194,7 @@ def soak(params: SoakParams = DEFAULTS) -> StageOutcome:
     progress = _progress(params.run_key, len(state.summaries), total)
     journals = [root / f"iteration-{s['iteration']:03d}" for s in state.summaries]
     last = state.last_verdict
-    if last is not None:  # a soak its gate stopped stays stopped
+    if last is not None and last.status is Status.FAIL:  # its gate stopped it: still stopped
         _obey_in_run(last, len(state.summaries), policy)
     for iteration in range(len(state.summaries) + 1, total + 1):
         journal, verdict, kpis = soak_iteration(session, iteration, params.iteration, root, policy)

@@ -250,6 +250,10 @@ def test_an_in_run_fail_stops_the_soak_unless_the_policy_measures(
         assert statuses == ["WARN"] * 4 + ["FAIL"]
         assert "StageFailed: soak iteration 5: kpi FAIL: fills: " in state.message
         assert not report.exists()
+        # run again with the same key: still stopped there, no iteration added
+        again = soak(params, return_state=True)
+        assert again.is_failed() and "soak iteration 5: kpi FAIL" in again.message
+        assert len(_summaries(flow_home / "soak" / run_key)) == 5
     else:  # the FAILs are recorded, the soak goes on, and the final gate judges
         assert statuses == ["WARN"] * 4 + ["FAIL", "FAIL"]
         assert "StageFailed: soak: " in state.message  # the final gate's FAIL
