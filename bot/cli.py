@@ -182,11 +182,13 @@ def run(
     try:
         settings = settings_for(spec)
         configure_for(settings)
-        with serving(health_port) as monitor:
+        with serving(health_port, settings.state) as monitor:
             if state is None and account is None:
                 result = run_bot(spec, settings, monitor=monitor)
             else:
-                link = open_link(state, account or DEFAULT_ACCOUNT, state_dir, standby=standby)
+                link = open_link(
+                    state, account or DEFAULT_ACCOUNT, state_dir, settings.state, standby=standby
+                )
                 try:
                     result = run_bot(spec, settings, state=link, monitor=monitor)
                 finally:
@@ -230,8 +232,11 @@ def _run_live(
         configure_for(settings)
         if spec.mode != "shadow":
             check_armed(settings, os.environ)  # before a standby waits for its lease
-        with serving(health_port) as monitor:
-            link = None if state is None else open_link(*state[:3], standby=state[3])
+        with serving(health_port, settings.state) as monitor:
+            link = (
+                None if state is None
+                else open_link(*state[:3], settings.state, standby=state[3])
+            )  # fmt: skip
             try:
                 result = run_live(spec, settings, os.environ, state=link, monitor=monitor)
             finally:

@@ -22,6 +22,8 @@ from bot.model import Instrument
 from bot.runtime.clock import parse_duration
 
 SECRET_MASK: Final = "**********"
+# renewals a lease must fit in its ttl (StateConfig): a late poll or two must not lose it
+LEASE_POLLS: Final = 3
 
 # Every KPI gates/kpi.py computes: the only keys a `gates.kpi` bound may name.
 KPI_NAMES: Final = (
@@ -392,6 +394,11 @@ class SoakConfig(Section):
     iterations: int = Field(default=6, gt=0)
     max_rss_growth_mb: float = Field(default=64, gt=0)
     auto_tune: bool = True
+    stop_on_fail: bool = Field(
+        default=True,
+        description="a FAIL of the in-run gate after the warm-up stops the soak; false only "
+        "for measurements (profiles/stability.yaml): the final gate still judges",
+    )
 
 
 class TuningBound(Section):
@@ -543,6 +550,28 @@ class StorageConfig(Section):
     journal_segment_rows: int = Field(default=200_000, gt=0)
 
 
+class StateConfig(Section):
+    """The leader lease in the shared state (bot/runtime/control.py, health.py)."""
+
+    lease_ttl_ms: int = Field(
+        default=5_000, gt=0, description="how long the lease lasts unrenewed (failover delay)"
+    )
+    poll_ms: int = Field(
+        default=250, gt=0, description="wall time between renewals, heartbeats and metrics"
+    )
+
+    @model_validator(mode="after")
+    def _renewals_fit_the_ttl(self) -> StateConfig:
+        if self.lease_ttl_ms < LEASE_POLLS * self.poll_ms:
+            raise InconsistentSettings(
+                ("lease_ttl_ms",),
+                f"lease_ttl_ms {self.lease_ttl_ms} is under {LEASE_POLLS} x poll_ms "
+                f"({self.poll_ms}): a lease needs a few renewals before it expires",
+                (("poll_ms",),),
+            )
+        return self
+
+
 class SecretsConfig(Section):
     provider: Literal["none", "env", "file", "aws"] = "none"
     path: str | None = Field(default=None, description="for provider=file")
@@ -643,6 +672,7 @@ class Settings(Section):
     canary: CanaryConfig = CanaryConfig()
     promote: PromoteConfig = PromoteConfig()
     storage: StorageConfig = StorageConfig()
+    state: StateConfig = StateConfig()
     secrets: SecretsConfig = SecretsConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     live: LiveConfig = LiveConfig()

@@ -36,7 +36,12 @@ from bot.model import Instrument, OrderFill
 log = structlog.get_logger(__name__)
 
 ZERO: Final = Decimal(0)
-DEFAULT_DEDUP_CAPACITY: Final = 1_000_000
+# Fill ids remembered for the duplicate check. In the engine a fill reaches the portfolio
+# only for an order the registry still remembers (its last RECENT_ORDERS = 10 000
+# terminal ones, bot/order_registry.py), and that order's own trade ids refuse a repeat
+# first; twice that window covers those orders' fills, partials included. A million ids
+# (~250 B each) grew for the whole of a 72 h soak, which fills some 30 k times.
+DEFAULT_DEDUP_CAPACITY: Final = 20_000
 
 
 class PortfolioError(Exception):
@@ -117,7 +122,8 @@ class Portfolio:
     A fill is identified by ``(client_order_id, trade_id)``; a duplicate is
     refused and changes nothing. The ids remembered for that are bounded by
     ``dedup_capacity`` (oldest forgotten first; None = unbounded) so a 72 h
-    soak keeps flat memory; venues redeliver duplicates within seconds.
+    soak keeps flat memory; venues redeliver duplicates within seconds, and the
+    engine's order registry refuses fills of orders older than that anyway.
     """
 
     def __init__(

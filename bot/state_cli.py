@@ -29,6 +29,7 @@ from bot.runtime.clock import Clock, default_clock, iso_utc
 from bot.runtime.state_url import DEFAULT_STATE_DIR, URL_ENV, state_url
 
 if TYPE_CHECKING:  # redis-py and prometheus-client load only when a command uses them
+    from bot.config import StateConfig
     from bot.runtime.control import StateLink
     from bot.runtime.health import RunMonitor
     from bot.runtime.state import Action, StateStore
@@ -84,19 +85,20 @@ def _store(url: str | None, account: str, state_dir: Path) -> StateStore:
 
 
 def open_link(
-    url: str | None, account: str, state_dir: Path, wall: Clock | None = None,
-    *, standby: bool = False,
+    url: str | None, account: str, state_dir: Path, timing: StateConfig,
+    wall: Clock | None = None, *, standby: bool = False,
 ) -> StateLink:  # fmt: skip
-    """`mmbot run --account`: the shared state, with this process holding the lease.
-    A lease held by another process refuses the start, or with `standby` is waited
-    for (the leader's end or its lease's expiry: a failover)."""
+    """`mmbot run --account`: the shared state, with this process holding the lease
+    for the profile's `state.lease_ttl_ms`, renewed every `state.poll_ms`. A lease held
+    by another process refuses the start, or with `standby` is waited for (the leader's
+    end or its lease's expiry: a failover)."""
     from bot.runtime.control import LinkSettings, StateLink
     from bot.runtime.state import LeaseHeld, StateUnavailable
 
     store = _store(url, account, state_dir)
     owner = f"{socket.gethostname()}:{os.getpid()}"
     spool = state_dir / "spool" / account
-    settings = LinkSettings(owner, spool_dir=spool)
+    settings = LinkSettings.of(owner, timing, spool)
     link = StateLink(store, settings, wall or default_clock())
     waiting = False
     while True:
@@ -115,14 +117,17 @@ def open_link(
 
 
 @contextmanager
-def serving(port: int | None, wall: Clock | None = None) -> Iterator[RunMonitor | None]:
-    """`mmbot run --health-port`: the run's metrics and health server while it runs."""
+def serving(
+    port: int | None, timing: StateConfig, wall: Clock | None = None
+) -> Iterator[RunMonitor | None]:
+    """`mmbot run --health-port`: the run's metrics and health server while it runs,
+    its metrics and readiness updated every `state.poll_ms`."""
     if port is None:
         yield None
         return
     from bot.runtime.health import TOKEN_ENV, HealthServer, RunMonitor
 
-    monitor = RunMonitor(wall or default_clock())
+    monitor = RunMonitor(wall or default_clock(), poll_ms=timing.poll_ms)
     try:
         server = HealthServer(monitor, port, os.environ.get(TOKEN_ENV) or None).start()
     except OSError as exc:

@@ -11,7 +11,9 @@ re-run with the same run key resumes after the last committed iteration: an
 iteration cut short by a crash is replayed from the state before it, none is lost
 or counted twice.
 
-A FAIL of the in-run gate after the warm-up stops the soak. At the end: the KPI gate
+A FAIL of the in-run gate after the warm-up stops the soak, unless the policy says
+`soak.stop_on_fail: false` (a measurement, e.g. profiles/stability.yaml: the soak goes
+on with a warning and its iteration rows keep each FAIL). At the end: the KPI gate
 over the steady-state iterations (gates.stage.soak_final_stage), the readiness score
 (gates.readiness) and the soak-final report with the iteration table.
 
@@ -193,7 +195,7 @@ def soak(params: SoakParams = DEFAULTS) -> StageOutcome:
     journals = [root / f"iteration-{s['iteration']:03d}" for s in state.summaries]
     last = state.last_verdict
     if last is not None and last.status is Status.FAIL:  # its gate stopped it: still stopped
-        obey(last, f"soak iteration {len(state.summaries)}")
+        _obey_in_run(last, len(state.summaries), policy)
     for iteration in range(len(state.summaries) + 1, total + 1):
         journal, verdict, kpis = soak_iteration(session, iteration, params.iteration, root, policy)
         state, decision = _tune(session, state, iteration, kpis, policy)
@@ -202,8 +204,21 @@ def soak(params: SoakParams = DEFAULTS) -> StageOutcome:
         _commit(root, session, state)
         journals.append(journal)
         update_progress_artifact(progress, 100.0 * iteration / total)
-        obey(verdict, f"soak iteration {iteration}")
+        _obey_in_run(verdict, iteration, policy)
     return _final(params, policy, root, journals, state)
+
+
+def _obey_in_run(verdict: Verdict, iteration: int, policy: Settings) -> None:
+    """An in-run verdict stops the soak on FAIL, unless the policy measures (a
+    `soak.stop_on_fail: false` soak goes on, saying so)."""
+    stage = f"soak iteration {iteration}"
+    if verdict.status is Status.FAIL and not policy.soak.stop_on_fail:
+        get_run_logger().warning(
+            "%s: %s FAIL (soak.stop_on_fail is false: going on): %s",
+            stage, verdict.gate, "; ".join(verdict.reasons),
+        )  # fmt: skip
+        return
+    obey(verdict, stage)
 
 
 def _progress(run_key: str, done: int, total: int) -> UUID:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from bot.config import StateConfig
 from bot.model import Event, FreezeRequest, OrderReject, Place, UnhaltRequest
 from bot.runtime.clock import Clock
 from bot.runtime.state import ControlCommand, Heartbeat, LeaseHeld, StateStore, StateUnavailable
@@ -39,14 +40,20 @@ log = structlog.get_logger(__name__)
 NS_PER_MS: Final = 1_000_000
 LEASE_SOURCE: Final = "lease"
 BOT_AUTHOR: Final = "mmbot"
+_TIMING: Final = StateConfig()  # the profile's defaults (`state.*`), one place for them
 
 
 @dataclass(frozen=True, slots=True)
 class LinkSettings:
     owner: str  # this process, e.g. host:pid
-    lease_ttl_ms: int = 5_000
-    poll_ms: int = 250  # wall time between polls; renewals need a few per ttl
+    lease_ttl_ms: int = _TIMING.lease_ttl_ms
+    poll_ms: int = _TIMING.poll_ms  # wall time between polls; renewals need a few per ttl
     spool_dir: Path | None = None  # the journal stream's spool; None: no journal stream
+
+    @classmethod
+    def of(cls, owner: str, timing: StateConfig, spool_dir: Path | None = None) -> LinkSettings:
+        """The link's settings from the profile's `state` section (validated there)."""
+        return cls(owner, timing.lease_ttl_ms, timing.poll_ms, spool_dir)
 
 
 def to_event(command: ControlCommand, ts_ns: int) -> Event:

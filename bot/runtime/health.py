@@ -8,7 +8,8 @@ costs the hot path nothing, and every row is counted once (the rows a flush take
 from a buffer that the polls had not reached yet are counted from the flushed
 part). The server's thread only reads what the last poll left:
 
-- `/health`: 200 while the loop polls (its last poll younger than `stale_s`), else 503;
+- `/health`: 200 while the loop polls (its last poll younger than `stale_s`, or than
+  three poll periods when they are longer), else 503;
 - `/ready`: 200 when market data is fresh, the venue connected, the lease held and
   Redis reachable (when the run shares state) and the bot neither frozen nor halted;
   else 503. Both answer JSON with each check and the failing reasons;
@@ -36,6 +37,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bot.config import LEASE_POLLS, StateConfig
 from bot.runtime.clock import Clock
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ TOKEN_ENV: Final = "MMBOT_HEALTH_TOKEN"
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4, 0.5, 1.0, 2.5)
 _REASON_CHARS: Final = 40
 _TAPPED: Final = ("orders", "fills", "risk")
+DEFAULT_POLL_MS: Final = StateConfig().poll_ms  # the profile's `state.poll_ms` default
 _STOPPED: Final = ("frozen", "halted")
 
 
@@ -155,13 +158,15 @@ class RunMonitor:
     """The loop's side: metrics and readiness from the engine and its journal rows."""
 
     def __init__(
-        self, wall: Clock, *, poll_ms: int = 250, stale_s: float = 5.0,
+        self, wall: Clock, *, poll_ms: int = DEFAULT_POLL_MS, stale_s: float = 5.0,
         venue_connected: Callable[[], bool] = lambda: True,
     ) -> None:  # fmt: skip
         self.metrics = Metrics()
         self.wall = wall
         self.poll_ns = poll_ms * NS_PER_MS
-        self.stale_ns = int(stale_s * NS_PER_S)
+        # a loop polling every poll_ms (state.poll_ms) is alive until it misses a few
+        # polls: a slow poll period must not make /health flap between its polls
+        self.stale_ns = max(int(stale_s * NS_PER_S), LEASE_POLLS * self.poll_ns)
         self.venue_connected = venue_connected
         self.readiness = Readiness()
         self._engine: Engine | None = None

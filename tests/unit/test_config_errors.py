@@ -179,6 +179,8 @@ def test_bad_set_syntax() -> None:
         ("gates:\n  readiness_hold: 95\n", "gates.readiness_hold"),
         ("secrets:\n  provider: file\n", "secrets.path"),
         ("secrets:\n  provider: aws\n", "secrets.aws_secret_id"),
+        ("state:\n  poll_ms: 0\n", "state.poll_ms"),
+        ("state:\n  lease_ttl_ms: 700\n  poll_ms: 250\n", "state.lease_ttl_ms"),
     ],
 )
 def test_inconsistent_settings(here: Path, text: str, key: str) -> None:
@@ -218,3 +220,21 @@ def test_inconsistency_blames_the_latest_layer(here: Path) -> None:
 def test_rules_hold_for_direct_construction_too() -> None:
     with pytest.raises(ValueError, match="needs a secrets provider"):
         Settings(mode="live")
+
+
+def test_lease_timings_are_settings_and_three_polls_fit_a_ttl(here: Path) -> None:
+    # exactly three renewals per ttl is enough; the values reach the link and the monitor
+    from bot.runtime.control import LinkSettings
+
+    settings = resolve(
+        profile(here, "x", "state:\n  lease_ttl_ms: 600\n  poll_ms: 200\n"), env={}
+    ).settings
+    link = LinkSettings.of("bot-a", settings.state)
+    assert (link.lease_ttl_ms, link.poll_ms) == (600, 200)
+
+
+def test_a_short_lease_names_both_keys_and_the_layer_that_broke_it(here: Path) -> None:
+    ok = profile(here, "ok", "state:\n  lease_ttl_ms: 3000\n  poll_ms: 1000\n")
+    err = error_of(ok, ["state.poll_ms=1001"], env={})
+    assert (err.key, err.file) == ("state.lease_ttl_ms", "cli")
+    assert "lease_ttl_ms 3000 is under 3 x poll_ms (1001)" in str(err)

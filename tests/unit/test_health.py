@@ -103,6 +103,31 @@ def test_readiness_names_each_failing_check() -> None:
     ]  # fmt: skip
 
 
+class ManualClock:
+    def __init__(self) -> None:
+        self.ns = 1_000 * NS_PER_MS
+
+    def now_ns(self) -> int:
+        return self.ns
+
+
+@pytest.mark.parametrize(
+    ("poll_ms", "alive_at_s", "stale_at_s"), [(250, 5.0, 5.1), (4_000, 12.0, 12.1)]
+)
+def test_the_loop_is_alive_until_it_misses_a_few_polls(
+    poll_ms: int, alive_at_s: float, stale_at_s: float
+) -> None:
+    # the default 5 s; with state.poll_ms 4000 three missed polls, not a flap between two
+    clock = ManualClock()
+    monitor = RunMonitor(clock, poll_ms=poll_ms)
+    monitor.readiness = Readiness(polled_ns=clock.ns)
+    start = clock.ns
+    clock.ns = start + round(alive_at_s * 1e3) * NS_PER_MS
+    assert monitor.health() == (200, {"status": "ok", "loop_age_s": alive_at_s})
+    clock.ns = start + round(stale_at_s * 1e3) * NS_PER_MS
+    assert monitor.health() == (503, {"status": "stale", "loop_age_s": stale_at_s})
+
+
 def test_reason_labels_have_few_values() -> None:
     assert reason_label("fenced: not the leader (token 3)") == "fenced"
     assert reason_label("post-only would cross") == "post-only would cross"

@@ -12,7 +12,15 @@ import pytest
 
 from bot.journal import SCHEMAS
 from bot.model import Instrument, Liquidity, OrderFill, Side
-from bot.portfolio import InvalidFill, MissingMark, Portfolio, PositionSnapshot, UnknownSymbol
+from bot.order_registry import RECENT_ORDERS
+from bot.portfolio import (
+    DEFAULT_DEDUP_CAPACITY,
+    InvalidFill,
+    MissingMark,
+    Portfolio,
+    PositionSnapshot,
+    UnknownSymbol,
+)
 
 D = Decimal
 BTC = Instrument(
@@ -149,6 +157,19 @@ def test_dedup_memory_is_bounded_oldest_forgotten_first() -> None:
         assert p.apply_fill(f)
     assert p.apply_fill(c) is False
     assert p.apply_fill(a) is True  # forgotten: only the last 2 ids are remembered
+
+
+def test_default_dedup_memory_is_bounded_and_covers_the_registrys_orders() -> None:
+    # a days-long run: more fills than the default remembers, the position kept small
+    assert DEFAULT_DEDUP_CAPACITY >= RECENT_ORDERS  # every remembered order's fill id
+    p = Portfolio({"BTCUSDT": BTC})
+    total = DEFAULT_DEDUP_CAPACITY + 100
+    fills = [fill(Side.BUY if i % 2 else Side.SELL, 1000, 1, coid=f"o{i}", trade_id="t")
+             for i in range(total)]  # fmt: skip
+    for f in fills:
+        assert p.apply_fill(f)
+    assert p.apply_fill(fills[-DEFAULT_DEDUP_CAPACITY]) is False  # still remembered
+    assert p.apply_fill(fills[99]) is True  # the 100 oldest ids are forgotten
 
 
 def test_bad_inputs_are_typed_errors() -> None:
