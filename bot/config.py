@@ -392,7 +392,6 @@ class GateConfig(Section):
 class SoakConfig(Section):
     hours: float = Field(default=24, gt=0)
     iterations: int = Field(default=6, gt=0)
-    max_rss_growth_mb: float = Field(default=64, gt=0)
     auto_tune: bool = True
     stop_on_fail: bool = Field(
         default=True,
