@@ -5,14 +5,21 @@ live bot runs one at a time."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.integration.prefect_server import REPO, Server, prefect_cli, prefect_server
+from flows.promote import LIVE_LIMIT
+from gates.verdict import Check, Status, Verdict
+from tests.integration.prefect_server import PREFECT, REPO, Server, prefect_cli, prefect_server
 
 EXPECTED = {
     "release": "release",
@@ -88,3 +95,55 @@ def test_the_deployed_parameters_are_valid_flow_parameters(deployed: Server) -> 
               "canary": CanaryParams, "promote": PromoteParams, "live": LiveParams}  # fmt: skip
     for name, d in deployments(deployed).items():
         models[name].model_validate(d["parameters"]["params"])
+
+
+def flow_run(server: Server, run_id: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{server.api}/flow_runs/{run_id}", timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+def wait_state(server: Server, run_id: str, names: set[str], timeout_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    state: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        state = flow_run(server, run_id)["state"] or {}
+        if state.get("name") in names:
+            return state
+        if state.get("type") in ("FAILED", "CRASHED", "CANCELLED"):
+            raise AssertionError(f"the flow run ended {state.get('name')}: {state.get('message')}")
+        time.sleep(1)
+    raise AssertionError(f"flow run {run_id} not in {names} after {timeout_s} s: {state}")
+
+
+def test_a_suspended_promotion_resumes_in_a_new_process(deployed: Server, tmp_path: Path) -> None:
+    """The deployed promote suspends (its process ends) until a person answers; resumed
+    with input through the API, the worker runs it again and it ramps to full size."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("extends: mm3\npromote:\n  required_stages: [canary]\n"
+                      "  auto_approve: false\n  ramp_step: 2m\n")  # fmt: skip
+    passed = Verdict.of("canary", [Check("score", Status.PASS, 100.0, 95, 75)]).to_dict()
+    params = {"profile": str(policy), "candidate": str(policy), "run_key": "suspended",
+              "work_dir": str(tmp_path / "runs"), "artifacts_url": (tmp_path / "store").as_uri(),
+              "evidence": {"canary": passed}, "wait": "suspend"}  # fmt: skip
+    api(deployed, "/v2/concurrency_limits/", {"name": LIVE_LIMIT, "limit": 1})  # as `make ui`
+    promote_id = deployments(deployed)["promote"]["id"]
+    run = api(deployed, f"/deployments/{promote_id}/create_flow_run",
+              {"parameters": {"params": params}})  # fmt: skip
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen(
+        [str(PREFECT), "worker", "start", "--pool", "mmbot-local", "--limit", "1"],
+        env=deployed.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_state(deployed, run["id"], {"Suspended"}, 240)
+        answer = {"approve": True, "reviewer": "carol", "comment": "resumed after a night"}
+        api(deployed, f"/flow_runs/{run['id']}/resume", {"run_input": answer})
+        wait_state(deployed, run["id"], {"Completed"}, 240)
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.wait(timeout=30)
+        log.close()
+    lines = (tmp_path / "store" / "audit" / "promotions.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["event"] for r in records] == ["approved", *["ramp_step"] * 4, "promoted"]
+    assert (records[0]["reviewer"], records[0]["how"]) == ("carol", "person")
