@@ -101,6 +101,9 @@ class Metrics:
                                    "trading loop last polled", registry=r)  # fmt: skip
         self.trading_state = Gauge("mmbot_trading_state", "1 for the bot's trading state",
                                    ["state"], registry=r)  # fmt: skip
+        self.books_differ = Gauge("mmbot_books_differ", "1 while the last financial "
+                                  "reconciliation with the venue differed (live only)",
+                                  registry=r)  # fmt: skip
         # by account: the lease-lost alert asks whether any process of an account leads
         self.lease_held = Gauge("mmbot_lease_held", "1 while this process holds its "
                                 "account's leader lease (with shared state only)", ["account"],
@@ -160,6 +163,7 @@ class RunMonitor:
     def __init__(
         self, wall: Clock, *, poll_ms: int = DEFAULT_POLL_MS, stale_s: float = 5.0,
         venue_connected: Callable[[], bool] = lambda: True,
+        books_differ: Callable[[], bool] = lambda: False,
     ) -> None:  # fmt: skip
         self.metrics = Metrics()
         self.wall = wall
@@ -168,6 +172,7 @@ class RunMonitor:
         # polls: a slow poll period must not make /health flap between its polls
         self.stale_ns = max(int(stale_s * NS_PER_S), LEASE_POLLS * self.poll_ns)
         self.venue_connected = venue_connected
+        self.books_differ = books_differ
         self.readiness = Readiness()
         self._engine: Engine | None = None
         self._writer: JournalWriter | None = None
@@ -290,6 +295,7 @@ class RunMonitor:
         edge, count = self._engine.rolling_net_edge_bps()
         if count:
             m.net_edge.set(edge)
+        m.books_differ.set(1 if self.books_differ() else 0)
         state = self._engine.risk.state.value
         for name in ("active", "reducing", "frozen", "halted"):
             m.trading_state.labels(name).set(1 if name == state else 0)

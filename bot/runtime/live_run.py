@@ -293,6 +293,7 @@ def _join_state(
     monitor.attach(engine, writer, settings.risk.max_inventory_usd, settings.risk.stale_data_ms,
                    state)  # fmt: skip
     monitor.venue_connected = lambda: loop.connected
+    monitor.books_differ = lambda: bool(loop.stats.reconcile_differences)
     polls = _on_timer(state, monitor)
     assert polls is not None  # the monitor is there
 

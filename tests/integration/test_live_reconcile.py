@@ -19,6 +19,7 @@ from bot.journal import MemoryJournal
 from bot.market.schema import Kind
 from bot.model import Liquidity, OrderFill, Side
 from bot.runtime.clock import WallClock
+from bot.runtime.health import RunMonitor
 from bot.runtime.live_loop import LiveHalt, LiveLoop, LiveLoopConfig, LiveStats
 from bot.runtime.live_run import live_settings, run_live
 from bot.runtime.reconcile import differences, tally
@@ -94,16 +95,20 @@ def test_someone_else_trading_the_account_halts_after_two_rounds(
     hand = threading.Thread(target=trade_by_hand)
     hand.start()
     run = spec(tmp_path / "j", "20s")
+    monitor = RunMonitor(WallClock(), poll_ms=50)
+    settings = live_settings(run, exchange_url=server.base_url, env=ARMED)
     try:
         with pytest.raises(
             LiveHalt,
             match=r"two rounds in a row: BTCUSDT: venue position -3 "
             r"lots, the run's opening and fills 0 lots",
         ):
-            run_live(run, live_settings(run, exchange_url=server.base_url, env=ARMED), ARMED)
+            run_live(run, settings, ARMED, monitor=monitor)
     finally:
         done.set()
         hand.join()
+    # the first round that differed showed on /metrics (the alert MmbotBooksDiffer)
+    assert monitor.metrics.registry.get_sample_value("mmbot_books_differ") == 1
     assert not server.venue.open_orders(SYMBOL)  # halted clean: everything cancelled
     assert venue_position(server) == -3
     flatten(server, ts=902)
