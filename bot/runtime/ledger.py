@@ -129,5 +129,5 @@ async def take_over(ledger: AccountLedger, venue: ExchangeVenue) -> Recovery:
     if record is None:
         return recover(None, (), set())
     since_ms = record.since_ms - CLOCK_MARGIN_MS
-    fills = [f for s in venue.instruments for f in await venue.my_trades(s, since_ms)]
+    fills = await venue.account_fills(since_ms)
     return recover(record, fills, ledger.heard_ids(record.run_id))

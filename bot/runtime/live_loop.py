@@ -59,7 +59,7 @@ from bot.model import (
 from bot.runtime.clock import Clock
 from bot.runtime.delivery import Delivery, RecentIds
 from bot.runtime.ledger import Recovery
-from bot.runtime.reconcile import Tally, differences, tally
+from bot.runtime.reconcile import Tally, differences, position_differences, tally
 from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
     ExchangeHalted,
@@ -279,8 +279,8 @@ class LiveLoop:
             await self._cancel_orphans(orphans)
             recovery = await self._take_over()
         held = await self.venue.holdings()
-        self._check_position(held, recovery)
         self.opening_lots = {s: lots for s, (lots, _) in held.items()}
+        self._check_position(self.opening_lots, recovery)
         self._placed.update(o.client_order_id for o in adopted)
         self.stats.orphans_adopted = len(adopted)
         if adopted:
@@ -300,20 +300,14 @@ class LiveLoop:
             self.stats.orphans_cancelled += len(orphans)
             log.warning("orphans_cancelled", count=len(orphans))
 
-    def _check_position(self, held: Mapping[str, tuple[int, int]],
-                        recovery: Recovery | None) -> None:  # fmt: skip
+    def _check_position(self, venue_lots: Mapping[str, int], recovery: Recovery | None) -> None:
         expected = dict(recovery.expected) if recovery is not None else self.bot_positions
-        report = [
-            f"{symbol}: venue {lots} lots, bot {expected.get(symbol, 0)} lots"
-            for symbol, (lots, _) in held.items()
-            if abs(lots - expected.get(symbol, 0)) > self.cfg.position_tolerance_lots
-        ]
+        tolerance = self.cfg.position_tolerance_lots
+        report = position_differences(venue_lots, expected, tolerance)
         if report:
             raise LiveHalt(
                 "position mismatch beyond tolerance "
-                f"({self.cfg.position_tolerance_lots} lots): "
-                + "; ".join(report)
-                + _recovered_from(recovery)
+                f"({tolerance} lots): " + "; ".join(report) + _recovered_from(recovery)
             )
 
     async def shutdown(self) -> None:
@@ -372,8 +366,7 @@ class LiveLoop:
     async def _venue_fills(self) -> list[OrderFill]:
         """Every fill the venue made for this run's orders (REST), oldest first."""
         since_ms = self.stats.first_ts_ns // NS_PER_MS
-        found = [f for s in self.venue.instruments for f in await self.venue.my_trades(s, since_ms)]
-        return [f for f in found if self._ours(f)]
+        return [f for f in await self.venue.account_fills(since_ms) if self._ours(f)]
 
     def _ours(self, report: VenueReport) -> bool:
         """The account's streams and history also tell of other runs' orders (a standby

@@ -32,6 +32,7 @@ from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import DataSpan
 from bot.runtime.ledger import AccountLedger, Recovery, RunRecord, take_over
 from bot.runtime.live_loop import LiveLoop, LiveLoopConfig, LiveStats
+from bot.runtime.reconcile import reconcile_fills
 from bot.runtime.run import (
     SUMMARY,
     RunError,
@@ -108,23 +109,6 @@ def live_settings(
     if testnet:
         overrides.append("venue.testnet=true")
     return load_settings(spec.profile, overrides=overrides, env=env)
-
-
-def reconcile_fills(
-    venue_fills: list[OrderFill], insts: Mapping[str, Instrument], summary: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The venue's trade history of the run against what the bot booked: fills,
-    turnover and fees must agree (to a cent: the bot's figures are floats)."""
-    turnover = sum(float(insts[f.symbol].notional(f.px, f.qty)) for f in venue_fills)
-    fees = sum(float(f.fee) for f in venue_fills)
-    venue = {"fills": len(venue_fills), "turnover_usd": turnover, "fees_usd": fees}
-    bot = {key: summary.get(key) for key in venue}
-    matches = bot["fills"] == venue["fills"] and all(
-        abs(float(bot[key] or 0.0) - venue[key]) < 0.01 for key in ("turnover_usd", "fees_usd")
-    )
-    if not matches:
-        log.error("live_reconciliation_mismatch", venue=venue, bot=bot)
-    return {"venue": venue, "bot": bot, "matches": matches}
 
 
 def run_id_at(mode: str, start_ns: int) -> str:

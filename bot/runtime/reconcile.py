@@ -10,6 +10,9 @@ the engine first (a stream message lost without a disconnect). A symbol differs 
 - the venue's position is not the run's opening plus the history's fills (someone
   else traded the account).
 Two rounds in a row with a difference halt the run (one is a fill in flight).
+
+At the stop, `reconcile_fills` holds the run's whole trade history against the
+summary the journal gives (summary.json's `live.reconciliation`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
+
+import structlog
 
 from bot.model import Instrument, OrderFill
+
+log = structlog.get_logger(__name__)
 
 CENT: Final = Decimal("0.01")
 
@@ -45,6 +52,17 @@ def tally(fills: Iterable[OrderFill], insts: Mapping[str, Instrument]) -> dict[s
     for fill in fills:
         out[fill.symbol].add(fill, insts[fill.symbol])
     return out
+
+
+def position_differences(
+    venue_lots: Mapping[str, int], expected: Mapping[str, int], tolerance_lots: int
+) -> list[str]:
+    """At the start: the venue's position per symbol against the one the bot expects."""
+    return [
+        f"{symbol}: venue {lots} lots, bot {expected.get(symbol, 0)} lots"
+        for symbol, lots in venue_lots.items()
+        if abs(lots - expected.get(symbol, 0)) > tolerance_lots
+    ]
 
 
 def differences(
@@ -74,3 +92,23 @@ def differences(
                 f"and fills {expected} lots"
             )
     return found
+
+
+def reconcile_fills(
+    venue_fills: list[OrderFill], insts: Mapping[str, Instrument], summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The venue's trade history of the run against what the bot booked: fills,
+    turnover and fees must agree (to a cent: the bot's figures are floats)."""
+    per_symbol = tally(venue_fills, insts).values()
+    venue = {
+        "fills": len(venue_fills),
+        "turnover_usd": float(sum(t.turnover for t in per_symbol)),
+        "fees_usd": float(sum(t.fees for t in per_symbol)),
+    }
+    bot = {key: summary.get(key) for key in venue}
+    matches = bot["fills"] == venue["fills"] and all(
+        abs(float(bot[key] or 0.0) - venue[key]) < 0.01 for key in ("turnover_usd", "fees_usd")
+    )
+    if not matches:
+        log.error("live_reconciliation_mismatch", venue=venue, bot=bot)
+    return {"venue": venue, "bot": bot, "matches": matches}

@@ -426,6 +426,10 @@ class ExchangeVenue:
         found = await self._idempotent(self.exchange.fetch_balance)
         return Decimal(str((found.get(coin) or {}).get("total") or 0))
 
+    async def account_fills(self, since_ms: int) -> list[OrderFill]:
+        """The account's fills on every instrument since `since_ms`, any run's."""
+        return [f for s in self.instruments for f in await self.my_trades(s, since_ms)]
+
     async def my_trades(self, symbol: str, since_ms: int | None = None) -> list[OrderFill]:
         inst = self.instruments[symbol]
         found = await self._idempotent(

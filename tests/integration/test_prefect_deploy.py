@@ -115,6 +115,19 @@ def wait_state(server: Server, run_id: str, names: set[str], timeout_s: float) -
     raise AssertionError(f"flow run {run_id} not in {names} after {timeout_s} s: {state}")
 
 
+def resume(server: Server, run_id: str, answer: dict[str, Any], timeout_s: float = 60) -> None:
+    """Resume with input; the API may answer WAIT or REJECT while the suspended process
+    is still winding down on a busy machine: ask again until it accepts."""
+    deadline = time.monotonic() + timeout_s
+    result: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        result = api(server, f"/flow_runs/{run_id}/resume", {"run_input": answer})
+        if result.get("status") == "ACCEPT":
+            return
+        time.sleep(1)
+    raise AssertionError(f"the resume of {run_id} was not accepted: {result}")
+
+
 def test_a_suspended_promotion_resumes_in_a_new_process(deployed: Server, tmp_path: Path) -> None:
     """The deployed promote suspends (its process ends) until a person answers; resumed
     with input through the API, the worker runs it again and it ramps to full size."""
@@ -137,7 +150,7 @@ def test_a_suspended_promotion_resumes_in_a_new_process(deployed: Server, tmp_pa
     try:
         wait_state(deployed, run["id"], {"Suspended"}, 240)
         answer = {"approve": True, "reviewer": "carol", "comment": "resumed after a night"}
-        api(deployed, f"/flow_runs/{run['id']}/resume", {"run_input": answer})
+        resume(deployed, run["id"], answer)
         wait_state(deployed, run["id"], {"Completed"}, 240)
     finally:
         os.killpg(worker.pid, signal.SIGTERM)

@@ -112,7 +112,7 @@ def test_replay_of_real_data_follows_the_exchange_clock(binance_dir: Path) -> No
 
 def test_reconciliation_names_a_fill_the_bot_did_not_book() -> None:
     from bot.model import Liquidity, OrderFill
-    from bot.runtime.live_run import reconcile_fills
+    from bot.runtime.reconcile import reconcile_fills
 
     insts = instruments(Settings())
     fill = OrderFill(0, "BTCUSDT", "c-1", "t-1", Side.BUY, 600_000, 2, Liquidity.MAKER,
