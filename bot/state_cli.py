@@ -212,7 +212,7 @@ def status(
     _configure(profile, set_)
     store = _store(state, account, state_dir)
     try:
-        shown = store.status(default_clock().now_ns())
+        shown = store.status(default_clock())
     except StateUnavailable as exc:
         raise fail(str(exc), ExitCode.UNAVAILABLE) from exc
     except StateError as exc:  # keys written by something else than mmbot

@@ -14,7 +14,8 @@ The API the shells call (the sim loop now, the live loop later) is small:
 `open_store(url, state_dir)` -> `StateStore`; `Lease(store, owner)` with
 `acquire / renew / release / fence_ok`; `StateStore.write_heartbeat`,
 `push_control`, `pop_controls`, `freeze_flag`, `status`. Keys are per account:
-``mmbot:{account}:<name>``. Nothing here reads a clock: wall times are handed in.
+``mmbot:{account}:<name>``. Nothing here owns a clock: wall times, or the clock, are
+handed in.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import redis
 import structlog
 from redis.sentinel import Sentinel
 
+from bot.runtime.clock import Clock
 from bot.runtime.state_url import DEFAULT_STATE_DIR, EMBEDDED, SENTINEL_SCHEME, redact_url
 
 log = structlog.get_logger(__name__)
@@ -359,11 +361,13 @@ class StateStore:
         entries = self.call("audit", self.client.xrevrange, self.keys.audit, count=count)
         return [{"id": entry_id, **fields} for entry_id, fields in reversed(entries)]
 
-    def status(self, now_wall_ns: int) -> dict[str, Any]:
-        """What `mmbot status` shows: lease holder, heartbeat and its age, freeze flag."""
+    def status(self, wall: Clock) -> dict[str, Any]:
+        """What `mmbot status` shows: lease holder, heartbeat and its age, freeze flag.
+        The wall is read after the heartbeat, so a beat written meanwhile is not in the future."""
         holder = self.holder()
         beat = self.heartbeat()
         flag = self.freeze_flag()
+        now_wall_ns = wall.now_ns()
         return {
             "account": self.account,
             "store": redact_url(self.url),

@@ -25,6 +25,7 @@ from bot.config import StateConfig
 from bot.exitcodes import ExitCode
 from bot.journal import partial_path, read_manifest, read_table
 from bot.model import FreezeRequest, OrderReject, Place, Side, UnhaltRequest
+from bot.runtime.clock import FrozenClock
 from bot.runtime.control import LinkSettings, StateLink
 from bot.runtime.state import (
     ControlCommand,
@@ -204,7 +205,7 @@ def test_commands_queued_before_start_give_way_to_the_flag(store: StateStore) ->
     assert isinstance(refused, OrderReject) and refused.reason == "fenced: frozen before start"
     events = link.on_timer(7, -1, -1)
     assert events == [FreezeRequest(7, True, "three (frozen before start)", "bob", hold=True)]
-    assert store.status(0)["pending_commands"] == 0
+    assert store.status(FrozenClock(0))["pending_commands"] == 0
     assert link.gate(place()) is None  # the engine is frozen now: it decides
     link.close()
 
@@ -452,7 +453,8 @@ def test_unhalt_from_another_process_lifts_a_running_bots_halt(
         done = _mmbot("unhalt", "--reason", "loss limit reviewed", "--author", "fay", *state,
                       "--audit-log", str(tmp_path / "audit.jsonl"))  # fmt: skip
         assert done.returncode == 0, done.stderr
-        _wait("the command taken", lambda: store.status(0)["pending_commands"] == 0, run)
+        _wait("the command taken",
+              lambda: store.status(FrozenClock(0))["pending_commands"] == 0, run)  # fmt: skip
         taken = store.heartbeat()
         assert taken is not None
         _wait("a later poll", lambda: (b := store.heartbeat()) and b.loop_ns > taken.loop_ns, run)
