@@ -82,23 +82,29 @@ class UnknownSymbol(EngineError, KeyError):
 class _Market:
     """What the engine keeps of one symbol besides its requoter: marks and sampling."""
 
-    __slots__ = ("instrument", "last_fill_px", "next_book_ns", "next_position_ns", "quoter")
+    __slots__ = (
+        "entry_px", "instrument", "last_fill_px", "next_book_ns", "next_position_ns", "quoter",
+    )  # fmt: skip
 
     def __init__(self, instrument: Instrument, quoter: Requoter) -> None:
         self.instrument = instrument
         self.quoter = quoter
         self.last_fill_px = 0
+        self.entry_px = 0  # of the position the run opened with
         self.next_book_ns = 0
         self.next_position_ns = 0
 
     def mark(self) -> Decimal | None:
-        """The price to value the position at: the mid, else the last fill, else None."""
+        """The price to value the position at: the mid, else the last fill, else the
+        opening's entry price (a live restart before its first book), else None."""
         tick = self.instrument.tick_size
         q = self.quoter
         if q.mid_px > 0:
             return (q.bid_px + q.ask_px) * tick / 2
         if self.last_fill_px:
             return self.last_fill_px * tick
+        if self.entry_px:
+            return self.entry_px * tick
         return None
 
 
@@ -253,7 +259,7 @@ class Engine:
         """Before the first event: positions held when the run starts, symbol ->
         (lots, entry price in ticks); the quotes skew and the risk limits count them."""
         for symbol, (lots, px) in openings.items():
-            self._market(symbol)
+            self._market(symbol).entry_px = px
             self._portfolio.open_position(symbol, lots, px)
 
     def adopt(self, ts: int, symbol: str, client_order_id: str, side: Side, px: int,

@@ -19,8 +19,9 @@ unheard fills in its own journal and opens with the venue's position.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Final
 
 import structlog
@@ -29,7 +30,7 @@ from bot.model import OrderFill
 from bot.runtime.state import StateError, StateStore
 
 if TYPE_CHECKING:
-    from bot.venues.exchange import ExchangeVenue
+    from bot.venues.exchange import ExchangeVenue, OpenOrder
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +46,8 @@ class RunRecord:
     opening: Mapping[str, int]  # lots per symbol
     since_ms: int
     adopted: tuple[str, ...] = ()  # a previous run's orders this one took over
+    # trade ids of the adopted orders' fills already in `opening` (made before the take-over)
+    counted: tuple[str, ...] = ()
 
     def owns(self, client_order_id: str) -> bool:
         return client_order_id.startswith(f"{self.run_id}-") or client_order_id in self.adopted
@@ -57,6 +60,7 @@ class Recovery:
     previous: str | None
     expected: Mapping[str, int]  # lots per symbol
     missed: tuple[OrderFill, ...]  # fills of its orders it never journaled
+    theirs: tuple[OrderFill, ...] = ()  # every fill of its orders the history showed
 
 
 def recover(record: RunRecord | None, venue_fills: Sequence[OrderFill],
@@ -65,12 +69,29 @@ def recover(record: RunRecord | None, venue_fills: Sequence[OrderFill],
     fills since its start (`venue_fills`, any run's) and its heard trade ids."""
     if record is None:
         return Recovery(None, {}, ())
-    theirs = [f for f in venue_fills if record.owns(f.client_order_id)]
+    counted = set(record.counted)
+    theirs = tuple(
+        f for f in venue_fills if record.owns(f.client_order_id) and f.trade_id not in counted
+    )
     expected = dict(record.opening)
     for fill in theirs:
         expected[fill.symbol] = expected.get(fill.symbol, 0) + fill.qty * int(fill.side)
     missed = tuple(f for f in theirs if f.trade_id not in heard)
-    return Recovery(record.run_id, expected, missed)
+    return Recovery(record.run_id, expected, missed, theirs)
+
+
+def adopted_left(orders: Sequence[OpenOrder], recovery: Recovery | None
+                 ) -> tuple[list[OpenOrder], tuple[str, ...]]:  # fmt: skip
+    """The adopted `orders` with what the venue's history says they filled (read after
+    the open orders, so it may know of more), and those fills' trade ids: they are in
+    the opening, never this run's fills. An order filled whole meanwhile is dropped."""
+    ids = {o.client_order_id for o in orders}
+    prior = [f for f in (recovery.theirs if recovery else ()) if f.client_order_id in ids]
+    filled = Counter[str]()
+    for fill in prior:
+        filled[fill.client_order_id] += fill.qty
+    left = [replace(o, filled=max(o.filled, filled[o.client_order_id])) for o in orders]
+    return [o for o in left if o.qty > o.filled], tuple(f.trade_id for f in prior)
 
 
 class AccountLedger:
@@ -92,7 +113,9 @@ class AccountLedger:
         try:
             opening = {str(s): int(n) for s, n in json.loads(found["opening"]).items()}
             adopted = tuple(str(c) for c in json.loads(found.get("adopted", "[]")))
-            return RunRecord(str(found["run_id"]), opening, int(found["since_ms"]), adopted)
+            counted = tuple(str(t) for t in json.loads(found.get("counted", "[]")))
+            return RunRecord(str(found["run_id"]), opening, int(found["since_ms"]), adopted,
+                             counted)  # fmt: skip
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise StateError(f"account {self.store.account!r}: corrupt ledger {found!r}") from exc
 
@@ -100,7 +123,8 @@ class AccountLedger:
         """This run now trades the account, from `record.opening`."""
         fields = {"run_id": record.run_id, "since_ms": record.since_ms,
                   "opening": json.dumps(dict(sorted(record.opening.items()))),
-                  "adopted": json.dumps(list(record.adopted))}  # fmt: skip
+                  "adopted": json.dumps(list(record.adopted)),
+                  "counted": json.dumps(list(record.counted))}  # fmt: skip
         self.store.call("ledger", self.store.client.hset, self._key, mapping=fields)
 
     def heard(self, run_id: str, trade_ids: Iterable[str]) -> None:

@@ -58,7 +58,7 @@ from bot.model import (
 )
 from bot.runtime.clock import Clock
 from bot.runtime.delivery import Delivery, RecentIds
-from bot.runtime.ledger import Recovery
+from bot.runtime.ledger import CLOCK_MARGIN_MS, Recovery, adopted_left
 from bot.runtime.reconcile import Tally, differences, position_differences, tally
 from bot.runtime.sim_loop import EngineLike
 from bot.venues.exchange import (
@@ -80,6 +80,8 @@ RECONNECT_MAX_S: Final = 5.0
 # a reconciliation waits at most this many ms for the engine to book the fills it handed
 # over (a busy market may never leave the queue empty; a fill in flight shows one round)
 DRAIN_POLLS: Final = 500
+# the adopting start reads the history and the position again while a kept order fills
+OPENING_READS: Final = 3
 T = TypeVar("T")
 # the venue's positions (lots, entry ticks), the previous run's legacy, the orders adopted
 OnOpening = Callable[[Mapping[str, tuple[int, int]], Recovery | None, tuple[OpenOrder, ...]], None]
@@ -184,6 +186,9 @@ class LiveLoop:
         # the fills handed to the engine and the opening, per symbol: the bot's books
         self.booked = {symbol: Tally() for symbol in venue.instruments}
         self.opening_lots: dict[str, int] = {}
+        # trade ids of adopted orders' fills made before the take-over: in the opening
+        self.counted: set[str] = set()
+        self._history_since_ms = 0  # this run's trade history from here (0: its first tick)
 
     @property
     def connected(self) -> bool:
@@ -271,15 +276,12 @@ class LiveLoop:
                            "cancel them or set live.orphans=cancel or adopt")  # fmt: skip
         adopted: list[OpenOrder] = []
         if self.cfg.orphans == "adopt":
-            recovery = await self._take_over()
-            previous = f"{recovery.previous}-" if recovery and recovery.previous else None
-            adopted = [o for o in orphans if previous and o.client_order_id.startswith(previous)]
-            await self._cancel_orphans([o for o in orphans if o not in adopted])
+            held, recovery, adopted = await self._adopt(orphans)
         else:
             await self._cancel_orphans(orphans)
             recovery = await self._take_over()
-        held = await self.venue.holdings()
-        self.opening_lots = {s: lots for s, (lots, _) in held.items()}
+            held = await self.venue.holdings()
+        self.opening_lots = _lots(held)
         self._check_position(self.opening_lots, recovery)
         self._placed.update(o.client_order_id for o in adopted)
         self.stats.orphans_adopted = len(adopted)
@@ -287,6 +289,28 @@ class LiveLoop:
             log.warning("orphans_adopted", orders=[o.client_order_id for o in adopted])
         if self.on_opening is not None:
             self.on_opening({s: h for s, h in held.items() if h[0]}, recovery, tuple(adopted))
+
+    async def _adopt(
+        self, orphans: list[OpenOrder]
+    ) -> tuple[dict[str, tuple[int, int]], Recovery | None, list[OpenOrder]]:
+        """The previous run's orders kept, the rest cancelled. The kept ones may fill
+        while the books are read: a fill between the history and the position read shows
+        as a difference, so both are read again (up to OPENING_READS times); the history
+        from the start's time on is then this run's (its earlier fills are the opening's)."""
+        self._history_since_ms = self.clock.now_ns() // NS_PER_MS - CLOCK_MARGIN_MS
+        recovery = await self._take_over()
+        previous = f"{recovery.previous}-" if recovery and recovery.previous else None
+        kept = [o for o in orphans if previous and o.client_order_id.startswith(previous)]
+        await self._cancel_orphans([o for o in orphans if o not in kept])
+        held = await self.venue.holdings()
+        for _ in range(OPENING_READS - 1):
+            if not kept or not self._position_report(_lots(held), recovery):
+                break
+            recovery = await self._take_over()
+            held = await self.venue.holdings()
+        adopted, counted = adopted_left(kept, recovery)
+        self.counted.update(counted)
+        return held, recovery, adopted
 
     async def _take_over(self) -> Recovery | None:
         return await self.take_over() if self.take_over is not None else None
@@ -300,15 +324,19 @@ class LiveLoop:
             self.stats.orphans_cancelled += len(orphans)
             log.warning("orphans_cancelled", count=len(orphans))
 
-    def _check_position(self, venue_lots: Mapping[str, int], recovery: Recovery | None) -> None:
+    def _position_report(self, venue_lots: Mapping[str, int], recovery: Recovery | None
+                         ) -> list[str]:  # fmt: skip
         expected = dict(recovery.expected) if recovery is not None else self.bot_positions
-        tolerance = self.cfg.position_tolerance_lots
-        report = position_differences(venue_lots, expected, tolerance)
+        return position_differences(venue_lots, expected, self.cfg.position_tolerance_lots)
+
+    def _check_position(self, venue_lots: Mapping[str, int], recovery: Recovery | None) -> None:
+        report = self._position_report(venue_lots, recovery)
         if report:
             raise LiveHalt(
                 "position mismatch beyond tolerance "
-                f"({tolerance} lots): " + "; ".join(report) + _recovered_from(recovery)
-            )
+                f"({self.cfg.position_tolerance_lots} lots): " + "; ".join(report)
+                + _recovered_from(recovery)
+            )  # fmt: skip
 
     async def shutdown(self) -> None:
         """Freeze the engine, cancel all, confirm nothing is open, and collect every fill
@@ -365,8 +393,9 @@ class LiveLoop:
 
     async def _venue_fills(self) -> list[OrderFill]:
         """Every fill the venue made for this run's orders (REST), oldest first."""
-        since_ms = self.stats.first_ts_ns // NS_PER_MS
-        return [f for f in await self.venue.account_fills(since_ms) if self._ours(f)]
+        since_ms = self._history_since_ms or self.stats.first_ts_ns // NS_PER_MS
+        fills = await self.venue.account_fills(since_ms)
+        return [f for f in fills if f.trade_id not in self.counted and self._ours(f)]
 
     def _ours(self, report: VenueReport) -> bool:
         """The account's streams and history also tell of other runs' orders (a standby
@@ -636,6 +665,10 @@ class LiveLoop:
     async def _resync_fills(self) -> None:
         for fill in await self._venue_fills():
             self._report(fill)
+
+
+def _lots(held: Mapping[str, tuple[int, int]]) -> dict[str, int]:
+    return {symbol: lots for symbol, (lots, _) in held.items()}
 
 
 def _recovered_from(recovery: Recovery | None) -> str:

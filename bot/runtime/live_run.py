@@ -234,7 +234,7 @@ def _keep_ledger(
                         fills=len(missed))  # fmt: skip
         opening = {s: lots for s, (lots, _) in held.items()}
         kept = tuple(o.client_order_id for o in adopted)
-        ledger.begin(RunRecord(run_id, opening, now // 1_000_000, kept))
+        ledger.begin(RunRecord(run_id, opening, now // 1_000_000, kept, tuple(sorted(loop.counted))))
 
     def on_flush(table: str, part: int, rows: Any) -> None:
         if table == "fills":

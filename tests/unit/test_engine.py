@@ -480,6 +480,7 @@ def test_an_opening_position_skews_the_quotes_and_counts_in_the_pnl() -> None:
     opened, _ = make()
     opened.open_positions({SYM: (10, 600_000)})  # 0.01 BTC long from 60,000
     assert opened.portfolio.position_lots(SYM) == 10
+    assert opened.summary()["pnl_usd"] == 0  # before any book: marked at its entry price
     quoted = {engine: {p.side: p.px for p in places(engine.on_event(book(T0)))}
               for engine in (flat, opened)}  # fmt: skip
     assert quoted[opened][Side.BUY] < quoted[flat][Side.BUY]  # long: it bids lower
