@@ -3,7 +3,8 @@ needs to take over the position the last run left.
 
 A live run that leads an account keeps two things in the account's Redis keys:
 - `ledger`: its run id, the positions it opened with (lots per symbol, checked
-  against the venue when it started) and its start time (ms);
+  against the venue when it started), its start time (ms), the orders it adopted
+  and the trade ids of their fills already in its opening;
 - `ledger:<run id>:heard`: the trade id of every fill it journaled, added as the
   fill reaches the journal on disk.
 
@@ -148,7 +149,8 @@ class AccountLedger:
 
 async def take_over(ledger: AccountLedger, venue: ExchangeVenue) -> Recovery:
     """What the account's previous run left, read from the ledger and the venue's trade
-    history (after the orphans are cancelled: its orders fill no more)."""
+    history. Orders it left that are adopted can still fill: the live loop reads again
+    until the venue's position agrees (LiveLoop._adopt)."""
     record = ledger.last()
     if record is None:
         return recover(None, (), set())
