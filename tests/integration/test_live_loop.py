@@ -127,7 +127,8 @@ def test_cli_live_run_against_the_local_server(
 
 def break_the_streams_then_sweep(server: ServerThread, done: threading.Event) -> None:
     """Once the bot quotes: cut every websocket, then lose one book delta (a gap) among
-    duplicated messages, and fill both quotes while the streams recover."""
+    duplicated messages, and fill both quotes while the streams recover and send
+    messages out of order."""
 
     def quoting() -> bool:
         sides = {o.side for o in server.venue.open_orders(SYMBOL)}
@@ -144,6 +145,7 @@ def break_the_streams_then_sweep(server: ServerThread, done: threading.Event) ->
             lambda q=qty, i=i: server.venue.apply(rows(Kind.DELTA, [(1, 59_990.0, q)], ts=20 + i))
         )
     done.wait(0.3)
+    server.exchange.faults.ws_reorder(8)
     sweep_our_quotes(server, done)
 
 
@@ -167,6 +169,7 @@ def test_a_live_run_survives_dropped_streams_gaps_and_duplicates(
     assert stats.stop_reason == "duration reached"
     assert stats.reconnects >= 2 and stats.book_gaps >= 1  # the cut, then the gap
     assert server.exchange.faults.fired["duplicate"] >= 1
+    assert server.exchange.faults.fired["reorder"] >= 1
     assert server.venue.open_orders(None) == []
     venue_fills = {e.exec_id for e in server.venue.executions[before:]}
     journal = pd.read_parquet(out / "fills")

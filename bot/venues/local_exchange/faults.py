@@ -10,7 +10,9 @@ Each fault applies to the next `count` requests whose path starts with `path`
                (LocalExchange.reject_post_only).
 Websocket faults count messages, not requests:
   skip         the next book deltas are not sent (the stream's `u` jumps: a gap);
-  duplicate    the next messages are sent twice.
+  duplicate    the next messages are sent twice;
+  reorder      the next messages are each held back and sent after the one that
+               follows them on their connection (out of order).
 A dropped connection is LocalExchange.drop_streams().
 """
 
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 FaultKind = Literal["http_error", "delay", "rate_limit"]
-WsFault = Literal["skip", "duplicate"]
+WsFault = Literal["skip", "duplicate", "reorder"]
 
 
 @dataclass(slots=True)
@@ -54,6 +56,9 @@ class FaultControl:
 
     def ws_duplicate(self, count: int = 1) -> None:
         self.ws["duplicate"] = self.ws.get("duplicate", 0) + count
+
+    def ws_reorder(self, count: int = 1) -> None:
+        self.ws["reorder"] = self.ws.get("reorder", 0) + count
 
     def clear(self) -> None:
         self.pending.clear()

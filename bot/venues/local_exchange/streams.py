@@ -7,7 +7,8 @@ expires), then `order`, `execution` and `position`. Both answer `ping`.
 
 Each connection has its own queue and writer task, so the venue (synchronous)
 only ever enqueues. Faults the test arms on FaultControl act here: a dropped
-connection, book deltas skipped (a sequence gap) and duplicated messages.
+connection, book deltas skipped (a sequence gap), duplicated messages and messages
+sent out of order (one held back and sent after the next on its connection).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 PUBLIC_PATH: Final = "/v5/public/linear"
 PRIVATE_PATH: Final = "/v5/private"
+REORDER_HOLD_S: Final = 0.2
 
 
 class Rows(Protocol):
@@ -62,6 +64,8 @@ class _Connection:
     topics: set[str] = field(default_factory=set)
     authed: bool = False
     queue: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    held: dict[str, Any] | None = None  # a message held back, to go after the next one
+    release: asyncio.TimerHandle | None = None
 
 
 class StreamHub:
@@ -136,9 +140,26 @@ class StreamHub:
         return len(dropped)
 
     def _send(self, conn: _Connection, message: dict[str, Any]) -> None:
+        if conn.held is None and self.faults.take_ws("reorder"):
+            conn.held = message
+            log.info("local_ws_reordered", topic=message.get("topic") or message.get("op"))
+            # out of order, not lost: with no next message it goes on its own
+            conn.release = asyncio.get_running_loop().call_later(
+                REORDER_HOLD_S, self._release, conn
+            )
+            return
         copies = 2 if self.faults.take_ws("duplicate") else 1
         for _ in range(copies):
             conn.queue.put_nowait(message)
+        self._release(conn)
+
+    def _release(self, conn: _Connection) -> None:
+        if conn.release is not None:
+            conn.release.cancel()
+            conn.release = None
+        if conn.held is not None:
+            conn.queue.put_nowait(conn.held)
+            conn.held = None
 
     # --- requests from a client ---------------------------------------------------------
 
