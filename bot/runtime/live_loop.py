@@ -132,6 +132,8 @@ class LiveStats:
     last_ts_ns: int = 0
     # the venue's trade history against the bot's books (bot/runtime/live_run.py)
     reconciliation: dict[str, Any] | None = None
+    balance_start: float | None = None  # the account's wallet balance (USDT) at the start
+    balance_end: float | None = None  # and once nothing is open at the stop
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -283,6 +285,7 @@ class LiveLoop:
             held = await self.venue.holdings()
         self.opening_lots = _lots(held)
         self._check_position(self.opening_lots, recovery)
+        self.stats.balance_start = float(await self.venue.balance())
         self._placed.update(o.client_order_id for o in adopted)
         self.stats.orphans_adopted = len(adopted)
         if adopted:
@@ -353,6 +356,7 @@ class LiveLoop:
             await self._cancel_all_confirmed()
         finally:
             await self._collect_fills()
+        self.stats.balance_end = float(await self.venue.balance())
 
     async def _cancel_all_confirmed(self) -> None:
         """Cancel all until the venue says nothing is open. A venue failing past the

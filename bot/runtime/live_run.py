@@ -32,7 +32,7 @@ from bot.runtime.clock import Clock, WallClock, parse_duration
 from bot.runtime.data_span import DataSpan
 from bot.runtime.ledger import AccountLedger, Recovery, RunRecord, take_over
 from bot.runtime.live_loop import LiveLoop, LiveLoopConfig, LiveStats
-from bot.runtime.reconcile import reconcile_fills
+from bot.runtime.reconcile import balance_change, reconcile_fills
 from bot.runtime.run import (
     SUMMARY,
     RunError,
@@ -193,6 +193,9 @@ def run_live(
     figures = engine.summary()
     if not shadow:
         stats.reconciliation = reconcile_fills(loop.venue_fills, instruments(settings), figures)
+        stats.reconciliation["balance"] = balance_change(
+            stats.balance_start, stats.balance_end, figures
+        )
     summary = {
         "run_id": run_id, "out": str(spec.out_dir), "data_source": source,
         **figures, **journal_figures(writer.figures), "live": stats.as_dict(),
@@ -234,7 +237,8 @@ def _keep_ledger(
                         fills=len(missed))  # fmt: skip
         opening = {s: lots for s, (lots, _) in held.items()}
         kept = tuple(o.client_order_id for o in adopted)
-        ledger.begin(RunRecord(run_id, opening, now // 1_000_000, kept, tuple(sorted(loop.counted))))
+        counted = tuple(sorted(loop.counted))
+        ledger.begin(RunRecord(run_id, opening, now // 1_000_000, kept, counted))
 
     def on_flush(table: str, part: int, rows: Any) -> None:
         if table == "fills":

@@ -12,7 +12,8 @@ the engine first (a stream message lost without a disconnect). A symbol differs 
 Two rounds in a row with a difference halt the run (one is a fill in flight).
 
 At the stop, `reconcile_fills` holds the run's whole trade history against the
-summary the journal gives (summary.json's `live.reconciliation`).
+summary the journal gives (summary.json's `live.reconciliation`), and
+`balance_change` the wallet balance's change against the bot's realized PnL and fees.
 """
 
 from __future__ import annotations
@@ -112,3 +113,18 @@ def reconcile_fills(
     if not matches:
         log.error("live_reconciliation_mismatch", venue=venue, bot=bot)
     return {"venue": venue, "bot": bot, "matches": matches}
+
+
+def balance_change(start: float | None, end: float | None, summary: Mapping[str, Any]
+                   ) -> dict[str, Any]:  # fmt: skip
+    """The wallet balance's change over the run against the bot's cash: its realized
+    PnL less its fees (a rebate adds). Shown, not judged: funding payments and other
+    runs' trades on the account move the balance too."""
+    bot = float(summary.get("realized_pnl_usd") or 0.0) - float(summary.get("fees_usd") or 0.0)
+    if start is None or end is None:
+        return {"start": start, "end": end, "change": None, "bot": bot, "difference": None}
+    change = end - start
+    difference = change - bot
+    if abs(difference) >= 0.01:
+        log.warning("live_balance_differs", change=change, bot=bot, difference=difference)
+    return {"start": start, "end": end, "change": change, "bot": bot, "difference": difference}

@@ -84,6 +84,13 @@ def test_a_live_run_trades_and_shuts_down_clean(server: ServerThread, tmp_path: 
     recon = result.summary["live"]["reconciliation"]
     assert recon["matches"] and recon["venue"]["fills"] == 2
     assert recon["venue"]["fees_usd"] < 0  # maker rebates, on both books alike
+    # the wallet moved by the round trip's realized PnL and rebates, as the bot booked them
+    balance = recon["balance"]
+    assert balance["change"] > 0 and balance["end"] == float(server.venue.account.balance)
+    assert balance["bot"] == pytest.approx(
+        result.summary["realized_pnl_usd"] - result.summary["fees_usd"]
+    )
+    assert balance["difference"] == pytest.approx(0, abs=0.01)
     assert main(["kpi", str(out), "--json"]) == 0
 
 

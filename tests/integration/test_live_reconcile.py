@@ -21,7 +21,7 @@ from bot.runtime.clock import WallClock
 from bot.runtime.health import RunMonitor
 from bot.runtime.live_loop import LiveHalt, LiveLoop, LiveLoopConfig, LiveStats
 from bot.runtime.live_run import live_settings, run_live
-from bot.runtime.reconcile import differences, tally
+from bot.runtime.reconcile import balance_change, differences, tally
 from bot.runtime.run import RunSpec
 from bot.runtime.secrets import Credentials
 from bot.venues.exchange import ExchangeVenue, ccxt_exchange
@@ -121,6 +121,16 @@ def test_fees_or_turnover_off_by_a_cent_differ() -> None:
     assert differences(venue, tally([fill], insts), {SYMBOL: 13}, {SYMBOL: 2}) == [
         "BTCUSDT: venue position 13 lots, the run's opening and fills 12 lots"
     ]
+
+
+def test_the_balance_change_is_shown_against_the_bots_cash() -> None:
+    bot = {"realized_pnl_usd": 1.25, "fees_usd": -0.25}  # its cash: +1.50
+    agrees = balance_change(100_000.0, 100_001.5, bot)
+    assert agrees["change"] == pytest.approx(1.5) and agrees["difference"] == pytest.approx(0)
+    # a funding payment (or another run's trade) moved the wallet: shown, by how much
+    funded = balance_change(100_000.0, 99_998.5, bot)
+    assert funded["difference"] == pytest.approx(-3.0)
+    assert balance_change(None, 99_998.5, bot)["difference"] is None  # never read: unknown
 
 
 def test_a_deposed_leader_does_not_reconcile_the_account(server: ServerThread) -> None:
