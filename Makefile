@@ -79,8 +79,10 @@ audit: install
 
 # pytest exits 5 when it collected no test: a failure, not a pass. The check lives in
 # the recipe because make reports any failed recipe as its own exit 2.
+# worksteal: an idle worker takes tests queued on the busy one (a clean-clone run took
+# 575 s against 606 s with the default `load`, on more tests).
 test: lint security
-	$(PY) -m pytest -n $(TEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: install
