@@ -547,6 +547,18 @@ class StorageConfig(Section):
         default=5, ge=1, description="tries per S3 request, transient errors only"
     )
     journal_segment_rows: int = Field(default=200_000, gt=0)
+    journal_segment: str = Field(
+        default="1h", description="data time a journal part spans at most (a live run's parts)"
+    )
+
+    @model_validator(mode="after")
+    def _segment_is_a_duration(self) -> StorageConfig:
+        _check_interval(self.journal_segment, ("journal_segment",))
+        return self
+
+    @property
+    def journal_segment_ns(self) -> int:
+        return parse_duration(self.journal_segment)
 
 
 class StateConfig(Section):

@@ -145,6 +145,7 @@ def run_live(
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source),
         segment_rows=settings.storage.journal_segment_rows,
+        segment_ns=settings.storage.journal_segment_ns,
         flush_each=frozenset() if shadow else DURABLE_TABLES,
     )  # fmt: skip
     engine = Engine(settings, writer, id_prefix=run_id)

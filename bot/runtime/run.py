@@ -364,6 +364,7 @@ def run_bot(
     writer = JournalWriter(
         partial, manifest(run_id, spec, settings, source, clock),
         segment_rows=settings.storage.journal_segment_rows,
+        segment_ns=settings.storage.journal_segment_ns,
     )  # fmt: skip
     books = {symbol: L2Book() for symbol in settings.venue.symbols}
     venue, feed_faults = _venue(spec, settings, books)

@@ -178,9 +178,11 @@ class SimSession:
         for stale in (partial, journal_dir):
             shutil.rmtree(stale, ignore_errors=True)
         partial.mkdir(parents=True)
+        storage = self.settings.storage
         writer = JournalWriter(
-            partial, self._manifest(), segment_rows=self.settings.storage.journal_segment_rows
-        )
+            partial, self._manifest(), segment_rows=storage.journal_segment_rows,
+            segment_ns=storage.journal_segment_ns,
+        )  # fmt: skip
         self._recorder.target = writer
         try:
             stats = self._loop_for(chunks[0]).run(chunks) if chunks else None

@@ -257,12 +257,12 @@ def test_the_run_summary_shows_risk_blocks_with_their_top_check(
     assert summary["blocks_by_check"] == {"max_order_notional": len(blocks)}
 
 
-@pytest.mark.no_cover  # a long simulation: see tests/conftest.py untraced
 def test_same_seed_same_bytes_across_time_bounded_segments(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
-        execute(RunSpec(mode="paper", out_dir=out, synth_seed=11, duration="70m"))
-    # 70 min of data time: the busy tables cross the 1 h bound into a second part
+        execute(RunSpec(mode="paper", out_dir=out, synth_seed=11, duration="12m",
+                        overrides=("storage.journal_segment=10m",)))  # fmt: skip
+    # 12 min of data time: the busy tables cross the 10 min bound into a second part
     assert sorted(p.name for p in (a / "orders").iterdir()) == [
         "part-00000.parquet", "part-00001.parquet",
     ]  # fmt: skip

@@ -25,6 +25,7 @@ from bot.journal import (
     read_table,
     read_tables,
 )
+from bot.profiles import ConfigError, load_settings
 
 NS_PER_S = 1_000_000_000
 
@@ -201,6 +202,14 @@ def test_a_buffer_is_flushed_when_its_rows_span_the_time_bound(tmp_path: Path) -
 def test_segment_bounds_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(JournalError, match="segment bounds must be positive: rows=200000 bytes=0"):
         JournalWriter(tmp_path, {}, segment_bytes=0)
+
+
+@pytest.mark.parametrize(("value", "why"), [("0s", "must be positive"), ("7x", "bad duration")])
+def test_a_bad_journal_segment_is_a_config_error_naming_the_key(value: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"storage.journal_segment: interval '{value}'.*{why}"):
+        load_settings("base", overrides=(f"storage.journal_segment={value}",))
+    quarter = load_settings("base", overrides=("storage.journal_segment=15m",))
+    assert quarter.storage.journal_segment_ns == 15 * 60 * NS_PER_S
 
 
 def fills_frame(rows: list[tuple[str, int, float, float, float, float]]) -> pd.DataFrame:
