@@ -141,6 +141,14 @@ def run(
             "refusing to start while another bot holds it (a failover standby)"
         ),
     ] = False,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            help="on an exchange's streams: also write the books and trades the bot heard "
+            "to DIR as market data (<SYMBOL>.parquet), for a replay of the same window",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Replay market data through the bot in paper or shadow mode, or trade live; write
     the journal."""
@@ -153,7 +161,7 @@ def run(
         )
         live_spec = RunSpec(
             mode=live_mode, out_dir=out, profile=profile, duration=duration,
-            overrides=tuple(set_ or ()), force=force,
+            overrides=tuple(set_ or ()), force=force, record=record,
         )  # fmt: skip
         joined = state is not None or account is not None or standby
         joining = (state, account or DEFAULT_ACCOUNT, state_dir, standby) if joined else None
@@ -161,6 +169,8 @@ def run(
         return
     if exchange is not None or exchange_url is not None or testnet:
         raise fail("--exchange, --exchange-url and --testnet are for --mode live, canary or shadow")
+    if record is not None:
+        raise fail("--record is for a run on an exchange's streams; a replay's market is its data")
     if mode not in MODES:
         modes = ", ".join((*MODES, *LIVE_MODES))
         typer.echo(f"error: --mode must be one of {modes}, got {mode!r}", err=True)

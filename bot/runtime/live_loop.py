@@ -40,6 +40,7 @@ from typing import Any, Final, Literal, TypeVar
 import structlog
 from ccxt.base.errors import NetworkError
 
+from bot.market.tape import Tape
 from bot.model import (
     BookUpdate,
     Cancel,
@@ -155,13 +156,15 @@ class LiveLoop:
         leads: Callable[[], bool] | None = None,
         take_over: Callable[[], Awaitable[Recovery]] | None = None,
         on_opening: OnOpening | None = None,
+        tape: Tape | None = None,
     ) -> None:
         """With `shadow`, orders go to the shadow venue instead of the exchange: only the
         public streams are watched and nothing on the account is read or changed.
         `take_over` says what the account's previous run left (bot/runtime/ledger.py):
         the position expected at the venue, instead of `bot_positions`; `on_opening`
         hears the venue's positions (lots, entry ticks) once they match and the orders
-        adopted, before the first quote."""
+        adopted, before the first quote. `tape` keeps every book and trade the engine
+        hears, stamped as the engine's events are."""
         self.engine, self.venue, self.clock, self.cfg = engine, venue, clock, cfg
         self.shadow = shadow
         self.bot_positions = dict(bot_positions or {})
@@ -178,6 +181,7 @@ class LiveLoop:
         self._stop = asyncio.Event()
         self.on_timer, self.gate, self.leads = on_timer, gate, leads
         self.take_over, self.on_opening = take_over, on_opening
+        self.tape = tape
         self.market_ns = 0  # local time of the last order book message
         self.ack_ns = 0  # local time of the last order ack the engine heard
         self.ws_lag_s = float("nan")  # receipt - exchange time of the last book message
@@ -226,10 +230,11 @@ class LiveLoop:
 
     def _workers(self, stop: asyncio.Event) -> list[Coroutine[Any, Any, None]]:
         workers: list[Coroutine[Any, Any, None]] = [
-            self._guard(self._consume()), self._guard(self._send()), self._guard(self._tick(stop)),
+            self._guard(self._consume()), self._guard(self._tick(stop)),
         ]  # fmt: skip
         if self.shadow is None:
-            workers += [self._guard(self._watch_orders()), self._guard(self._watch_fills())]
+            workers += [self._guard(self._send()), self._guard(self._watch_orders()),
+                        self._guard(self._watch_fills())]  # fmt: skip
             if self.cfg.reconcile_every_s is not None:
                 workers.append(self._guard(self._reconcile_every(self.cfg.reconcile_every_s)))
         for symbol in self.venue.instruments:
@@ -454,7 +459,26 @@ class LiveLoop:
             self.booked[event.symbol].add(event, self.venue.instruments[event.symbol])
         for command in self.engine.on_event(event):
             self.stats.commands += 1
-            self._commands.put_nowait(command)
+            if self.shadow is None:
+                self._commands.put_nowait(command)
+            else:
+                self._shadow_execute(self.shadow, command, event.ts_ns)
+
+    def _market(self, event: BookUpdate | Trade) -> None:
+        """Market events reach the engine through the queue; a shadow run's at once, so
+        that its venue answers the engine's orders before the next message, as a replay's
+        does: a live shadow journals what a replay of the market it heard journals."""
+        if self.shadow is None:
+            self._events.put_nowait(event)
+        else:
+            self._handle(event)
+
+    def _shadow_execute(self, shadow: LiveShadow, command: Command, ts_ns: int) -> None:
+        if isinstance(command, Freeze):
+            log.warning("engine_freeze", reason=command.reason)
+            return
+        for report in shadow.execute(command, ts_ns):
+            self._deliver(report)
 
     def _deliver(self, report: VenueReport) -> None:
         """A report from any channel, to the engine once (directly: the consumer may be
@@ -479,11 +503,6 @@ class LiveLoop:
                 self._report(report)
 
     async def _execute(self, command: Command) -> list[VenueReport]:
-        if self.shadow is not None:
-            if isinstance(command, Freeze):
-                log.warning("engine_freeze", reason=command.reason)
-                return []
-            return self.shadow.execute(command, self.clock.now_ns())
         if isinstance(command, Place):
             if self.gate is not None and (refused := self.gate(command)) is not None:
                 self._events.put_nowait(refused)  # fenced: never reaches the venue
@@ -559,6 +578,7 @@ class LiveLoop:
         watch: Callable[[], Awaitable[T]],
         on_update: Callable[[T], None],
         resync: Callable[[], Awaitable[None]] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         """Watch one stream for the whole run. A lost connection (or a book gap, which
         fails it on purpose) is retried with backoff; ccxt reconnects and resubscribes
@@ -575,6 +595,8 @@ class LiveLoop:
                 update = await pending
             except NetworkError as exc:
                 self._down.add(name)
+                if on_lost is not None:
+                    on_lost()
                 failures += 1
                 self.stats.reconnects += 1
                 delay = min(RECONNECT_MAX_S, RECONNECT_FIRST_S * 2 ** (failures - 1))
@@ -593,10 +615,13 @@ class LiveLoop:
         ccxt_symbol = self.venue.ccxt_symbol(symbol)
 
         def on_book(book: Any) -> None:
-            self._heard_book(book, self.clock.now_ns())
+            now = self.clock.now_ns()
+            self._heard_book(book, now)
+            if self.tape is not None:
+                self.tape.book(symbol, book, now)
             if self.shadow is not None:
-                for report in self.shadow.on_book(symbol, book, self.clock.now_ns()):
-                    self._report(report)
+                for report in self.shadow.on_book(symbol, book, now):
+                    self._deliver(report)
             if not book["bids"] or not book["asks"]:
                 return
             (bid, bid_qty), (ask, ask_qty) = book["bids"][0][:2], book["asks"][0][:2]
@@ -605,12 +630,17 @@ class LiveLoop:
             if top != self._tops.get(symbol):
                 self._tops[symbol] = top
                 self.stats.book_updates += 1
-                self._events.put_nowait(BookUpdate(self.clock.now_ns(), symbol, *top))
+                self._market(BookUpdate(now, symbol, *top))
+
+        def on_lost() -> None:
+            if self.tape is not None:
+                self.tape.gap(symbol)
 
         watch = self.venue.exchange.watch_order_book
         await self._stream(
-            f"book:{symbol}", lambda: watch(ccxt_symbol, self.cfg.book_depth), on_book
-        )
+            f"book:{symbol}", lambda: watch(ccxt_symbol, self.cfg.book_depth), on_book,
+            on_lost=on_lost,
+        )  # fmt: skip
 
     async def _watch_trades(self, symbol: str) -> None:
         inst = self.venue.instruments[symbol]
@@ -618,20 +648,23 @@ class LiveLoop:
         seen = self._trade_ids.setdefault(symbol, RecentIds())
 
         def on_trades(trades: Any) -> None:
+            now = self.clock.now_ns()
             for t in trades:
                 if not seen.add(str(t["id"])):
                     self.stats.duplicates += 1  # a message delivered twice
                     continue
                 self.stats.trades += 1
+                if self.tape is not None:
+                    self.tape.trade(symbol, t, now)
                 side = Side.BUY if t["side"] == "buy" else Side.SELL
                 trade = Trade(
-                    self.clock.now_ns(), symbol, str(t["id"]), units(t["price"], inst.tick_size),
+                    now, symbol, str(t["id"]), units(t["price"], inst.tick_size),
                     units(t["amount"], inst.lot_size), side,
                 )  # fmt: skip
-                self._events.put_nowait(trade)
+                self._market(trade)
                 if self.shadow is not None:
                     for report in self.shadow.on_trade(trade):
-                        self._report(report)
+                        self._deliver(report)
 
         watch = self.venue.exchange.watch_trades
         await self._stream(f"trades:{symbol}", lambda: watch(ccxt_symbol), on_trades)

@@ -26,6 +26,7 @@ import structlog
 from bot.config import Settings, instruments
 from bot.engine import Engine
 from bot.journal import JournalWriter
+from bot.market.tape import Tape
 from bot.model import Instrument, OrderFill
 from bot.profiles import load_settings
 from bot.runtime.clock import Clock, WallClock, parse_duration
@@ -164,11 +165,12 @@ def run_live(
         shutdown_patience_s=settings.live.shutdown_patience_s,
         reconcile_every_s=settings.live.reconcile_every_s,
     )  # fmt: skip
+    tape = Tape(settings.venue.symbols) if spec.record is not None else None
     loop = LiveLoop(
         engine, venue, clock, cfg, on_heartbeat=on_heartbeat,
         shadow=LiveShadow(settings, instruments(settings)) if shadow else None,
         gate=state.gate if state is not None else None,
-        leads=state.leads if state is not None else None,
+        leads=state.leads if state is not None else None, tape=tape,
     )  # fmt: skip
     _join_state(loop, engine, writer, settings, run_id, state, monitor)
     if state is not None and not shadow:
@@ -189,6 +191,8 @@ def run_live(
     except BaseException:
         writer.flush_all()  # what was journaled stays readable in the partial journal
         raise
+    finally:
+        recorded = tape.write(spec.record) if tape is not None and spec.record else None
     span = DataSpan(stats.first_ts_ns, max(stats.last_ts_ns, stats.first_ts_ns))
     writer.close({"data_span": {**span.to_dict(), "cut_by_duration": True}})
     figures = engine.summary()
@@ -201,6 +205,7 @@ def run_live(
         "run_id": run_id, "out": str(spec.out_dir), "data_source": source,
         **figures, **journal_figures(writer.figures), "live": stats.as_dict(),
         **({} if state is None else {"shared_state": _state_figures(state)}),
+        **({} if recorded is None else {"recorded": recorded}),
     }  # fmt: skip
     (partial / SUMMARY).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     _publish(partial, spec.out_dir)

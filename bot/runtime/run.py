@@ -82,6 +82,8 @@ class RunSpec:
     # (None, the default, is True)
     progress: bool | None = None
     progress_every_pct: float = 10.0
+    # a run on an exchange's streams: also write the market it heard here (bot/market/tape.py)
+    record: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)

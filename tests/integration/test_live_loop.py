@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from bot.exitcodes import ExitCode
-from bot.market.schema import Kind
+from bot.market.readers import open_market
+from bot.market.schema import Kind, concat
 from bot.model import Side
 from bot.runtime.live_loop import LiveHalt
 from bot.runtime.live_run import NotArmed, check_armed, live_settings, run_live
@@ -162,7 +164,7 @@ def test_a_live_run_survives_dropped_streams_gaps_and_duplicates(
     server.reset()
     before = len(server.venue.executions)
     out = tmp_path / "faults"
-    run = spec(out, "4s")
+    run = replace(spec(out, "4s"), record=tmp_path / "tape")  # the market it heard, too
     settings = live_settings(run, exchange="bybit", exchange_url=server.base_url, env=ARMED)
     done = threading.Event()
     market = threading.Thread(target=break_the_streams_then_sweep, args=(server, done))
@@ -182,6 +184,12 @@ def test_a_live_run_survives_dropped_streams_gaps_and_duplicates(
     journal = pd.read_parquet(out / "fills")
     assert len(venue_fills) == 2 and sorted(journal["trade_id"]) == sorted(venue_fills)
     assert result.summary["fills"] == 2
+    # the recording marks the cut and the sequence gap: a snapshot after each
+    tape = result.summary["recorded"][SYMBOL]
+    assert tape["gaps"] == 2
+    recorded = concat(list(open_market(Path(tape["path"]))))
+    snapshots = set(recorded.ts_local[recorded.kind == Kind.SNAPSHOT].tolist())
+    assert len(snapshots) == tape["gaps"] + 1 and len(recorded) == tape["rows"]
 
 
 def rest_orphan(server: ServerThread, link_id: str) -> None:
