@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from flows.promote import LIVE_LIMIT
 from gates.verdict import Check, Status, Verdict
@@ -41,6 +43,13 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
+def _busy(exc: BaseException) -> bool:
+    """The answers Prefect's own client retries: a busy server, not a wrong request."""
+    return isinstance(exc, urllib.error.HTTPError) and exc.code in (429, 502, 503)
+
+
+@retry(retry=retry_if_exception(_busy), stop=stop_after_attempt(6),
+       wait=wait_exponential(multiplier=0.5, max=5), reraise=True)  # fmt: skip
 def api(server: Server, path: str, body: dict[str, Any] | None = None) -> Any:
     request = urllib.request.Request(
         f"{server.api}{path}", data=json.dumps(body or {}).encode(),
