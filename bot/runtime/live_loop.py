@@ -354,8 +354,7 @@ class LiveLoop:
         now = self.clock.now_ns()
         self._handle(FreezeRequest(now, True, "shutdown"))
         if self.shadow is not None:
-            for report in self.shadow.execute(CancelAll(now, None, "shutdown"), now):
-                self._deliver(report)
+            self._shadow_execute(self.shadow, CancelAll(now, None, "shutdown"), now)
             return
         try:
             await self._cancel_all_confirmed()

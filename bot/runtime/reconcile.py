@@ -121,10 +121,8 @@ def balance_change(start: float | None, end: float | None, summary: Mapping[str,
     PnL less its fees (a rebate adds). Shown, not judged: funding payments and other
     runs' trades on the account move the balance too."""
     bot = float(summary.get("realized_pnl_usd") or 0.0) - float(summary.get("fees_usd") or 0.0)
-    if start is None or end is None:
-        return {"start": start, "end": end, "change": None, "bot": bot, "difference": None}
-    change = end - start
-    difference = change - bot
-    if abs(difference) >= 0.01:
+    change = None if start is None or end is None else end - start
+    difference = None if change is None else change - bot
+    if difference is not None and abs(difference) >= 0.01:
         log.warning("live_balance_differs", change=change, bot=bot, difference=difference)
     return {"start": start, "end": end, "change": change, "bot": bot, "difference": difference}
