@@ -82,6 +82,8 @@ def resumed(server: Server, run_id: str, timeout_s: float = 120) -> None:
 
 def fill_and_submit(page: Any, url: str, approve: bool, reviewer: str, comment: str,
                     screenshot: Path | None = None) -> None:  # fmt: skip
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page.goto(url)
     page.get_by_role("button", name="Resume").first.click(timeout=60_000)
     form = page.locator(".p-modal")
@@ -94,8 +96,16 @@ def fill_and_submit(page: Any, url: str, approve: bool, reviewer: str, comment: 
     fields.nth(1).fill(comment)
     if screenshot is not None:
         form.screenshot(path=str(screenshot))
-    form.get_by_role("button", name="Submit").click()
-    form.wait_for(state="detached", timeout=60_000)  # the form took the input and closed
+    # the form took the input and closed; a busy API can leave it open, and a person
+    # then presses Submit again (three tries of 20 s, the 60 s it always had)
+    for attempt in range(3):
+        form.get_by_role("button", name="Submit").click()
+        try:
+            form.wait_for(state="detached", timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
 
 
 def start_run(server: Server, policy: Path, home: Path, run_key: str) -> subprocess.Popen[str]:
